@@ -1,0 +1,58 @@
+package retry
+
+import "strconv"
+
+// Error is returned by [Do] and [DoValue] when they give up after retrying:
+// the policy's MaxAttempts or MaxElapsed was reached, the context ended or
+// its deadline would have passed before the next attempt, or a later attempt
+// failed with an error the policy does not retry. (When the first attempt
+// fails with such an error, Do returns that error itself, unwrapped.)
+//
+// Err is the error of the last attempt, and Error unwraps to it, so
+// errors.Is(err, io.ErrUnexpectedEOF) and errors.As(err, &pgErr) see through
+// an *Error. When the context ended, Err is still the last attempt's error;
+// check ctx.Err() to learn whether the context was the reason.
+type Error struct {
+	// Attempts is how many times the function was called, the first call
+	// included.
+	Attempts int
+	// Class is Classify(Err).
+	Class Class
+	// Err is the error of the last attempt.
+	Err error
+}
+
+// Error returns "retry: gave up after N attempts (class): " followed by the
+// last error's text.
+func (e *Error) Error() string {
+	noun := " attempts"
+	if e.Attempts == 1 {
+		noun = " attempt"
+	}
+	msg := "retry: gave up after " + strconv.Itoa(e.Attempts) + noun + " (" + e.Class.String() + ")"
+	if e.Err == nil {
+		return msg
+	}
+	return msg + ": " + e.Err.Error()
+}
+
+// Unwrap returns the last attempt's error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// PolicyError is returned by [Policy.Validate], and by [Do] and [DoValue]
+// for an invalid policy, without calling the function. It names the field,
+// the value given and the limit it broke. The text reads
+// "retry: Multiplier must be >= 1, got 0.5".
+type PolicyError struct {
+	// Field is the name of the Policy field, e.g. "MaxInterval".
+	Field string
+	// Value is the value given, as text.
+	Value string
+	// Limit is the rule the value broke, e.g. ">= 0".
+	Limit string
+}
+
+// Error returns "retry: <Field> must be <Limit>, got <Value>".
+func (e *PolicyError) Error() string {
+	return "retry: " + e.Field + " must be " + e.Limit + ", got " + e.Value
+}
