@@ -163,7 +163,8 @@ type Config struct {
 	// PrePingAfter is the idle time after which PrePingIdle pings. Must be >= 0.
 	// Default [DefaultPrePingAfter] (1 s).
 	PrePingAfter time.Duration
-	// PingTimeout bounds each ping (pgxpool PingTimeout). Must be > 0 and <= AcquireTimeout.
+	// PingTimeout bounds each ping (pgxpool PingTimeout; pgx's default is none, so a ping
+	// into a black-holed connection would wait for the caller's deadline). Must be > 0.
 	// Default [DefaultPingTimeout] (2 s). Connection string: pool_ping_timeout.
 	PingTimeout time.Duration
 	// ConnectTimeout bounds one connection attempt to one host, TLS and authentication
@@ -220,6 +221,7 @@ type state struct {
 	secrets        secrets // passwords to keep out of any output
 	channelBinding string  // value removed from the connection string, "" if none
 	execMode       string  // default_query_exec_mode from the connection string, "" if none
+	poolerGiven    bool    // the connection string had a pooler key
 	insecure       []insecureHost
 }
 
@@ -294,8 +296,7 @@ func (c *Config) validate() error {
 	}
 	checks = []error{
 		dur("PrePingAfter", c.PrePingAfter, c.PrePingAfter >= 0, ">= 0"),
-		dur("PingTimeout", c.PingTimeout, c.PingTimeout > 0 && c.PingTimeout <= c.AcquireTimeout,
-			"> 0 and <= AcquireTimeout ("+c.AcquireTimeout.String()+")"),
+		dur("PingTimeout", c.PingTimeout, c.PingTimeout > 0, "> 0"),
 		dur("ConnectTimeout", c.ConnectTimeout, c.ConnectTimeout > 0, "> 0"),
 		dur("KeepAlive", c.KeepAlive, c.KeepAlive != 0, "> 0, or < 0 to disable keepalives"),
 		dur("HealthCheckPeriod", c.HealthCheckPeriod, c.HealthCheckPeriod > 0, "> 0"),

@@ -191,20 +191,20 @@ func isKVSpace(c byte) bool { return strings.IndexByte(kvSpace, c) >= 0 }
 
 // parseKVDSN follows pgconn's parseKeywordValueSettings, recording each pair's raw text.
 func parseKVDSN(s string) (*dsn, error) {
-	d := &dsn{}
+	d := &dsn{} // returned with errors too, so that the passwords read so far can be redacted
 	if strings.IndexByte(s, 0) >= 0 {
-		return nil, errDSNSyntax
+		return d, errDSNSyntax
 	}
 	s = strings.TrimLeft(s, kvSpace)
 	for len(s) > 0 {
 		start := s
 		eq := strings.IndexByte(s, '=')
 		if eq < 0 {
-			return nil, errDSNSyntax
+			return d, errDSNSyntax
 		}
 		key := strings.Trim(s[:eq], kvSpace)
 		if key == "" || strings.ContainsAny(key, kvSpace) {
-			return nil, errDSNSyntax
+			return d, errDSNSyntax
 		}
 		s = strings.TrimLeft(s[eq+1:], kvSpace)
 		var val string
@@ -235,12 +235,12 @@ func parseKVDSN(s string) (*dsn, error) {
 				if s[end] == '\\' {
 					end++
 					if end == len(s) {
-						return nil, errDSNSyntax
+						return d, errDSNSyntax
 					}
 				}
 			}
 			if end == len(s) {
-				return nil, errDSNSyntax
+				return d, errDSNSyntax
 			}
 			val = unescapeKV(s[:end])
 			s = s[end+1:]
@@ -355,9 +355,14 @@ func (d *dsn) render(redact bool) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		if redact && isSecretKey(p.key) {
+		switch {
+		case redact && isSecretKey(p.key):
 			b.WriteString(p.key + "=" + redactedMask)
-		} else {
+		case p.value == "":
+			// An empty unquoted value takes the next pair as its value ("a= b=c" is a="b=c"),
+			// so one written last must be quoted before anything is appended after it.
+			b.WriteString(p.key + "=''")
+		default:
 			b.WriteString(p.raw)
 		}
 	}

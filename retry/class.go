@@ -9,11 +9,10 @@ import (
 // one to every error; a [Policy] lists in [Policy.RetryOn] the classes a call
 // may retry.
 //
-// The classes are ordered from the most to the least certain that nothing
-// happened on the server: for a [NotSent] error nothing did, for a
-// [Conflict] the server rolled the transaction back, for a [ConnLost] error
-// nobody knows, and for a [Permanent] error running it again would fail the
-// same way.
+// In short: after a [NotSent] error nothing happened on the server; after a
+// [Conflict] the server rolled the transaction back; after a [ConnLost]
+// error nobody knows what happened; and a [Permanent] error would happen
+// again (or is one this package does not recognise).
 type Class int
 
 const (

@@ -28,7 +28,8 @@ import (
 // proxy, which answers every one of its own failures with the generic
 // SQLSTATE XX000 and tells them apart only by message.
 //
-// Precedence, for one chain of wrapped errors, outermost first:
+// The rules, applied to the errors of a chain of wrapping from the outermost
+// inwards; the first error a rule applies to decides:
 //
 //   - A *pgconn.ConnectError makes the failure a connection attempt's: the
 //     statement was never sent, so the result is [NotSent], unless the cause
@@ -42,9 +43,12 @@ import (
 //   - context.Canceled and context.DeadlineExceeded are [Permanent], even
 //     inside an error for which pgconn.SafeToRetry is true: the caller has
 //     given up, and retrying under a done context fails the same way at once.
+//     So is a certificate that does not verify, which Go's TLS client
+//     reports from the first write, wrapped in an error that is SafeToRetry.
 //   - pgconn.SafeToRetry: the outermost error that has a SafeToRetry method
-//     decides, as in pgconn. True means [NotSent]; false means the request
-//     may have been written, and the cause inside decides.
+//     decides, as in pgconn. True means [NotSent]. False means the request
+//     may have been written: the cause inside decides, but can no longer
+//     make the error NotSent (such a cause counts as [ConnLost]).
 //   - io.ErrUnexpectedEOF, io.EOF, pgconn.ErrConnClosed, and a reset, broken
 //     pipe, abort or timeout on an open socket are [ConnLost]; a refused
 //     connection, a failed dial and a failed DNS lookup are [NotSent].
@@ -154,12 +158,30 @@ func classifyNode(e error, sendMayHaveStarted *bool) (verdict, bool) {
 			*sendMayHaveStarted = true
 			return verdict{}, false
 		}
+		// Nothing was written, but some causes fail the same way again.
 		if errors.Is(e, context.Canceled) || errors.Is(e, context.DeadlineExceeded) {
 			return verdict{class: Permanent, known: true, ctx: true}, true
+		}
+		if isCertificateErr(e) {
+			return verdict{class: Permanent, known: true}, true
 		}
 		return verdict{class: NotSent, known: true}, true
 	}
 	return verdict{}, false
+}
+
+// isCertificateErr reports whether e wraps a failed verification of the
+// server's certificate. Go's TLS client verifies during the handshake, which
+// runs on the first write, so pgproto3 wraps the failure in a write error
+// that says nothing was sent.
+func isCertificateErr(e error) bool {
+	var (
+		verr *tls.CertificateVerificationError
+		uerr x509.UnknownAuthorityError
+		ierr x509.CertificateInvalidError
+		herr x509.HostnameError
+	)
+	return errors.As(e, &verr) || errors.As(e, &uerr) || errors.As(e, &ierr) || errors.As(e, &herr)
 }
 
 // isContextErr reports whether e itself, not what it wraps, is

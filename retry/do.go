@@ -32,6 +32,11 @@ import (
 //
 // An *Error holds the number of attempts and the class of the last error,
 // and wraps the last error, so errors.Is and errors.As see through it.
+//
+// fn must get its connection inside, on every attempt (acquire it from a
+// pool, or connect): a *pgx.Conn that has lost its connection refuses every
+// later statement with pgconn's "conn closed", which is [NotSent] (nothing
+// was sent) and so would be retried in vain until the policy gives up.
 func Do(ctx context.Context, p Policy, fn func(context.Context) error) error {
 	_, err := doValue(ctx, p, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)

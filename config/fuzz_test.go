@@ -1,0 +1,148 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// fileKeys make pgconn read files; the fuzzer must not point them at /dev/stdin and the like.
+var fileKeys = []string{"passfile", "service", "servicefile", "sslrootcert", "sslcert", "sslkey"}
+
+// FuzzParse checks that Parse never panics, that every error is an *Error, that no output
+// shows the password, and that the cleaned connection string means to pgx exactly what the
+// original meant, minus pgsteady's keys.
+func FuzzParse(f *testing.F) {
+	clearEnv(f)
+	for _, s := range sampleDSNs {
+		f.Add(s)
+	}
+	for _, s := range []string{
+		"postgres://neondb_owner:npg_S3cretPW@ep-patient-lake-a816cbtn-pooler.eastus2.azure.neon.tech/neondb?sslmode=require&channel_binding=require",
+		"postgres://u:S3cretPW@db.example.com/d?pool_size=5&max_overflow=5&pool_max_conns=10&pool_timeout=2.5&pool_recycle=60&pool_pre_ping=true",
+		"postgres://u:S3cretPW@db.example.com/d?pool_max_conn_lifetime=1h&pool_max_conn_lifetime_jitter=1m&pool_max_conn_idle_time=1m&pool_health_check_period=5s&pool_ping_timeout=1s",
+		"host=db.example.com user=u password='S3cret PW' pool_size=3 pooler=transaction pgsteady_keep_channel_binding=true channel_binding=require",
+		"host=db.example.com password=S3cretPW sslmode=disable pgsteady_allow_insecure=true pool_min_conns=10",
+		"host=db.example.com password=S3cretPW port=x",
+		"postgres://u:S3cretPW@db.example.com:x/d",
+		"postgres://u:S3cret%PW@db.example.com/d",
+		"postgres://u:S3cretPW@[::1/d",
+		"host=db.example.com password='S3cretPW",
+		"postgres://u:S3cretPW@h/d?pool_size=%zz",
+		"postgres://u:S3cretPW@h/d?pool_size=1=2",
+		"host=h password=S3cretPW pool_szie=4",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := parseDSN(s); err == nil {
+			for _, k := range fileKeys {
+				if d.has(k) {
+					t.Skip()
+				}
+			}
+		}
+		orig, origErr := pgconn.ParseConfig(s)
+		var pw string
+		if origErr == nil && len(orig.Password) >= minSecretLen {
+			pw = orig.Password
+		}
+		shows := func(what, out string) {
+			if pw != "" && strings.Contains(out, pw) {
+				t.Fatalf("%s shows the password %q: %s", what, pw, out)
+			}
+		}
+
+		c, err := Parse(s)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Parse error %v is %T, not *Error", err, err)
+			}
+			shows("error", err.Error())
+			shows("error Value", e.Value)
+			var pce *pgconn.ParseConfigError
+			if errors.As(err, &pce) {
+				t.Fatalf("a *pgconn.ParseConfigError is in the chain")
+			}
+			return
+		}
+		shows("String()", c.String())
+		shows("Warnings", strings.Join(c.Warnings, "\n"))
+		if origErr != nil {
+			t.Fatalf("Parse accepted %q, which pgx refuses: %v", s, origErr)
+		}
+
+		got, err := pgconn.ParseConfig(c.st.conn)
+		if err != nil {
+			t.Fatalf("cleaned string %q does not parse: %v", c.st.shown, err)
+		}
+		if got.User != orig.User || got.Password != orig.Password || got.Database != orig.Database ||
+			!slices.Equal(servers(got), servers(orig)) {
+			t.Fatalf("cleaned string %q names another server than %q", c.st.shown, s)
+		}
+		for k, v := range orig.RuntimeParams {
+			if strings.HasPrefix(k, "pool_") || strings.HasPrefix(k, "pgsteady_") || k == "max_overflow" || k == "pooler" {
+				if _, ok := got.RuntimeParams[k]; ok {
+					t.Fatalf("%s still reaches the server", k)
+				}
+				continue
+			}
+			if got.RuntimeParams[k] != v {
+				t.Fatalf("runtime parameter %s = %q, was %q", k, got.RuntimeParams[k], v)
+			}
+		}
+		if _, err := c.PgxPoolConfig(); err != nil {
+			t.Fatalf("PgxPoolConfig after a successful Parse: %v", err)
+		}
+	})
+}
+
+// FuzzDBURL checks that the URL built from DB_* variables gives pgx back exactly the user,
+// password and database name.
+func FuzzDBURL(f *testing.F) {
+	clearEnv(f)
+	f.Add("neondb_owner", "npg_S3cret", "neondb")
+	f.Add("us:er@x", "p@ss:w/o?r#d% &+=", "my db/x?y#z%")
+	f.Add(" u ", " p ", " d ")
+	f.Fuzz(func(t *testing.T, user, password, name string) {
+		vars := map[string]string{"DB_USER": user, "DB_PASSWORD": password, "DB_HOST": "db.example.com", "DB_NAME": name}
+		u, err := dbURL(lookupMap(vars), "DB_HOST")
+		if err != nil {
+			if user != "" && name != "" {
+				t.Fatalf("dbURL: %v", err)
+			}
+			return
+		}
+		pc, err := pgconn.ParseConfig(u)
+		if strings.ContainsRune(user+password+name, 0) {
+			if err == nil {
+				t.Fatalf("pgx accepted a NUL byte")
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("pgx refuses the built URL: %v", err)
+		}
+		if pc.User != user || pc.Password != password || pc.Database != name {
+			t.Fatalf("round trip: user %q password %q database %q", pc.User, pc.Password, pc.Database)
+		}
+	})
+}
+
+// servers lists the host:port pairs pgx would try, in order, each once (sslmode prefer and
+// allow try each server twice).
+func servers(cfg *pgconn.Config) []string {
+	var out []string
+	for _, a := range hostsOf(cfg) {
+		s := fmt.Sprintf("%s:%d", a.host, a.port)
+		if len(out) == 0 || out[len(out)-1] != s {
+			out = append(out, s)
+		}
+	}
+	return out
+}

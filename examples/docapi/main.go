@@ -1,0 +1,203 @@
+// Command docapi is the seed's document API, in Go, on pgsteady: it stores scanned identity
+// documents (driving licences "permis", national identity cards "cin", vehicle registration
+// cards "gris") behind token authentication, in PostgreSQL, through a [pool.Pool].
+//
+// Run it with no configuration to get a disposable PostgreSQL in Docker (removed on exit) and
+// a demo user whose password is printed:
+//
+//	go run ./examples/docapi
+//
+// or point it at a database, with DATABASE_URL or the seed's DB_USER, DB_PASSWORD, DB_HOST,
+// DB_PORT, DB_NAME and DB_SSLMODE (see [config.FromEnv]):
+//
+//	DATABASE_URL='postgres://app:secret@db.example.com/docs' \
+//	DOCAPI_USER_EMAIL=agent@example.com DOCAPI_USER_PASSWORD='a long secret' \
+//	go run ./examples/docapi
+//
+// Other variables: PORT (default 8080), HOST (default 127.0.0.1), DOCAPI_LOG_LEVEL (debug,
+// info, warn or error; default info), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
+// the superuser's DSN, for loadgen -chaos). The schema is created or migrated at start.
+//
+// Routes (JSON; errors are {"error": "..."}):
+//
+//	POST /auth/login                 {"email","password"} -> {"token", ...}
+//	GET  /{kind}/all?limit=&after=   newest first; after= is the next_after of the last page
+//	GET  /{kind}/{id}                one document
+//	GET  /{kind}/{id}/image          its image
+//	POST /{kind}/process             multipart upload: "image" plus the card's fields
+//	GET  /healthz, /readyz           liveness, database reachability
+//	GET  /debug/pool                 the pool's statistics
+//
+// where {kind} is permis, cin or gris. All but login and the health checks need
+// "Authorization: Bearer <token>". SIGINT or SIGTERM drains requests, then closes the pool.
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/pool"
+)
+
+const (
+	defaultPort     = "8080"
+	defaultHost     = "127.0.0.1"
+	shutdownTimeout = 15 * time.Second
+	demoEmail       = "demo@example.com"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "docapi:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts docapi and serves until ctx is done, then shuts down gracefully. env reads
+// PORT, HOST and the DOCAPI_* variables, and decides whether a database is configured; the
+// database settings themselves are read from the process environment by [config.FromEnv].
+// Messages for the user go to stdout, logs to stderr.
+func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(env("DOCAPI_LOG_LEVEL"))}))
+
+	cfg, embedded, err := databaseConfig(ctx, env, stdout)
+	if err != nil {
+		return err
+	}
+	if embedded != nil {
+		defer func() {
+			embedded.Close()
+			fmt.Fprintln(stdout, "docapi: embedded database removed")
+		}()
+	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("docapi: config: " + w)
+	}
+
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := migrate(ctx, p, logger); err != nil {
+		return err
+	}
+	if err := setupUser(ctx, newStore(p, logger), env, embedded != nil, stdout); err != nil {
+		return err
+	}
+
+	port := cmp.Or(env("PORT"), defaultPort)
+	ln, err := net.Listen("tcp", net.JoinHostPort(cmp.Or(env("HOST"), defaultHost), port))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "docapi: listening on http://%s\n", ln.Addr())
+
+	srv := &http.Server{
+		Handler:           newServer(p, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+
+	fmt.Fprintln(stdout, "docapi: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	<-serveErr // http.ErrServerClosed
+	return nil
+}
+
+// databaseConfig reads the database settings, or, when none is configured, starts a disposable
+// PostgreSQL (returned, for the caller to close).
+func databaseConfig(ctx context.Context, env func(string) string, stdout io.Writer) (*config.Config, *pgharness.Server, error) {
+	for _, k := range []string{"DATABASE_URL", "DB_HOST", "DB_USER", "DB_PASSWORD", "DB_NAME", "DB_PORT", "DB_SSLMODE", "PGHOST", "PGSERVICE"} {
+		if env(k) != "" {
+			cfg, err := config.FromEnv()
+			return cfg, nil, err
+		}
+	}
+	fmt.Fprintln(stdout, "docapi: no DATABASE_URL or DB_HOST: starting a disposable PostgreSQL in Docker (removed on exit)")
+	srv, err := pgharness.Start(ctx, pgharness.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded database: %w", err)
+	}
+	cfg, err := config.Parse(srv.DSN())
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	fmt.Fprintf(stdout, "docapi: embedded database %s\n", redact(srv.DSN()))
+	if env("DOCAPI_PRINT_ADMIN_DSN") != "" {
+		fmt.Fprintf(stdout, "docapi: embedded database superuser %s\n", srv.AdminDSN())
+	}
+	return cfg, srv, nil
+}
+
+// setupUser creates or updates the user DOCAPI_USER_EMAIL with DOCAPI_USER_PASSWORD. On the
+// embedded database without them it creates a demo user and prints its password.
+func setupUser(ctx context.Context, st *store, env func(string) string, embedded bool, stdout io.Writer) error {
+	email, password := env("DOCAPI_USER_EMAIL"), env("DOCAPI_USER_PASSWORD")
+	switch {
+	case email != "" && password != "":
+		return ensureUser(ctx, st, email, password)
+	case email != "" || password != "":
+		return errors.New("set both DOCAPI_USER_EMAIL and DOCAPI_USER_PASSWORD, or neither")
+	case !embedded:
+		return nil
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	password = base64.RawURLEncoding.EncodeToString(b)
+	if err := ensureUser(ctx, st, demoEmail, password); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "docapi: demo user %s, password %s\n", demoEmail, password)
+	return nil
+}
+
+// redact masks the password of a URL connection string.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return u.Redacted()
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if l.UnmarshalText([]byte(strings.ToUpper(s))) != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pgsteady/pgsteady/pool"
+)
+
+// errNotFound is returned by the store when no row matches.
+var errNotFound = errors.New("not found")
+
+// errCommitUnknown is returned by store.create when the outcome of an upload could not be
+// established: the client should retry with the same idempotency key.
+var errCommitUnknown = errors.New("the upload's outcome is unknown, retry with the same Idempotency-Key")
+
+// store runs docapi's SQL, always parameterized, on a pgsteady pool. Reads, and writes that are
+// harmless to repeat, go through p.Idempotent(), so that a connection lost in the middle of a
+// statement is retried; uploads run in p.Tx.
+type store struct {
+	p   *pool.Pool
+	log *slog.Logger
+	sql map[*kind]kindSQL
+}
+
+// kindSQL holds the statements of one kind, built once from its (constant) field list.
+type kindSQL struct {
+	list, get, image, insert, byKey string
+}
+
+func newStore(p *pool.Pool, logger *slog.Logger) *store {
+	s := &store{p: p, log: logger, sql: make(map[*kind]kindSQL, len(kinds))}
+	for _, k := range kinds {
+		table := pgx.Identifier{k.name}.Sanitize()
+		cols := make([]string, len(k.fields))
+		params := make([]string, len(k.fields)+5)
+		for i, f := range k.fields {
+			cols[i] = pgx.Identifier{f.name}.Sanitize()
+		}
+		for i := range params {
+			params[i] = "$" + strconv.Itoa(i+1)
+		}
+		fields := strings.Join(cols, ", ")
+		selectList := "id, " + fields + ", image_type, image_size, created_at"
+		s.sql[k] = kindSQL{
+			list:  "SELECT " + selectList + " FROM " + table + " WHERE id < $1 ORDER BY id DESC LIMIT $2",
+			get:   "SELECT " + selectList + " FROM " + table + " WHERE id = $1",
+			image: "SELECT image_type, image FROM " + table + " WHERE id = $1",
+			insert: "INSERT INTO " + table + " (user_id, idempotency_key, " + fields + ", image, image_type, image_size)" +
+				" VALUES (" + strings.Join(params, ", ") + ")" +
+				" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
+			byKey: "SELECT id FROM " + table + " WHERE user_id = $1 AND idempotency_key = $2",
+		}
+	}
+	return s
+}
+
+// document is a stored card, without its image bytes.
+type document struct {
+	ID        int64
+	Kind      string
+	Fields    map[string]any // by field name; dates as "YYYY-MM-DD"; nil when absent
+	ImageType string
+	ImageSize int
+	CreatedAt time.Time
+}
+
+// MarshalJSON writes the document as one flat object, as the seed's API did:
+// {"id": 1, "numero_permis": "AB123456", "nom_fr": "Doe", ..., "image_type": "image/png", ...}.
+func (d document) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(d.Fields)+6)
+	for k, v := range d.Fields {
+		m[k] = v
+	}
+	m["id"] = d.ID
+	m["kind"] = d.Kind
+	m["image_type"] = d.ImageType
+	m["image_size"] = d.ImageSize
+	m["image_url"] = fmt.Sprintf("/%s/%d/image", d.Kind, d.ID)
+	m["created_at"] = d.CreatedAt.UTC().Format(time.RFC3339)
+	return json.Marshal(m)
+}
+
+// scanDocument reads a row of kindSQL.list or kindSQL.get.
+func scanDocument(k *kind, row pgx.Row) (document, error) {
+	d := document{Kind: k.name, Fields: make(map[string]any, len(k.fields))}
+	dest := []any{&d.ID}
+	value := make([]func() any, len(k.fields))
+	for i, f := range k.fields {
+		switch f.typ {
+		case dateField:
+			var v pgtype.Date
+			dest = append(dest, &v)
+			value[i] = func() any {
+				if !v.Valid {
+					return nil
+				}
+				return v.Time.Format(dateLayout)
+			}
+		case intField:
+			var v *int32
+			dest = append(dest, &v)
+			value[i] = func() any { return v }
+		case listField:
+			var v []string
+			dest = append(dest, &v)
+			value[i] = func() any { return v }
+		default:
+			var v *string
+			dest = append(dest, &v)
+			value[i] = func() any { return v }
+		}
+	}
+	dest = append(dest, &d.ImageType, &d.ImageSize, &d.CreatedAt)
+	if err := row.Scan(dest...); err != nil {
+		return document{}, err
+	}
+	for i, f := range k.fields {
+		d.Fields[f.name] = value[i]()
+	}
+	return d, nil
+}
+
+// list returns up to limit documents of kind k with an id below after (0: from the newest),
+// newest first, and whether more follow.
+func (s *store) list(ctx context.Context, k *kind, after int64, limit int) (docs []document, more bool, err error) {
+	if after <= 0 {
+		after = math.MaxInt64
+	}
+	rows, err := s.p.Idempotent().Query(ctx, s.sql[k].list, after, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	docs = []document{}
+	for rows.Next() {
+		d, err := scanDocument(k, rows)
+		if err != nil {
+			return nil, false, err
+		}
+		docs = append(docs, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	if len(docs) > limit {
+		return docs[:limit], true, nil
+	}
+	return docs, false, nil
+}
+
+// get returns one document, or errNotFound.
+func (s *store) get(ctx context.Context, k *kind, id int64) (document, error) {
+	d, err := scanDocument(k, s.p.Idempotent().QueryRow(ctx, s.sql[k].get, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, errNotFound
+	}
+	return d, err
+}
+
+// image returns a document's image and its content type, or errNotFound.
+func (s *store) image(ctx context.Context, k *kind, id int64) (contentType string, data []byte, err error) {
+	err = s.p.Idempotent().QueryRow(ctx, s.sql[k].image, id).Scan(&contentType, &data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, errNotFound
+	}
+	return contentType, data, err
+}
+
+// upload is a validated upload: the card's fields (from validate) and its image.
+type upload struct {
+	fields      map[string]any
+	image       []byte
+	contentType string
+}
+
+// create stores an upload once per (user, kind, idempotency key) and returns the document's
+// id, and created = false when an earlier request with that key had already stored it.
+//
+// The insert-or-get runs in p.Tx, which retries it whole after a conflict or a connection lost
+// before COMMIT. When the COMMIT itself was lost (*pool.AmbiguousCommitError), the key is
+// looked up again: found, the upload committed. Not found, it did not, and the transaction
+// runs once more: that is safe, because the key makes it idempotent (were the first COMMIT
+// still in flight, the second INSERT would wait for it on the unique index and then find its
+// row). Should that be ambiguous too, create gives up with errCommitUnknown.
+func (s *store) create(ctx context.Context, k *kind, userID int64, key string, up upload) (id int64, created bool, err error) {
+	args := []any{userID, key}
+	for _, f := range k.fields {
+		v := up.fields[f.name]
+		if t, ok := v.(time.Time); ok {
+			v = pgtype.Date{Time: t, Valid: true}
+		}
+		args = append(args, v)
+	}
+	args = append(args, up.image, up.contentType, len(up.image))
+
+	q := s.sql[k]
+	for attempt := 1; ; attempt++ {
+		err = s.p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			created = false
+			err := tx.QueryRow(ctx, q.insert, args...).Scan(&id)
+			if err == nil {
+				created = true
+				return nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			// ON CONFLICT DO NOTHING returned no row: the key was used before.
+			return tx.QueryRow(ctx, q.byKey, userID, key).Scan(&id)
+		})
+		var ambiguous *pool.AmbiguousCommitError
+		if !errors.As(err, &ambiguous) {
+			return id, created, err
+		}
+		s.log.Warn("docapi: commit outcome unknown, looking the idempotency key up", "kind", k.name, "err", err)
+		found, lerr := s.idByKey(ctx, k, userID, key)
+		switch {
+		case lerr == nil:
+			return found, created, nil
+		case !errors.Is(lerr, errNotFound):
+			return 0, false, fmt.Errorf("%w: %w", errCommitUnknown, lerr)
+		case attempt == 2:
+			return 0, false, fmt.Errorf("%w: %w", errCommitUnknown, err)
+		}
+	}
+}
+
+// idByKey finds the document a user uploaded under an idempotency key, or errNotFound.
+func (s *store) idByKey(ctx context.Context, k *kind, userID int64, key string) (int64, error) {
+	var id int64
+	err := s.p.Idempotent().QueryRow(ctx, s.sql[k].byKey, userID, key).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, errNotFound
+	}
+	return id, err
+}
+
+// saveUser creates a user or sets its password hash. Repeating it is harmless.
+func (s *store) saveUser(ctx context.Context, email string, passwordHash []byte) error {
+	_, err := s.p.Idempotent().Exec(ctx, `INSERT INTO users (email, password_hash) VALUES ($1, $2)
+		ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash`, email, string(passwordHash))
+	return err
+}
+
+// userByEmail returns a user's id and password hash, or errNotFound.
+func (s *store) userByEmail(ctx context.Context, email string) (id int64, passwordHash []byte, err error) {
+	var h string
+	err = s.p.Idempotent().QueryRow(ctx, `SELECT id, password_hash FROM users WHERE email = $1`, email).Scan(&id, &h)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil, errNotFound
+	}
+	return id, []byte(h), err
+}
+
+// saveToken stores a token's hash for a user until expires, and drops the user's expired
+// tokens. Repeating it is harmless (the hash is random and unique).
+func (s *store) saveToken(ctx context.Context, hash []byte, userID int64, expires time.Time) error {
+	q := s.p.Idempotent()
+	if _, err := q.Exec(ctx, `DELETE FROM tokens WHERE user_id = $1 AND expires_at <= now()`, userID); err != nil {
+		return err
+	}
+	_, err := q.Exec(ctx, `INSERT INTO tokens (hash, user_id, expires_at) VALUES ($1, $2, $3)
+		ON CONFLICT (hash) DO NOTHING`, hash, userID, expires)
+	return err
+}
+
+// userByToken returns the user a token hash belongs to, or errNotFound when it is unknown or
+// expired.
+func (s *store) userByToken(ctx context.Context, hash []byte) (int64, error) {
+	var id int64
+	err := s.p.Idempotent().QueryRow(ctx,
+		`SELECT user_id FROM tokens WHERE hash = $1 AND expires_at > now()`, hash).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, errNotFound
+	}
+	return id, err
+}

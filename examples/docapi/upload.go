@@ -1,0 +1,164 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+const (
+	// maxImageBytes is the largest accepted card image: 5 MiB.
+	maxImageBytes = 5 << 20
+	// maxFormFields bounds the number of form values in an upload.
+	maxFormFields = 64
+	// maxUploadBytes bounds a whole upload request: the image and the form values.
+	maxUploadBytes = maxImageBytes + maxFormFields*(maxFieldBytes+1<<10)
+	// maxIdempotencyKey is the longest Idempotency-Key accepted.
+	maxIdempotencyKey = 200
+)
+
+// allowedImageTypes are the content types, as sniffed by http.DetectContentType, of the images
+// docapi stores.
+var allowedImageTypes = []string{"image/jpeg", "image/png", "application/pdf"}
+
+// httpError is a client error and the status it is answered with.
+type httpError struct {
+	status int
+	msg    string
+}
+
+// process handles POST /{kind}/process: a multipart/form-data upload of the card's image (field
+// "image": JPEG, PNG or PDF, at most 5 MiB) and its fields as form values. It answers 201 and
+// the document, or 200 and the document stored earlier under the same Idempotency-Key header.
+// Without the header the server makes a key up: the upload is then not protected against
+// client retries, but its commit can still be verified.
+func (s *server) process(k *kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Idempotency-Key")
+		switch {
+		case key == "":
+			key = "server:" + randomKey()
+		case len(key) > maxIdempotencyKey || strings.ContainsFunc(key, func(r rune) bool { return r < ' ' || r > '~' }):
+			writeError(w, http.StatusBadRequest, "Idempotency-Key must be 1 to "+strconv.Itoa(maxIdempotencyKey)+" printable ASCII characters")
+			return
+		}
+
+		form, img, herr := readUpload(w, r)
+		if herr != nil {
+			writeError(w, herr.status, herr.msg)
+			return
+		}
+		fields, err := validate(k, form, s.today())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		up := upload{fields: fields, image: img, contentType: sniff(img)}
+
+		id, created, err := s.store.create(r.Context(), k, userID(r.Context()), key, up)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		d, err := s.store.get(r.Context(), k, id)
+		if err != nil {
+			s.serverError(w, r, err)
+			return
+		}
+		status := http.StatusOK
+		if created {
+			status = http.StatusCreated
+		}
+		w.Header().Set("Location", "/"+k.name+"/"+strconv.FormatInt(id, 10))
+		writeJSON(w, status, d)
+	}
+}
+
+// readUpload reads a multipart/form-data body: the "image" file and the other form values.
+// It fails with 415 for another content type, 413 when too large, 400 otherwise.
+func readUpload(w http.ResponseWriter, r *http.Request) (form map[string]string, img []byte, herr *httpError) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "multipart/form-data" {
+		return nil, nil, &httpError{http.StatusUnsupportedMediaType, "the body must be multipart/form-data"}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBytes)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, nil, &httpError{http.StatusBadRequest, "malformed multipart body: " + err.Error()}
+	}
+	form = map[string]string{}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, bodyError(err)
+		}
+		name := part.FormName()
+		switch {
+		case name == "image":
+			if img != nil {
+				return nil, nil, &httpError{http.StatusBadRequest, "more than one image"}
+			}
+			img, err = io.ReadAll(io.LimitReader(part, maxImageBytes+1))
+			if err != nil {
+				return nil, nil, bodyError(err)
+			}
+			if len(img) > maxImageBytes {
+				return nil, nil, &httpError{http.StatusRequestEntityTooLarge, "the image is larger than 5 MiB"}
+			}
+		case name == "" || part.FileName() != "":
+			return nil, nil, &httpError{http.StatusBadRequest, "unexpected file or unnamed part " + strconv.Quote(name)}
+		default:
+			if _, dup := form[name]; dup {
+				return nil, nil, &httpError{http.StatusBadRequest, name + ": given more than once"}
+			}
+			if len(form) == maxFormFields {
+				return nil, nil, &httpError{http.StatusBadRequest, "too many form fields"}
+			}
+			v, err := io.ReadAll(io.LimitReader(part, maxFieldBytes+1))
+			if err != nil {
+				return nil, nil, bodyError(err)
+			}
+			if len(v) > maxFieldBytes {
+				return nil, nil, &httpError{http.StatusBadRequest, name + ": longer than " + strconv.Itoa(maxFieldBytes) + " bytes"}
+			}
+			form[name] = string(v)
+		}
+	}
+	if len(img) == 0 {
+		return nil, nil, &httpError{http.StatusBadRequest, "image: a JPEG, PNG or PDF file is required"}
+	}
+	if ct := sniff(img); !slices.Contains(allowedImageTypes, ct) {
+		return nil, nil, &httpError{http.StatusBadRequest, "image: must be JPEG, PNG or PDF, got " + ct}
+	}
+	return form, img, nil
+}
+
+// bodyError turns an error reading the request body into a 413 or 400.
+func bodyError(err error) *httpError {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &httpError{http.StatusRequestEntityTooLarge, "the upload is larger than " + strconv.Itoa(maxUploadBytes) + " bytes"}
+	}
+	return &httpError{http.StatusBadRequest, "malformed multipart body: " + err.Error()}
+}
+
+// sniff returns the content type of data, without parameters.
+func sniff(data []byte) string {
+	ct, _, _ := strings.Cut(http.DetectContentType(data), ";")
+	return ct
+}
+
+func randomKey() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

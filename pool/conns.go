@@ -1,0 +1,169 @@
+package pool
+
+import (
+	"context"
+	"crypto/tls"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/config"
+)
+
+// connState is what the pool knows of one open connection.
+type connState struct {
+	idle atomic.Bool // counted in connTable.idle
+}
+
+// connTable tracks the open connections, and how many of them are idle, exactly: pgxpool's
+// hooks tell when a connection opens (AfterConnect), is handed out (ShouldPing runs on every
+// acquire), is returned (AfterRelease) and closes (BeforeClose).
+type connTable struct {
+	m    sync.Map // *pgx.Conn -> *connState
+	idle atomic.Int64
+
+	// staleBefore (unix nanoseconds): a connection last used at or before this instant is
+	// presumed dead without a ping, because a connection last used then has failed its ping
+	// (the way SQLAlchemy invalidates older connections after a disconnect). Black-holed or
+	// killed connections are found in one ping timeout, not one per connection.
+	staleBefore atomic.Int64
+}
+
+func (t *connTable) get(c *pgx.Conn) *connState {
+	if v, ok := t.m.Load(c); ok {
+		return v.(*connState)
+	}
+	return nil
+}
+
+// install wires the pool's hooks into pc.
+func (p *Pool) install(pc *pgxpool.Config) {
+	pc.AfterConnect = chainAfterConnect(pc.AfterConnect, func(_ context.Context, c *pgx.Conn) error {
+		p.conns.m.Store(c, &connState{})
+		return nil
+	})
+	userBeforeClose := pc.BeforeClose
+	pc.BeforeClose = func(c *pgx.Conn) {
+		if userBeforeClose != nil {
+			userBeforeClose(c)
+		}
+		p.closing(c)
+	}
+	pc.AfterRelease = p.afterRelease
+	pc.ShouldPing = p.shouldPing
+}
+
+func chainAfterConnect(a, b func(context.Context, *pgx.Conn) error) func(context.Context, *pgx.Conn) error {
+	if a == nil {
+		return b
+	}
+	return func(ctx context.Context, c *pgx.Conn) error {
+		if err := a(ctx, c); err != nil {
+			return err
+		}
+		return b(ctx, c)
+	}
+}
+
+// afterRelease keeps a returned connection only while fewer than Size are idle: an overflow
+// connection returned to a pool that already has Size idle ones is closed, as SQLAlchemy's
+// QueuePool does. The idle count is reserved atomically, so concurrent releases cannot
+// overshoot.
+func (p *Pool) afterRelease(c *pgx.Conn) bool {
+	st := p.conns.get(c)
+	if st == nil {
+		return false
+	}
+	if p.conns.idle.Add(1) > int64(p.cfg.Size) {
+		p.conns.idle.Add(-1)
+		p.stats.overflowClosed.Add(1)
+		return false
+	}
+	st.idle.Store(true)
+	return true
+}
+
+// notIdle records that st left the idle set.
+func (p *Pool) notIdle(st *connState) {
+	if st != nil && st.idle.CompareAndSwap(true, false) {
+		p.conns.idle.Add(-1)
+	}
+}
+
+// closing runs as pgxpool destroys a connection, for whatever reason.
+func (p *Pool) closing(c *pgx.Conn) {
+	st := p.conns.get(c)
+	p.conns.m.Delete(c)
+	p.notIdle(st)
+	p.stats.closed.Add(1)
+	if c.IsClosed() {
+		// The connection failed (pgx closed it on an error). pgx's asynchronous close may wait
+		// up to 15 s for the server to answer a Terminate, and pgxpool keeps the pool slot until
+		// then: on a black-holed flow callers would queue behind corpses. Closing the socket
+		// ends that at once.
+		hardClose(c)
+		p.stats.broken.Add(1)
+		p.log.Warn("pgsteady: connection destroyed", "reason", "broken")
+	}
+}
+
+// hardClose closes c's socket without a goodbye.
+func hardClose(c *pgx.Conn) {
+	nc := c.PgConn().Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	nc.Close()
+}
+
+// shouldPing runs on every acquire, before pgxpool hands the connection out. It decides and does
+// the pre-ping itself, so that the pool learns of failures; when it returns true pgxpool pings
+// a connection that is already closed, which fails at once and makes pgxpool destroy it and
+// try another.
+func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) bool {
+	c := params.Conn
+	p.notIdle(p.conns.get(c))
+	lastUsed := time.Now().Add(-params.IdleDuration).UnixNano()
+	if lastUsed <= p.conns.staleBefore.Load() {
+		p.kill(c, "older than a connection that failed its ping")
+		return true
+	}
+	switch {
+	case p.cfg.PrePing == config.PrePingAlways,
+		p.cfg.PrePing == config.PrePingIdle && params.IdleDuration > p.cfg.PrePingAfter:
+	default:
+		// No ping due. A free check remains: a server that closed the connection (an
+		// administrator's kill, an idle-session timeout, a restart) has already sent its FATAL
+		// and FIN, which sit in the socket. Peeking finds them without a round trip.
+		if !suspicious(c) {
+			return false
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.PingTimeout)
+	err := c.Ping(pctx)
+	cancel()
+	if err == nil {
+		return false
+	}
+	p.stats.failedPings.Add(1)
+	for {
+		old := p.conns.staleBefore.Load()
+		if lastUsed <= old || p.conns.staleBefore.CompareAndSwap(old, lastUsed) {
+			break
+		}
+	}
+	p.log.Info("pgsteady: pre-ping failed", "idle", params.IdleDuration, "err", err)
+	p.kill(c, "failed its ping")
+	return true
+}
+
+// kill closes c at once so that pgxpool's ping fails and it destroys the connection.
+func (p *Pool) kill(c *pgx.Conn, why string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.Close(ctx) // marks pgx's connection closed without waiting on the network
+	hardClose(c)
+	p.log.Debug("pgsteady: closing connection", "reason", why)
+}

@@ -1,0 +1,277 @@
+package pool_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/retry"
+)
+
+// DBTX is the interface sqlc generates for pgx/v5.
+type DBTX interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
+var (
+	_ DBTX = (*pool.Pool)(nil)
+	_ DBTX = pool.Querier{}
+)
+
+func TestRunsStatementsLikePgxpool(t *testing.T) {
+	t.Parallel()
+	dsn := freshDB(t)
+	p := newPool(t, dsn, nil)
+	ctx := context.Background()
+
+	t.Run("Exec", func(t *testing.T) {
+		tag, err := p.Exec(ctx, "UPDATE kv SET v = v WHERE k <= $1", 3)
+		if err != nil || tag.RowsAffected() != 3 {
+			t.Fatalf("tag=%v err=%v", tag, err)
+		}
+	})
+	t.Run("QueryRow", func(t *testing.T) {
+		var v string
+		if err := p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", 42).Scan(&v); err != nil || v != "value 42" {
+			t.Fatalf("v=%q err=%v", v, err)
+		}
+		err := p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", -1).Scan(&v)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatalf("want ErrNoRows, got %v", err)
+		}
+	})
+	t.Run("Query reads every row", func(t *testing.T) {
+		rows, err := p.Query(ctx, "SELECT k FROM kv WHERE k <= 10 ORDER BY k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil || len(ks) != 10 || ks[0] != 1 || ks[9] != 10 {
+			t.Fatalf("ks=%v err=%v", ks, err)
+		}
+	})
+	t.Run("Query with no rows", func(t *testing.T) {
+		rows, err := p.Query(ctx, "SELECT k FROM kv WHERE k < 0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows.Next() {
+			t.Fatal("a row from an empty result")
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("Query error", func(t *testing.T) {
+		_, err := p.Query(ctx, "SELECT nope FROM kv")
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42703" {
+			t.Fatalf("want undefined_column, got %v", err)
+		}
+	})
+	t.Run("SendBatch", func(t *testing.T) {
+		b := &pgx.Batch{}
+		b.Queue("SELECT v FROM kv WHERE k = $1", 1)
+		b.Queue("SELECT count(*) FROM kv")
+		br := p.SendBatch(ctx, b)
+		var v string
+		var n int
+		if err := br.QueryRow().Scan(&v); err != nil || v != "value 1" {
+			t.Fatalf("v=%q err=%v", v, err)
+		}
+		if err := br.QueryRow().Scan(&n); err != nil || n != 100 {
+			t.Fatalf("n=%d err=%v", n, err)
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("CopyFrom", func(t *testing.T) {
+		n, err := p.CopyFrom(ctx, pgx.Identifier{"writes"}, []string{"key"},
+			pgx.CopyFromRows([][]any{{"copy-1"}, {"copy-2"}}))
+		if err != nil || n != 2 {
+			t.Fatalf("n=%d err=%v", n, err)
+		}
+	})
+	t.Run("Begin and Commit", func(t *testing.T) {
+		tx, err := p.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO writes (key) VALUES ('begin')"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(ctx); !errors.Is(err, pgx.ErrTxClosed) {
+			t.Fatalf("rollback after commit: %v", err)
+		}
+	})
+	t.Run("Tx rolls back on error", func(t *testing.T) {
+		boom := errors.New("boom")
+		err := p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "INSERT INTO writes (key) VALUES ('rolled back')"); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("want boom, got %v", err)
+		}
+		var n int
+		p.QueryRow(ctx, "SELECT count(*) FROM writes WHERE key = 'rolled back'").Scan(&n)
+		if n != 0 {
+			t.Fatalf("%d rows of a rolled back transaction", n)
+		}
+	})
+	t.Run("StdDB", func(t *testing.T) {
+		db := p.StdDB()
+		defer db.Close() // database/sql keeps its idle connections checked out of the pool
+		var v string
+		if err := db.QueryRowContext(ctx, "SELECT v FROM kv WHERE k = $1", 7).Scan(&v); err != nil || v != "value 7" {
+			t.Fatalf("v=%q err=%v", v, err)
+		}
+	})
+	// pgxpool returns connections asynchronously when an AfterRelease hook is set.
+	waitFor(t, func() bool { return p.Stats().CheckedOut == 0 })
+}
+
+func TestTxRetriesSerializationFailures(t *testing.T) {
+	t.Parallel()
+	dsn := freshDB(t)
+	p := newPool(t, dsn, nil)
+	ctx := context.Background()
+	if _, err := p.Exec(ctx, "CREATE TABLE counter (n int); INSERT INTO counter VALUES (0)"); err != nil {
+		t.Fatal(err)
+	}
+	// Many concurrent read-modify-write transactions at SERIALIZABLE: most conflict; every one
+	// must end up applied exactly once.
+	const workers, each = 8, 10
+	errs := make(chan error, workers*each)
+	start := make(chan struct{})
+	var done = make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				<-start
+				for range each {
+					errs <- p.Tx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+						var n int
+						if err := tx.QueryRow(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
+							return err
+						}
+						_, err := tx.Exec(ctx, "UPDATE counter SET n = $1", n+1)
+						return err
+					})
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+	}()
+	<-done
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := p.QueryRow(ctx, "SELECT n FROM counter").Scan(&n); err != nil || n != workers*each {
+		t.Fatalf("counter = %d (err %v), want %d", n, err, workers*each)
+	}
+	if r := p.Stats().Retries[retry.Conflict.String()]; r == 0 {
+		t.Fatal("no conflict was retried: the test did not exercise the retry")
+	} else {
+		t.Logf("%d conflicts retried", r)
+	}
+}
+
+func TestStatsAndDebugHandler(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, freshDB(t), func(c *config.Config) { c.Size, c.Overflow = 3, 2 })
+	rec := httptest.NewRecorder()
+	p.DebugHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pool", nil))
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("content type %q", ct)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"size", "checked_in", "checked_out", "overflow", "acquires", "acquire_timeouts",
+		"retries", "failed_pings", "opened", "recycled", "destroyed"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("no %q in %s", k, rec.Body.String())
+		}
+	}
+	if got["size"] != float64(3) || got["max"] != float64(5) {
+		t.Errorf("size/max = %v/%v, want 3/5", got["size"], got["max"])
+	}
+}
+
+func TestNewFailsFastOnPermanentErrors(t *testing.T) {
+	t.Parallel()
+	s := pgharness.Require(t, srv)
+	cfg, err := config.Parse(strings.Replace(s.DSN(), s.Password(), "wrong-password", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.New(context.Background(), cfg)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "28P01" {
+		t.Fatalf("want invalid_password, got %v", err)
+	}
+	if strings.Contains(err.Error(), "wrong-password") {
+		t.Fatal("the error shows the password")
+	}
+}
+
+func TestCloseIsIdempotentAndLeavesNoGoroutines(t *testing.T) {
+	dsn := freshDB(t)
+	before := runtime.NumGoroutine()
+	cfg, err := config.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.WarmUp = true
+	p, err := pool.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLoad(p, 8, 2, 0)
+	time.Sleep(200 * time.Millisecond)
+	l.finish(t)
+	p.Close()
+	p.Close()
+	if _, err := p.Exec(context.Background(), "SELECT 1"); !errors.Is(err, pool.ErrClosed) {
+		t.Fatalf("Exec after Close: %v", err)
+	}
+	// pgxpool ends its health-check goroutine asynchronously after Close; give it a moment.
+	var after int
+	for range 50 {
+		if after = runtime.NumGoroutine(); after <= before {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<20)
+	t.Fatalf("%d goroutines before, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
+}

@@ -1,0 +1,292 @@
+package pool
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/retry"
+)
+
+// Querier runs statements on a [Pool] with a chosen set of retryable error classes. The zero
+// value is not usable; get one from [Pool.Idempotent]. Like *Pool it satisfies sqlc's DBTX.
+type Querier struct {
+	p  *Pool
+	on retry.Classes
+}
+
+// Idempotent returns a Querier whose Exec, Query, QueryRow and SendBatch also retry after the
+// connection was lost while a statement was in flight ([retry.ConnLost]): the statement may
+// have run, and it runs again.
+//
+// Use it for reads, and for writes that are harmless to repeat (an upsert to a fixed value, an
+// insert guarded by a unique key with ON CONFLICT DO NOTHING). Never for a write that must
+// happen once: run those in [Pool.Tx], which retries a transaction only when it cannot have
+// committed. With sqlc: queries := db.New(p.Idempotent()).
+func (p *Pool) Idempotent() Querier { return Querier{p: p, on: retry.Idempotent} }
+
+// Exec runs sql with args on a pooled connection, retrying [retry.NotSent] errors.
+func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return p.exec(ctx, retry.Safe, sql, args)
+}
+
+// Query runs sql with args and returns its rows, retrying [retry.NotSent] errors. Retrying is
+// possible until a row has been handed over: Query reads the first row before it returns, so
+// an error before the first row (including one the server sends while it starts executing) is
+// retried, and one after it is reported by Rows.Err. The rows hold a connection until closed
+// or read to the end.
+func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return p.query(ctx, retry.Safe, sql, args)
+}
+
+// QueryRow runs sql with args when Scan is called, and scans its first row, retrying
+// [retry.NotSent] errors. Scan returns [pgx.ErrNoRows] when there is no row.
+func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return &row{p: p, on: retry.Safe, ctx: ctx, sql: sql, args: args}
+}
+
+// SendBatch sends b on a pooled connection, retrying [retry.NotSent] errors until the first
+// result has been read: a batch whose first result fails with a retryable error is sent again
+// on another connection. Errors after that are the caller's. Close the results to release the
+// connection.
+func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return p.sendBatch(ctx, retry.Safe, b)
+}
+
+// CopyFrom copies rows from src into table on a pooled connection. Only acquiring the
+// connection is retried: src cannot be read twice.
+func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Release()
+	return c.CopyFrom(ctx, table, columns, src)
+}
+
+// Exec is [Pool.Exec] with the Querier's retries.
+func (q Querier) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return q.p.exec(ctx, q.on, sql, args)
+}
+
+// Query is [Pool.Query] with the Querier's retries.
+func (q Querier) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return q.p.query(ctx, q.on, sql, args)
+}
+
+// QueryRow is [Pool.QueryRow] with the Querier's retries.
+func (q Querier) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return &row{p: q.p, on: q.on, ctx: ctx, sql: sql, args: args}
+}
+
+// SendBatch is [Pool.SendBatch] with the Querier's retries.
+func (q Querier) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return q.p.sendBatch(ctx, q.on, b)
+}
+
+func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []any) (tag pgconn.CommandTag, err error) {
+	err = p.run(ctx, on, func(ctx context.Context) error {
+		c, err := p.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		tag, err = c.Exec(ctx, sql, args...)
+		c.Release()
+		return err
+	})
+	return tag, err
+}
+
+// row is QueryRow's pgx.Row: the query runs, with retries, inside Scan.
+type row struct {
+	p    *Pool
+	on   retry.Classes
+	ctx  context.Context
+	sql  string
+	args []any
+}
+
+func (r *row) Scan(dest ...any) error {
+	return r.p.run(r.ctx, r.on, func(ctx context.Context) error {
+		c, err := r.p.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		err = c.QueryRow(ctx, r.sql, r.args...).Scan(dest...)
+		c.Release()
+		return err
+	})
+}
+
+func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []any) (pgx.Rows, error) {
+	var out *rows
+	err := p.run(ctx, on, func(ctx context.Context) error {
+		c, err := p.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		rs, err := c.Query(ctx, sql, args...)
+		if err != nil {
+			c.Release()
+			return err
+		}
+		r := &rows{Rows: rs, conn: c}
+		if r.primed = rs.Next(); !r.primed {
+			if err := rs.Err(); err != nil {
+				c.Release()
+				return err
+			}
+			c.Release()
+		}
+		out = r
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// rows wraps pgx.Rows whose first row was read ahead by Query, and releases the connection
+// when the rows end.
+type rows struct {
+	pgx.Rows
+	conn   *pgxpool.Conn
+	primed bool // Next already moved to the first row
+}
+
+func (r *rows) Next() bool {
+	if r.primed {
+		r.primed = false
+		return true
+	}
+	if r.Rows.Next() {
+		return true
+	}
+	r.release()
+	return false
+}
+
+func (r *rows) Close() {
+	r.primed = false
+	r.Rows.Close()
+	r.release()
+}
+
+// release gives the connection back (rows of a batch have none of their own).
+func (r *rows) release() {
+	if r.conn != nil {
+		r.conn.Release()
+	}
+}
+
+func (p *Pool) sendBatch(ctx context.Context, on retry.Classes, b *pgx.Batch) pgx.BatchResults {
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		return errBatch{err}
+	}
+	return &batch{p: p, on: on, ctx: ctx, b: b, conn: c, br: c.SendBatch(ctx, b)}
+}
+
+// batch is SendBatch's results: until the first result is read, a retryable failure sends the
+// whole batch again on another connection.
+type batch struct {
+	p    *Pool
+	on   retry.Classes
+	ctx  context.Context
+	b    *pgx.Batch
+	conn *pgxpool.Conn
+	br   pgx.BatchResults
+	read bool // a result has been handed to the caller
+}
+
+// first runs the first read with retries (of the classes in on); later reads go straight
+// through. A batch that begins a transaction (pgx.Batch.BeginTx) is never sent twice: its Tx
+// belongs to the first connection.
+func (bt *batch) first(on retry.Classes, read func(pgx.BatchResults) error) error {
+	if bt.read || bt.br.Tx() != nil {
+		bt.read = true
+		return read(bt.br)
+	}
+	bt.read = true
+	err := read(bt.br)
+	if err == nil || !on.Has(retry.Classify(err)) {
+		return err
+	}
+	return bt.p.run(bt.ctx, on, func(ctx context.Context) error {
+		bt.br.Close()
+		bt.conn.Release()
+		c, err := bt.p.acquire(ctx)
+		if err != nil {
+			bt.conn, bt.br = nil, errBatch{err}
+			return err
+		}
+		bt.conn, bt.br = c, c.SendBatch(ctx, bt.b)
+		return read(bt.br)
+	})
+}
+
+func (bt *batch) Exec() (tag pgconn.CommandTag, err error) {
+	err = bt.first(bt.on, func(br pgx.BatchResults) error {
+		tag, err = br.Exec()
+		return err
+	})
+	return tag, err
+}
+
+func (bt *batch) Query() (pgx.Rows, error) {
+	var rs pgx.Rows
+	err := bt.first(bt.on, func(br pgx.BatchResults) error {
+		var err error
+		rs, err = br.Query()
+		if err != nil {
+			return err
+		}
+		// Like Query: the first row (or the error that replaces it) is read before handing over.
+		if rs.Next() {
+			rs = &rows{Rows: rs, primed: true}
+			return nil
+		}
+		return rs.Err()
+	})
+	return rs, err
+}
+
+// Tx is the transaction begun by the batch, if any.
+func (bt *batch) Tx() pgx.Tx { return bt.br.Tx() }
+
+func (bt *batch) QueryRow() pgx.Row {
+	return batchRow{bt}
+}
+
+type batchRow struct{ bt *batch }
+
+func (r batchRow) Scan(dest ...any) error {
+	return r.bt.first(r.bt.on, func(br pgx.BatchResults) error { return br.QueryRow().Scan(dest...) })
+}
+
+// Close reads what is left and releases the connection. When nothing was read before, a batch
+// that was never sent is sent again (NotSent only: Close runs the QueuedQuery callbacks, which
+// must not see a result twice).
+func (bt *batch) Close() error {
+	err := bt.first(bt.on&retry.Safe, func(br pgx.BatchResults) error { return br.Close() })
+	if bt.conn != nil {
+		bt.conn.Release()
+		bt.conn = nil
+	}
+	return err
+}
+
+// errBatch is the BatchResults of a batch that could not be sent.
+type errBatch struct{ err error }
+
+func (e errBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, e.err }
+func (e errBatch) Query() (pgx.Rows, error)         { return nil, e.err }
+func (e errBatch) QueryRow() pgx.Row                { return errRow{e.err} }
+func (e errBatch) Close() error                     { return e.err }
+func (e errBatch) Tx() pgx.Tx                       { return nil }
+
+type errRow struct{ err error }
+
+func (e errRow) Scan(...any) error { return e.err }

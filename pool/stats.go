@@ -1,0 +1,84 @@
+package pool
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/pgsteady/pgsteady/retry"
+)
+
+// counters are the pool's own event counts; pgxpool's Stat supplies the rest.
+type counters struct {
+	acquires        atomic.Int64
+	acquireTimeouts atomic.Int64
+	waiting         atomic.Int64
+	failedPings     atomic.Int64
+	closed          atomic.Int64 // every connection closed
+	broken          atomic.Int64 // closed because it had failed
+	overflowClosed  atomic.Int64 // closed on release because Size were idle
+	retries         [4]atomic.Int64
+}
+
+func (c *counters) retried(class retry.Class) {
+	if int(class) >= 0 && int(class) < len(c.retries) {
+		c.retries[class].Add(1)
+	}
+}
+
+// Stats is a snapshot of the pool. The first four fields are those of the seed's /debug/pool
+// (SQLAlchemy QueuePool's size, checkedin, checkedout, overflow).
+type Stats struct {
+	Size       int `json:"size"`        // configured Size
+	CheckedIn  int `json:"checked_in"`  // idle connections
+	CheckedOut int `json:"checked_out"` // connections in use
+	Overflow   int `json:"overflow"`    // open connections beyond Size
+	Total      int `json:"total"`       // open connections (including ones being opened)
+	Max        int `json:"max"`         // Size + Overflow
+	Waiting    int `json:"waiting"`     // callers waiting for a connection
+
+	Acquires        int64            `json:"acquires"`         // acquire attempts
+	AcquireTimeouts int64            `json:"acquire_timeouts"` // attempts that ended in ErrPoolTimeout
+	Retries         map[string]int64 `json:"retries"`          // retries, by error class
+	FailedPings     int64            `json:"failed_pings"`     // pre-pings that failed
+	Opened          int64            `json:"opened"`           // connections opened
+	Recycled        int64            `json:"recycled"`         // closed for age or idleness
+	OverflowClosed  int64            `json:"overflow_closed"`  // closed on release while Size were idle
+	Destroyed       int64            `json:"destroyed"`        // closed because they failed
+}
+
+// Stats returns a snapshot of the pool's state and counters.
+func (p *Pool) Stats() Stats {
+	s := p.pgx.Stat()
+	total := int(s.TotalConns())
+	st := Stats{
+		Size:            p.cfg.Size,
+		CheckedIn:       int(s.IdleConns()),
+		CheckedOut:      int(s.AcquiredConns()),
+		Overflow:        max(0, total-p.cfg.Size),
+		Total:           total,
+		Max:             p.cfg.MaxConns(),
+		Waiting:         int(p.stats.waiting.Load()),
+		Acquires:        p.stats.acquires.Load(),
+		AcquireTimeouts: p.stats.acquireTimeouts.Load(),
+		Retries:         map[string]int64{},
+		FailedPings:     p.stats.failedPings.Load(),
+		Opened:          s.NewConnsCount(),
+		Recycled:        s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
+		OverflowClosed:  p.stats.overflowClosed.Load(),
+		Destroyed:       p.stats.broken.Load(),
+	}
+	for _, c := range []retry.Class{retry.NotSent, retry.ConnLost, retry.Conflict} {
+		st.Retries[c.String()] = p.stats.retries[c].Load()
+	}
+	return st
+}
+
+// DebugHandler serves [Pool.Stats] as JSON. It does no authentication: mount it behind yours.
+func (p *Pool) DebugHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(p.Stats())
+	})
+}
