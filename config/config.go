@@ -84,7 +84,8 @@ const (
 	// (HikariCP uses 2.5% of its lifetime) turns that cliff into a trickle while keeping every
 	// connection's life between 5 and 5.5 minutes.
 	DefaultRecycleJitter = 30 * time.Second
-	// DefaultPrePing is PrePingIdle.
+	// DefaultPrePing is PrePingIdle: on a busy pool connections are rarely idle long enough
+	// to be pinged, so it costs next to nothing, and it catches what idleness breaks.
 	DefaultPrePing = PrePingIdle
 	// DefaultPrePingAfter is 1 s: pgx's own threshold (HikariCP skips validation of a
 	// connection used in the last 500 ms). The faults a ping catches (idle-session kills,

@@ -14,7 +14,7 @@ import (
 
 // dsnParam is one key=value pair of a connection string.
 type dsnParam struct {
-	key      string // decoded key, as pgx would see it ("dbname" stays "dbname"); "" if opaque
+	key      string // decoded key, as pgx would see it ("dbname" stays "dbname")
 	value    string // decoded value
 	raw      string // the pair as written, re-emitted unchanged when kept
 	badValue bool   // URL pair whose key decodes but whose value does not (pgx rejects it)
@@ -74,6 +74,7 @@ func parseURLDSN(s string) (*dsn, error) {
 	}
 	d.prefix, d.suffix = head, p[:q]
 	query := p[q+1:]
+	var err error
 	for query != "" {
 		pair := query
 		if i := strings.IndexByte(query, '&'); i >= 0 {
@@ -81,18 +82,20 @@ func parseURLDSN(s string) (*dsn, error) {
 		} else {
 			query = ""
 		}
-		prm := dsnParam{raw: pair}
 		rawKey, rawValue, found := strings.Cut(pair, "=")
-		if found && strings.IndexByte(rawValue, '=') < 0 {
-			if k, err := uriDecode(rawKey); err == nil && k != "" {
-				prm.key = k
-				prm.value, err = uriDecode(rawValue)
-				prm.badValue = err != nil
-			}
+		key, kerr := uriDecode(rawKey)
+		if !found || strings.IndexByte(rawValue, '=') >= 0 || kerr != nil {
+			// pgx refuses the whole string; keep reading for the passwords to redact.
+			err = errDSNSyntax
+			continue
 		}
+		prm := dsnParam{key: key, raw: pair}
+		var verr error
+		prm.value, verr = uriDecode(rawValue)
+		prm.badValue = verr != nil
 		d.params = append(d.params, prm)
 	}
-	return d, nil
+	return d, err
 }
 
 // queryStart returns the index of the '?' that starts the query in p (the part of a URL after
@@ -282,7 +285,7 @@ func canonicalKey(k string) string {
 func (d *dsn) lookup(key string) (string, bool) {
 	for i := len(d.params) - 1; i >= 0; i-- {
 		p := d.params[i]
-		if p.key != "" && !p.badValue && canonicalKey(p.key) == key {
+		if !p.badValue && canonicalKey(p.key) == key {
 			return p.value, true
 		}
 	}
@@ -294,7 +297,7 @@ func (d *dsn) lookup(key string) (string, bool) {
 func (d *dsn) take(key string) (value string, ok, bad bool) {
 	kept := d.params[:0]
 	for _, p := range d.params {
-		if p.key != "" && p.key == key {
+		if p.key == key {
 			value, ok, bad = p.value, true, p.badValue
 			continue
 		}
@@ -307,7 +310,7 @@ func (d *dsn) take(key string) (value string, ok, bad bool) {
 // has reports whether key is present.
 func (d *dsn) has(key string) bool {
 	for _, p := range d.params {
-		if p.key != "" && canonicalKey(p.key) == key {
+		if canonicalKey(p.key) == key {
 			return true
 		}
 	}

@@ -95,6 +95,13 @@ func TestDSNTakeLookupAdd(t *testing.T) {
 		t.Errorf("undecodable value: ok %v bad %v, want both", ok, bad)
 	}
 
+	// An empty value written last would swallow an appended pair.
+	d, _ = parseDSN("host=h application_name=")
+	d.add("sslmode", "require")
+	if got, want := d.String(), "host=h application_name='' sslmode=require"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+
 	d, _ = parseDSN("host=h pool_size = '5' password='a b'")
 	if v, ok, _ := d.take("pool_size"); !ok || v != "5" {
 		t.Errorf("kv take = %q, %v", v, ok)
@@ -170,7 +177,11 @@ func TestQueryStart(t *testing.T) {
 
 func TestParseDSNSyntaxErrors(t *testing.T) {
 	t.Parallel()
-	for _, s := range []string{"novalue", "a b=c", "=x", "a='unterminated", "a='x\\", "a=b\x00"} {
+	for _, s := range []string{
+		"novalue", "a b=c", "=x", "a='unterminated", "a='x\\", "a=b\x00",
+		"postgres://h/d?&", "postgres://?&", "postgres://h/d?a", "postgres://h/d?a=b=c", "postgres://h/d?%zz=1",
+		"postgres://h/d?a=1&&b=2",
+	} {
 		if _, err := parseDSN(s); err == nil {
 			t.Errorf("parseDSN(%q) succeeded", s)
 		}

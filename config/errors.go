@@ -92,7 +92,7 @@ func (s secrets) redactError(err error) error {
 	}
 	var e *Error
 	if !errors.As(err, &e) {
-		return errors.New(s.redact(err.Error()))
+		return &Error{Field: "connection string", Err: errors.New(s.redact(err.Error()))}
 	}
 	out := &Error{
 		Field: s.redact(e.Field),

@@ -48,9 +48,11 @@ func TestRedactError(t *testing.T) {
 	if !errors.Is(sec.redactError(clean), io.EOF) {
 		t.Errorf("a clean cause must stay in the chain")
 	}
-	if got := sec.redactError(errors.New("plain topsecret")); strings.Contains(got.Error(), "topsecret") {
+	got := sec.redactError(errors.New("plain topsecret"))
+	if strings.Contains(got.Error(), "topsecret") {
 		t.Errorf("plain error kept the secret: %v", got)
 	}
+	asError(t, got)
 	if sec.redactError(nil) != nil {
 		t.Errorf("redactError(nil) != nil")
 	}

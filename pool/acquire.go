@@ -71,7 +71,9 @@ func (l *lastConnErr) recent(d time.Duration) error {
 
 // Acquire returns a connection from the pool, waiting at most AcquireTimeout, and retrying
 // (under the config's Retry policy) while opening a connection fails with a [retry.NotSent]
-// error. The caller must Release it. Work done on it directly is not retried.
+// error. The caller must Release it. Work done on it directly is not retried, and a connection
+// released this way is not subject to the Size limit on idle connections (pgxpool closes it
+// after IdleTimeout instead).
 func (p *Pool) Acquire(ctx context.Context) (c *pgxpool.Conn, err error) {
 	err = p.run(ctx, retry.Safe, func(ctx context.Context) error {
 		c, err = p.acquire(ctx)

@@ -15,11 +15,15 @@ import (
 // connState is what the pool knows of one open connection.
 type connState struct {
 	idle atomic.Bool // counted in connTable.idle
+	peek peeker      // looks into the socket without reading from it
 }
 
-// connTable tracks the open connections, and how many of them are idle, exactly: pgxpool's
-// hooks tell when a connection opens (AfterConnect), is handed out (ShouldPing runs on every
-// acquire), is returned (AfterRelease) and closes (BeforeClose).
+// connTable tracks the open connections, and how many of them are idle: pgxpool's hooks tell
+// when a connection opens (AfterConnect), is handed out (ShouldPing runs on every acquire) and
+// closes (BeforeClose); the pool's own release tells when it goes back. (pgxpool's AfterRelease
+// hook would also tell, but it makes every release go through a new goroutine: a scheduling
+// delay on every request.) A connection that a caller of Acquire releases itself is not counted
+// idle, so the count errs low and the Size limit on idle connections errs lenient.
 type connTable struct {
 	m    sync.Map // *pgx.Conn -> *connState
 	idle atomic.Int64
@@ -41,7 +45,7 @@ func (t *connTable) get(c *pgx.Conn) *connState {
 // install wires the pool's hooks into pc.
 func (p *Pool) install(pc *pgxpool.Config) {
 	pc.AfterConnect = chainAfterConnect(pc.AfterConnect, func(_ context.Context, c *pgx.Conn) error {
-		p.conns.m.Store(c, &connState{})
+		p.conns.m.Store(c, &connState{peek: newPeeker(c)})
 		return nil
 	})
 	userBeforeClose := pc.BeforeClose
@@ -51,7 +55,6 @@ func (p *Pool) install(pc *pgxpool.Config) {
 		}
 		p.closing(c)
 	}
-	pc.AfterRelease = p.afterRelease
 	pc.ShouldPing = p.shouldPing
 }
 
@@ -67,22 +70,30 @@ func chainAfterConnect(a, b func(context.Context, *pgx.Conn) error) func(context
 	}
 }
 
-// afterRelease keeps a returned connection only while fewer than Size are idle: an overflow
-// connection returned to a pool that already has Size idle ones is closed, as SQLAlchemy's
-// QueuePool does. The idle count is reserved atomically, so concurrent releases cannot
-// overshoot.
-func (p *Pool) afterRelease(c *pgx.Conn) bool {
-	st := p.conns.get(c)
-	if st == nil {
-		return false
+// release returns c to the pool, or closes it when Size connections are already idle, as
+// SQLAlchemy's QueuePool does with an overflow connection. The idle count is reserved
+// atomically, so concurrent releases cannot overshoot.
+func (p *Pool) release(c *pgxpool.Conn) {
+	pc := c.Conn()
+	st := p.conns.get(pc)
+	if st == nil || pc.IsClosed() || pc.PgConn().IsBusy() || pc.PgConn().TxStatus() != 'I' {
+		c.Release() // pgxpool destroys it
+		return
 	}
 	if p.conns.idle.Add(1) > int64(p.cfg.Size) {
 		p.conns.idle.Add(-1)
+		p.conns.m.Delete(pc)
 		p.stats.overflowClosed.Add(1)
-		return false
+		raw := c.Hijack()
+		p.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			raw.Close(ctx)
+		})
+		return
 	}
 	st.idle.Store(true)
-	return true
+	c.Release()
 }
 
 // notIdle records that st left the idle set.
@@ -124,7 +135,8 @@ func hardClose(c *pgx.Conn) {
 // try another.
 func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) bool {
 	c := params.Conn
-	p.notIdle(p.conns.get(c))
+	st := p.conns.get(c)
+	p.notIdle(st)
 	lastUsed := time.Now().Add(-params.IdleDuration).UnixNano()
 	if lastUsed <= p.conns.staleBefore.Load() {
 		p.kill(c, "older than a connection that failed its ping")
@@ -137,7 +149,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		// No ping due. A free check remains: a server that closed the connection (an
 		// administrator's kill, an idle-session timeout, a restart) has already sent its FATAL
 		// and FIN, which sit in the socket. Peeking finds them without a round trip.
-		if !suspicious(c) {
+		if st == nil || !st.peek.suspicious() {
 			return false
 		}
 	}
@@ -148,9 +160,17 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		return false
 	}
 	p.stats.failedPings.Add(1)
+	// Condemn the connections idle at least as long as this one, and with PrePingIdle every
+	// connection that would need a ping now: whatever killed this one (a NAT's idle cut, a
+	// restart, a mass kill) has most likely killed them too, and a fresh connection costs less
+	// than one more ping timeout.
+	cut := lastUsed
+	if p.cfg.PrePing == config.PrePingIdle {
+		cut = max(cut, time.Now().Add(-p.cfg.PrePingAfter).UnixNano())
+	}
 	for {
 		old := p.conns.staleBefore.Load()
-		if lastUsed <= old || p.conns.staleBefore.CompareAndSwap(old, lastUsed) {
+		if cut <= old || p.conns.staleBefore.CompareAndSwap(old, cut) {
 			break
 		}
 	}

@@ -4,9 +4,10 @@
 // # What it does on top of pgxpool
 //
 //   - Pre-ping with a bound: a connection idle longer than PrePingAfter is pinged before use,
-//     each ping bounded by PingTimeout. One failed ping condemns every connection last used
-//     no later than the failed one (they went idle before it), so a pool full of connections
-//     that a NAT black-holed costs one ping timeout, not one per connection.
+//     each ping bounded by PingTimeout. One failed ping condemns, without pinging them, every
+//     connection idle as long as the failed one and every other connection that would need a
+//     ping, so a pool full of connections that a NAT black-holed costs a caller one ping
+//     timeout, not one per connection.
 //   - A free liveness check on every other acquire: one non-blocking peek at the socket finds a
 //     connection the server has already closed (an administrator's kill, idle_session_timeout,
 //     a restart), so it is replaced before a statement is sent into it.

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/faultproxy"
 	"github.com/pgsteady/pgsteady/internal/pgharness"
@@ -196,13 +195,13 @@ func TestFaultPoolExhausted(t *testing.T) {
 	p := newPool(t, dsn, func(c *config.Config) {
 		c.Size, c.Overflow, c.AcquireTimeout = 2, 1, 300*time.Millisecond
 	})
-	var held []*pgxpool.Conn
+	var held []pgx.Tx
 	for range 3 {
-		c, err := p.Acquire(ctx)
+		tx, err := p.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		held = append(held, c)
+		held = append(held, tx)
 	}
 	// Callers beyond Size+Overflow wait, then time out with the pool's state.
 	var wg sync.WaitGroup
@@ -226,8 +225,8 @@ func TestFaultPoolExhausted(t *testing.T) {
 	t.Logf("callers saw: %v", errs[0])
 
 	// Released connections go back, and the overflow one is closed: at most Size idle.
-	for _, c := range held {
-		c.Release()
+	for _, tx := range held {
+		tx.Rollback(ctx)
 	}
 	waitFor(t, func() bool { s := p.Stats(); return s.CheckedOut == 0 && s.Total == 2 })
 	st := p.Stats()

@@ -4,5 +4,9 @@ package pool
 
 import "github.com/jackc/pgx/v5"
 
-// suspicious is the peek of peek_unix.go; elsewhere only the idle-time pre-ping applies.
-func suspicious(*pgx.Conn) bool { return false }
+// peeker is the socket peek of peek_unix.go; elsewhere only the idle-time pre-ping applies.
+type peeker struct{}
+
+func newPeeker(*pgx.Conn) peeker { return peeker{} }
+
+func (*peeker) suspicious() bool { return false }

@@ -43,6 +43,7 @@ type Pool struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
+	bg        sync.WaitGroup // closes of overflow connections
 }
 
 // Option changes how [New] builds a [Pool].
@@ -113,7 +114,7 @@ func (p *Pool) start(ctx context.Context) error {
 	conns := make([]*pgxpool.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
-			c.Release()
+			p.release(c)
 		}
 	}()
 	for range n {
@@ -133,6 +134,7 @@ func (p *Pool) Close() {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
 		p.pgx.Close()
+		p.bg.Wait()
 	})
 }
 
@@ -150,18 +152,23 @@ func (p *Pool) Ping(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		defer c.Release()
+		defer p.release(c)
 		return c.Ping(ctx)
 	})
 }
 
 // run calls fn once and, when it fails with an error of a class in on, again under the retry
-// policy. The first attempt costs no allocation beyond fn's own.
+// policy.
 func (p *Pool) run(ctx context.Context, on retry.Classes, fn func(context.Context) error) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
-	err := fn(ctx)
+	return p.retryAfter(ctx, on, fn(ctx), fn)
+}
+
+// retryAfter takes over after a first attempt that returned err: when err is of a class in on,
+// fn runs again under the retry policy, which counts the first attempt.
+func (p *Pool) retryAfter(ctx context.Context, on retry.Classes, err error, fn func(context.Context) error) error {
 	if err == nil || !on.Has(retry.Classify(err)) {
 		return err
 	}

@@ -61,7 +61,7 @@ func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []str
 	if err != nil {
 		return 0, err
 	}
-	defer c.Release()
+	defer p.release(c)
 	return c.CopyFrom(ctx, table, columns, src)
 }
 
@@ -85,16 +85,25 @@ func (q Querier) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return q.p.sendBatch(ctx, q.on, b)
 }
 
-func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []any) (tag pgconn.CommandTag, err error) {
-	err = p.run(ctx, on, func(ctx context.Context) error {
-		c, err := p.acquire(ctx)
-		if err != nil {
-			return err
-		}
-		tag, err = c.Exec(ctx, sql, args...)
-		c.Release()
+func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []any) (pgconn.CommandTag, error) {
+	if p.closed.Load() {
+		return pgconn.CommandTag{}, ErrClosed
+	}
+	tag, err := p.execOnce(ctx, sql, args)
+	err = p.retryAfter(ctx, on, err, func(ctx context.Context) (err error) {
+		tag, err = p.execOnce(ctx, sql, args)
 		return err
 	})
+	return tag, err
+}
+
+func (p *Pool) execOnce(ctx context.Context, sql string, args []any) (pgconn.CommandTag, error) {
+	c, err := p.acquire(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := c.Exec(ctx, sql, args...)
+	p.release(c)
 	return tag, err
 }
 
@@ -108,15 +117,21 @@ type row struct {
 }
 
 func (r *row) Scan(dest ...any) error {
-	return r.p.run(r.ctx, r.on, func(ctx context.Context) error {
-		c, err := r.p.acquire(ctx)
-		if err != nil {
-			return err
-		}
-		err = c.QueryRow(ctx, r.sql, r.args...).Scan(dest...)
-		c.Release()
+	if r.p.closed.Load() {
+		return ErrClosed
+	}
+	err := r.scanOnce(r.ctx, dest)
+	return r.p.retryAfter(r.ctx, r.on, err, func(ctx context.Context) error { return r.scanOnce(ctx, dest) })
+}
+
+func (r *row) scanOnce(ctx context.Context, dest []any) error {
+	c, err := r.p.acquire(ctx)
+	if err != nil {
 		return err
-	})
+	}
+	err = c.QueryRow(ctx, r.sql, r.args...).Scan(dest...)
+	r.p.release(c)
+	return err
 }
 
 func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []any) (pgx.Rows, error) {
@@ -128,16 +143,15 @@ func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []a
 		}
 		rs, err := c.Query(ctx, sql, args...)
 		if err != nil {
-			c.Release()
+			p.release(c)
 			return err
 		}
-		r := &rows{Rows: rs, conn: c}
+		r := &rows{Rows: rs, p: p, conn: c}
 		if r.primed = rs.Next(); !r.primed {
+			r.release()
 			if err := rs.Err(); err != nil {
-				c.Release()
 				return err
 			}
-			c.Release()
 		}
 		out = r
 		return nil
@@ -152,6 +166,7 @@ func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []a
 // when the rows end.
 type rows struct {
 	pgx.Rows
+	p      *Pool
 	conn   *pgxpool.Conn
 	primed bool // Next already moved to the first row
 }
@@ -174,10 +189,11 @@ func (r *rows) Close() {
 	r.release()
 }
 
-// release gives the connection back (rows of a batch have none of their own).
+// release gives the connection back, once (rows of a batch have none of their own).
 func (r *rows) release() {
 	if r.conn != nil {
-		r.conn.Release()
+		r.p.release(r.conn)
+		r.conn = nil
 	}
 }
 
@@ -216,7 +232,7 @@ func (bt *batch) first(on retry.Classes, read func(pgx.BatchResults) error) erro
 	}
 	return bt.p.run(bt.ctx, on, func(ctx context.Context) error {
 		bt.br.Close()
-		bt.conn.Release()
+		bt.p.release(bt.conn)
 		c, err := bt.p.acquire(ctx)
 		if err != nil {
 			bt.conn, bt.br = nil, errBatch{err}
@@ -272,7 +288,7 @@ func (r batchRow) Scan(dest ...any) error {
 func (bt *batch) Close() error {
 	err := bt.first(bt.on&retry.Safe, func(br pgx.BatchResults) error { return br.Close() })
 	if bt.conn != nil {
-		bt.conn.Release()
+		bt.p.release(bt.conn)
 		bt.conn = nil
 	}
 	return err

@@ -44,7 +44,7 @@ func (p *Pool) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error
 		if err != nil {
 			return err
 		}
-		defer c.Release()
+		defer p.release(c)
 		tx, err := c.BeginTx(ctx, opts)
 		if err != nil {
 			return err
@@ -93,10 +93,10 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 		}
 		t, err := c.BeginTx(ctx, opts)
 		if err != nil {
-			c.Release()
+			p.release(c)
 			return err
 		}
-		out = &tx{Tx: t, conn: c}
+		out = &tx{Tx: t, p: p, conn: c}
 		return nil
 	})
 	return out, err
@@ -105,19 +105,25 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 // tx releases its connection when it ends.
 type tx struct {
 	pgx.Tx
+	p    *Pool
 	conn *pgxpool.Conn
 }
 
 func (t *tx) Commit(ctx context.Context) error {
 	err := t.Tx.Commit(ctx)
-	t.conn.Release()
+	t.release()
 	return err
 }
 
 func (t *tx) Rollback(ctx context.Context) error {
 	err := t.Tx.Rollback(ctx)
-	if !errors.Is(err, pgx.ErrTxClosed) {
-		t.conn.Release()
-	}
+	t.release()
 	return err
+}
+
+func (t *tx) release() {
+	if t.conn != nil {
+		t.p.release(t.conn)
+		t.conn = nil
+	}
 }
