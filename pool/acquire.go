@@ -28,7 +28,6 @@ type PoolTimeoutError struct {
 	Waiting int   // callers waiting for a connection, this one included
 	Max     int   // Size + Overflow
 	LastErr error // the last error opening a connection, if one failed recently
-	cause   error // the context's error
 }
 
 func (e *PoolTimeoutError) Error() string {
@@ -43,8 +42,9 @@ func (e *PoolTimeoutError) Error() string {
 // Is makes errors.Is(err, ErrPoolTimeout) true.
 func (e *PoolTimeoutError) Is(target error) bool { return target == ErrPoolTimeout }
 
-// Unwrap returns the context error that ended the wait (context.DeadlineExceeded).
-func (e *PoolTimeoutError) Unwrap() error { return e.cause }
+// Unwrap returns context.DeadlineExceeded: the wait ended at a deadline. (LastErr is not in
+// the chain: the caller did not get that error, and it must not make the timeout retryable.)
+func (e *PoolTimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 // lastConnErr remembers the most recent failure to open a connection, for PoolTimeoutError.
 type lastConnErr struct {
@@ -126,6 +126,5 @@ func (p *Pool) timeoutError(waited time.Duration) error {
 		Waiting: int(p.stats.waiting.Load()),
 		Max:     p.cfg.MaxConns(),
 		LastErr: p.lastConnErr.recent(p.cfg.AcquireTimeout + waited),
-		cause:   context.DeadlineExceeded,
 	}
 }

@@ -197,8 +197,10 @@ func (s *server) readError(w http.ResponseWriter, r *http.Request, k *kind, err 
 // connection was free in time), 500 otherwise. The details go to the log, not to the client.
 func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
+		// The client has gone: nobody reads the answer, and this is no server failure.
 		s.log.Debug("docapi: client gone", "method", r.Method, "path", r.URL.Path, "err", err)
-		return // nobody reads the answer
+		writeError(w, http.StatusServiceUnavailable, "request canceled")
+		return
 	}
 	var retryErr *retry.Error
 	transient := errors.Is(err, pool.ErrPoolTimeout) || errors.Is(err, pool.ErrClosed) ||

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/retry"
 )
 
 // errNotFound is returned by the store when no row matches.
@@ -136,26 +137,44 @@ func (s *store) list(ctx context.Context, k *kind, after int64, limit int) (docs
 	if after <= 0 {
 		after = math.MaxInt64
 	}
-	rows, err := s.p.Idempotent().Query(ctx, s.sql[k].list, after, limit+1)
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
-	docs = []document{}
-	for rows.Next() {
-		d, err := scanDocument(k, rows)
+	err = s.read(ctx, func(ctx context.Context) error {
+		rows, err := s.p.Idempotent().Query(ctx, s.sql[k].list, after, limit+1)
 		if err != nil {
-			return nil, false, err
+			return err
 		}
-		docs = append(docs, d)
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		docs = []document{}
+		for rows.Next() {
+			d, err := scanDocument(k, rows)
+			if err != nil {
+				return err
+			}
+			docs = append(docs, d)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, false, err
 	}
 	if len(docs) > limit {
 		return docs[:limit], true, nil
 	}
 	return docs, false, nil
+}
+
+// read runs fn, a function that only reads, and runs it again under the pool's retry policy
+// when it fails with an error that repeating may cure but that the pool could not retry by
+// itself: Idempotent().Query retries until the first row is handed over, so a connection lost
+// while later rows arrive ends up in rows.Err(). An error the pool already retried (a
+// *retry.Error) is returned as it is, so that retries do not multiply.
+func (s *store) read(ctx context.Context, fn func(context.Context) error) error {
+	err := fn(ctx)
+	var retried *retry.Error
+	if err == nil || errors.As(err, &retried) || !retry.Idempotent.Has(retry.Classify(err)) {
+		return err
+	}
+	s.log.Info("docapi: read interrupted, running it again", "err", err)
+	return retry.Do(ctx, s.p.Config().Retry.WithRetryOn(retry.Idempotent), fn)
 }
 
 // get returns one document, or errNotFound.
@@ -232,6 +251,7 @@ func (s *store) create(ctx context.Context, k *kind, userID int64, key string, u
 		case attempt == 2:
 			return 0, false, fmt.Errorf("%w: %w", errCommitUnknown, err)
 		}
+		s.log.Info("docapi: the upload had not committed, running it again", "kind", k.name)
 	}
 }
 

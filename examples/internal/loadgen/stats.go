@@ -62,10 +62,16 @@ func (r *Report) RequestsPerSecond() float64 {
 
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) {
+	rows := append(slices.Clone(r.Endpoints), r.Total)
+	width := len("endpoint")
+	for _, e := range rows {
+		width = max(width, len(e.Name))
+	}
+	// Right-aligned columns; the names are padded so that they read left-aligned.
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "endpoint\trequests\tfailures\tp50\tp95\tp99\tmax\t")
-	for _, e := range append(slices.Clone(r.Endpoints), r.Total) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", e.Name, e.Requests, e.Failures,
+	fmt.Fprintf(tw, "%-*s\trequests\tfailures\tp50\tp95\tp99\tmax\t\n", width, "endpoint")
+	for _, e := range rows {
+		fmt.Fprintf(tw, "%-*s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", width, e.Name, e.Requests, e.Failures,
 			ms(e.P50), ms(e.P95), ms(e.P99), ms(e.Max))
 	}
 	tw.Flush()
