@@ -168,8 +168,11 @@ func (p *Pool) run(ctx context.Context, on retry.Classes, fn func(context.Contex
 
 // retryAfter takes over after a first attempt that returned err: when err is of a class in on,
 // fn runs again under the retry policy, which counts the first attempt.
+// An error that already gave up retrying (a *retry.Error from a nested call) is returned as it
+// is, so that retries do not multiply.
 func (p *Pool) retryAfter(ctx context.Context, on retry.Classes, err error, fn func(context.Context) error) error {
-	if err == nil || !on.Has(retry.Classify(err)) {
+	var done *retry.Error
+	if err == nil || !on.Has(retry.Classify(err)) || errors.As(err, &done) {
 		return err
 	}
 	first := err

@@ -275,3 +275,38 @@ func TestCloseIsIdempotentAndLeavesNoGoroutines(t *testing.T) {
 	buf := make([]byte, 1<<20)
 	t.Fatalf("%d goroutines before, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 }
+
+func TestIdempotentDoRerunsAReadCutMidStream(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, freshDB(t), nil)
+	ctx := context.Background()
+	attempts := 0
+	var ks []int
+	err := p.Idempotent().Do(ctx, func(ctx context.Context) error {
+		attempts++
+		ks = ks[:0]
+		// The first attempt's backend kills itself after the first rows have been read.
+		rows, err := p.Idempotent().Query(ctx,
+			`SELECT k, CASE WHEN k = 50 AND $1 THEN pg_terminate_backend(pg_backend_pid()) END FROM kv ORDER BY k`,
+			attempts == 1)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k int
+			var killed *bool
+			if err := rows.Scan(&k, &killed); err != nil {
+				return err
+			}
+			ks = append(ks, k)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 2 || len(ks) != 100 {
+		t.Fatalf("attempts=%d rows=%d, want 2 attempts and 100 rows", attempts, len(ks))
+	}
+}

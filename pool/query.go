@@ -65,6 +65,15 @@ func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []str
 	return c.CopyFrom(ctx, table, columns, src)
 }
 
+// Do runs fn, and runs it again under the pool's retry policy when it fails with an error of a
+// class the Querier retries. It is for a read that streams rows: Query retries only until the
+// first row is handed over, so a connection lost in the middle of a result reaches the caller
+// through Rows.Err; inside Do, the whole read starts over. fn must start from scratch each time
+// (reset what it collected).
+func (q Querier) Do(ctx context.Context, fn func(context.Context) error) error {
+	return q.p.run(ctx, q.on, fn)
+}
+
 // Exec is [Pool.Exec] with the Querier's retries.
 func (q Querier) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	return q.p.exec(ctx, q.on, sql, args)

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/pgsteady/pgsteady/pool"
-	"github.com/pgsteady/pgsteady/retry"
 )
 
 // errNotFound is returned by the store when no row matches.
@@ -162,19 +161,13 @@ func (s *store) list(ctx context.Context, k *kind, after int64, limit int) (docs
 	return docs, false, nil
 }
 
-// read runs fn, a function that only reads, and runs it again under the pool's retry policy
+// read runs fn, a function that only reads, through the pool's Idempotent().Do: it runs again
 // when it fails with an error that repeating may cure but that the pool could not retry by
 // itself: Idempotent().Query retries until the first row is handed over, so a connection lost
 // while later rows arrive ends up in rows.Err(). An error the pool already retried (a
 // *retry.Error) is returned as it is, so that retries do not multiply.
 func (s *store) read(ctx context.Context, fn func(context.Context) error) error {
-	err := fn(ctx)
-	var retried *retry.Error
-	if err == nil || errors.As(err, &retried) || !retry.Idempotent.Has(retry.Classify(err)) {
-		return err
-	}
-	s.log.Info("docapi: read interrupted, running it again", "err", err)
-	return retry.Do(ctx, s.p.Config().Retry.WithRetryOn(retry.Idempotent), fn)
+	return s.p.Idempotent().Do(ctx, fn)
 }
 
 // get returns one document, or errNotFound.
