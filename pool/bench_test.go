@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
-	"github.com/pgsteady/pgsteady/internal/faultproxy"
 	"github.com/pgsteady/pgsteady/internal/pgharness"
 )
 
@@ -80,13 +79,8 @@ func BenchmarkQueryRow(b *testing.B) {
 // the query's round trip and nothing more: compare with pgxpool, which skips its ping under
 // 1 s of idleness too.
 func BenchmarkPrePingWithLatency(b *testing.B) {
-	s := pgharness.Require(b, srv)
 	dsn := freshDB(b)
-	proxy, err := faultproxy.New(s.Addr())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { proxy.Close() })
+	proxy := newProxy(b)
 	proxy.SetLatency(time.Millisecond)
 	targets := benchTargets(b, pgharness.WithAddr(dsn, proxy.Addr()))
 	for _, name := range []string{"pgxpool", "pgsteady"} {

@@ -119,13 +119,8 @@ func TestFaultServerDownAtStart(t *testing.T) {
 }
 
 func TestFaultIdleFlowsBlackholed(t *testing.T) {
-	s := pgharness.Require(t, srv)
 	dsn := freshDB(t)
-	proxy, err := faultproxy.New(s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := newProxy(t)
 	const pingTimeout = time.Second
 	p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) { c.PingTimeout = pingTimeout })
 
@@ -271,17 +266,12 @@ func TestFaultDatabaseDownIsNotAnExhaustedPool(t *testing.T) {
 }
 
 func TestFaultAmbiguousCommit(t *testing.T) {
-	s := pgharness.Require(t, srv)
 	dsn := freshDB(t)
-	proxy, err := faultproxy.New(s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := newProxy(t)
 	p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) { c.Size, c.Overflow = 1, 0 })
 	ctx := context.Background()
 	calls := 0
-	err = p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	err := p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		calls++
 		if _, err := tx.Exec(ctx, "INSERT INTO writes (key) VALUES ('ambiguous')"); err != nil {
 			return err
@@ -305,6 +295,17 @@ func TestFaultAmbiguousCommit(t *testing.T) {
 		t.Fatalf("rows = %d (err %v), want exactly 1: the COMMIT did happen, once", n, err)
 	}
 	t.Logf("caller saw: %v", err)
+}
+
+// newProxy starts a fault proxy in front of the server, closed when t ends.
+func newProxy(t testing.TB) *faultproxy.Proxy {
+	t.Helper()
+	proxy, err := faultproxy.New(pgharness.Require(t, srv).Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	return proxy
 }
 
 // waitFor polls cond for up to 10 s: the pool returns connections asynchronously.
