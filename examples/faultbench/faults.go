@@ -1,0 +1,390 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgsteady/pgsteady/internal/faultproxy"
+	"github.com/pgsteady/pgsteady/internal/pgharness"
+)
+
+// Parameters of the faults.
+const (
+	idleSessionTimeout = 2 * time.Second // idle: the server closes sessions idle this long
+	idlePause          = 3 * time.Second // idle: pause after each request of a worker
+	killEvery          = time.Second     // kill: interval between two sweeps
+	restartDown        = time.Second     // restart: time the server stays down
+	blackholeAfter     = 2 * time.Second // blackhole: a flow idle this long is dropped
+	blackholeIdle      = 3 * time.Second // blackhole: how long the filled pools sit idle
+	blackholeFill      = time.Second     // blackhole: workload that fills the pools
+)
+
+// fault is one scenario of the benchmark.
+type fault struct {
+	name  string // for -faults
+	label string // for the table
+	title string // for the progress lines
+
+	pause   time.Duration // replaces the workload's pause when > 0
+	proxy   bool          // each client through its own faultproxy
+	bouncer bool          // through PgBouncer in transaction mode
+
+	// prepare runs after the clients are open and before the measured workload.
+	prepare func(ctx context.Context, r *faultRun) error
+	// inject runs beside the measured workload, which lasts at least until inject returns.
+	inject func(ctx context.Context, r *faultRun) error
+	// cleanup undoes prepare and inject; it runs even when they failed.
+	cleanup func(r *faultRun) error
+}
+
+// faults is every fault, in the default order.
+var faults = []fault{
+	{
+		name: "none", label: "none (baseline)", title: "no fault",
+	},
+	{
+		name: "idle", label: "idle sessions closed by server", pause: idlePause,
+		title: fmt.Sprintf("idle_session_timeout %v, requests %v apart per worker", idleSessionTimeout, idlePause),
+		prepare: func(ctx context.Context, r *faultRun) error {
+			return r.srv.SetIdleSessionTimeout(ctx, idleSessionTimeout)
+		},
+		cleanup: func(r *faultRun) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return r.srv.SetIdleSessionTimeout(ctx, 0)
+		},
+	},
+	{
+		name: "kill", label: "backends killed every second",
+		title:  fmt.Sprintf("every client backend terminated every %v", killEvery),
+		inject: killBackends,
+	},
+	{
+		name: "restart", label: "server restarted twice",
+		title:  fmt.Sprintf("server restarted twice, %v down each time", restartDown),
+		inject: restartTwice,
+	},
+	{
+		name: "blackhole", label: "idle flows black-holed", proxy: true,
+		title:   fmt.Sprintf("flows idle %v silently dropped; pools filled, idle %v, then the workload", blackholeAfter, blackholeIdle),
+		prepare: fillThenBlackhole,
+	},
+	{
+		name: "bouncer", label: "PgBouncer transaction mode", bouncer: true,
+		title: "through PgBouncer 1.18 in transaction mode (pgsteady: pooler=transaction)",
+	},
+}
+
+func faultNames() []string {
+	names := make([]string, len(faults))
+	for i, f := range faults {
+		names[i] = f.name
+	}
+	return names
+}
+
+func faultByName(name string) (fault, bool) {
+	for _, f := range faults {
+		if f.name == name {
+			return f, true
+		}
+	}
+	return fault{}, false
+}
+
+// bench runs faults against one server.
+type bench struct {
+	srv      *pgharness.Server
+	clients  []clientKind
+	duration time.Duration
+	work     workload
+	progress func(format string, a ...any)
+}
+
+// faultRun is one fault in progress: the clients, each on its own database.
+type faultRun struct {
+	*bench
+	kinds   []clientKind
+	direct  []string // per client: DSN of its database, straight to PostgreSQL
+	clients []client
+	proxies []*faultproxy.Proxy // per client, with fault.proxy
+	notes   []string            // what the fault did, for the report
+}
+
+// runFault runs f: a database per client, the clients opened on it (through the proxy or
+// PgBouncer if f says so), the workload on all three at once beside the fault, then the
+// writes checked against each database.
+func (b *bench) runFault(ctx context.Context, f fault) (results []result, err error) {
+	r := &faultRun{bench: b, kinds: b.clients}
+	defer func() { err = errors.Join(err, r.close()) }()
+
+	for _, kind := range r.kinds {
+		dsn, err := b.srv.NewDatabase(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := exec(ctx, dsn, schemaSQL); err != nil {
+			return nil, fmt.Errorf("schema: %w", err)
+		}
+		r.direct = append(r.direct, dsn)
+		target := dsn
+		switch {
+		case f.proxy:
+			p, err := faultproxy.New(b.srv.Addr())
+			if err != nil {
+				return nil, err
+			}
+			r.proxies = append(r.proxies, p)
+			target = pgharness.WithAddr(dsn, p.Addr())
+		case f.bouncer:
+			target = pgharness.WithDatabase(b.srv.BouncerDSN(), databaseName(dsn))
+			if kind == kindPgsteady {
+				// pgsteady recognises Neon's "-pooler." host names; for any other
+				// transaction-mode pooler the DSN says so.
+				target += "&pooler=transaction"
+			}
+		}
+		octx, cancel := context.WithTimeout(ctx, time.Minute)
+		c, err := openClient(octx, kind, target)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("open %v: %w", kind, err)
+		}
+		r.clients = append(r.clients, c)
+	}
+
+	if f.bouncer {
+		r.notes = append(r.notes, "pgsteady's DSN carries pooler=transaction, its documented option (it recognises "+
+			"Neon's \"-pooler.\" host names by itself, not 127.0.0.1); pgxpool and database/sql get the same DSN without it")
+	}
+	if f.cleanup != nil {
+		defer func() {
+			if cerr := f.cleanup(r); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+			}
+		}()
+	}
+	if f.prepare != nil {
+		if err := f.prepare(ctx, r); err != nil {
+			return nil, fmt.Errorf("prepare: %w", err)
+		}
+	}
+
+	work := b.work
+	if f.pause > 0 {
+		work.pause = f.pause
+	}
+	b.progress("fault %q: workload for %v", f.name, b.duration)
+	tallies, injectErr := r.measure(ctx, work, f.inject)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if injectErr != nil {
+		return nil, fmt.Errorf("inject: %w", injectErr)
+	}
+
+	// Stats before closing; close before checking, so that nothing is in flight. Proxies
+	// first: their reset ends black-holed connections at once.
+	stats := make([]string, len(r.clients))
+	for i, c := range r.clients {
+		stats[i] = c.stats()
+	}
+	if err := r.close(); err != nil {
+		return nil, err
+	}
+	for i, kind := range r.kinds {
+		counts, err := storedWrites(ctx, r.direct[i])
+		if err != nil {
+			return nil, fmt.Errorf("checking %v's writes: %w", kind, err)
+		}
+		res := summarize(f.label, kind.String(), tallies[i], counts)
+		res.stats = stats[i]
+		res.notes = r.notes
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// measure runs the workload on every client at once for the bench's duration, and at least
+// until inject (when not nil) has returned.
+func (r *faultRun) measure(ctx context.Context, work workload, inject func(context.Context, *faultRun) error) ([]*tally, error) {
+	stop := make(chan struct{})
+	tallies := make([]*tally, len(r.clients))
+	var wg sync.WaitGroup
+	for i, c := range r.clients {
+		wg.Go(func() { tallies[i] = work.run(ctx, c, "", stop) })
+	}
+	var injectErr error
+	injected := make(chan struct{})
+	go func() {
+		defer close(injected)
+		if inject != nil {
+			ictx, cancel := context.WithTimeout(ctx, r.duration+2*time.Minute)
+			defer cancel()
+			injectErr = inject(ictx, r)
+		}
+	}()
+	timer := time.NewTimer(r.duration)
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	timer.Stop()
+	<-injected
+	close(stop)
+	wg.Wait()
+	return tallies, injectErr
+}
+
+// close closes the proxies, then the clients. It may be called more than once.
+func (r *faultRun) close() error {
+	var errs []error
+	for _, p := range r.proxies {
+		errs = append(errs, p.Close())
+	}
+	r.proxies = nil
+	for _, c := range r.clients {
+		c.close()
+	}
+	r.clients = nil
+	return errors.Join(errs...)
+}
+
+// killBackends terminates every client backend once a second for the bench's duration.
+func killBackends(ctx context.Context, r *faultRun) error {
+	t := time.NewTicker(killEvery)
+	defer t.Stop()
+	end := time.Now().Add(r.duration)
+	sweeps, killed := 0, 0
+	for time.Until(end) > killEvery/2 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		n, err := r.srv.TerminateBackends(ctx)
+		if err != nil {
+			return err
+		}
+		sweeps++
+		killed += n
+	}
+	r.notes = append(r.notes, fmt.Sprintf("%d sweeps terminated %d backends in all", sweeps, killed))
+	return nil
+}
+
+// restartTwice restarts the server at 20% and 60% of the bench's duration (or as soon as the
+// first restart is over), keeping it down restartDown each time.
+func restartTwice(ctx context.Context, r *faultRun) error {
+	start := time.Now()
+	for _, at := range []float64{0.2, 0.6} {
+		if err := sleep(ctx, time.Until(start.Add(time.Duration(at*float64(r.duration))))); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := r.srv.StopServer(ctx); err != nil {
+			return err
+		}
+		t1 := time.Now()
+		if err := sleep(ctx, restartDown); err != nil {
+			return err
+		}
+		t2 := time.Now()
+		if err := r.srv.StartServer(ctx); err != nil {
+			return err
+		}
+		t3 := time.Now()
+		r.notes = append(r.notes, fmt.Sprintf("restart at %.1f s: stopping took %.1f s, down %.1f s, starting until it accepted connections %.1f s",
+			t0.Sub(start).Seconds(), t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(), t3.Sub(t2).Seconds()))
+	}
+	return nil
+}
+
+// fillThenBlackhole runs the workload briefly so that every pool holds connections, turns on
+// the black hole, and lets the connections sit idle past its threshold.
+func fillThenBlackhole(ctx context.Context, r *faultRun) error {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range r.clients {
+		wg.Go(func() { r.work.run(ctx, c, "fill-", stop) })
+	}
+	err := sleep(ctx, blackholeFill)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	flows := 0
+	for _, p := range r.proxies {
+		flows += p.Flows()
+		p.BlackholeIdle(blackholeAfter)
+	}
+	r.notes = append(r.notes, fmt.Sprintf("%d connections open through the proxies when they went idle", flows))
+	return sleep(ctx, blackholeIdle)
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// exec runs sql on a connection of its own.
+func exec(ctx context.Context, dsn, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+// storedWrites reads back how many times each key was stored.
+func storedWrites(ctx context.Context, dsn string) (map[string]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SELECT key, count(*) FROM writes GROUP BY key")
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	var key string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&key, &n}, func() error {
+		counts[key] = n
+		return nil
+	})
+	return counts, err
+}
+
+// databaseName is the database a URL DSN names.
+func databaseName(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		panic("faultbench: not a URL DSN")
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/pgsteady/pgsteady/pool"
+)
+
+// kvRows is the number of rows the readers choose from.
+const kvRows = 1000
+
+// schemaSQL creates the workload's tables. writes has an index on key but no unique
+// constraint: a write stored twice stays visible.
+const schemaSQL = `CREATE TABLE kv (k int PRIMARY KEY, v text NOT NULL);
+INSERT INTO kv SELECT i, 'value ' || i FROM generate_series(1, 1000) i;
+ANALYZE kv;
+CREATE TABLE writes (key text NOT NULL, at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX writes_key ON writes (key)`
+
+// workload is how hard each client is driven.
+type workload struct {
+	readers, writers int
+	pause            time.Duration // after each request of a worker
+	timeout          time.Duration // deadline of each request
+}
+
+// run drives c with w's workers until stop is closed, and returns what the callers saw once
+// every worker has finished its request in flight. Requests are bounded by ctx too. Write
+// keys start with prefix, which must differ between two runs on one database.
+func (w workload) run(ctx context.Context, c client, prefix string, stop <-chan struct{}) *tally {
+	t := &tally{errs: errorKinds{}}
+	var wg sync.WaitGroup
+	// wait pauses between two requests; false means stop.
+	wait := func() bool {
+		if w.pause == 0 {
+			select {
+			case <-stop:
+				return false
+			default:
+				return true
+			}
+		}
+		timer := time.NewTimer(w.pause)
+		defer timer.Stop()
+		select {
+		case <-stop:
+			return false
+		case <-timer.C:
+			return true
+		}
+	}
+	for range w.readers {
+		wg.Go(func() {
+			for {
+				rctx, cancel := context.WithTimeout(ctx, w.timeout)
+				start := time.Now()
+				err := c.read(rctx, 1+rand.IntN(kvRows))
+				cancel()
+				t.read(time.Since(start), err)
+				if !wait() {
+					return
+				}
+			}
+		})
+	}
+	for n := range w.writers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				key := fmt.Sprintf("%sw%d-%d", prefix, n, i)
+				rctx, cancel := context.WithTimeout(ctx, w.timeout)
+				start := time.Now()
+				err := c.write(rctx, key)
+				cancel()
+				t.write(time.Since(start), key, err)
+				if !wait() {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return t
+}
+
+// writeState is what the caller of one write was told.
+type writeState int
+
+const (
+	writeAcked     writeState = iota // no error
+	writeAmbiguous                   // *pool.AmbiguousCommitError: the caller knows it may have happened
+	writeFailed                      // any other error: the caller believes it did not happen
+)
+
+// writeOutcome is one attempted insert.
+type writeOutcome struct {
+	key   string
+	state writeState
+}
+
+// tally counts what one client's callers saw. Its methods are safe for concurrent use.
+type tally struct {
+	mu        sync.Mutex
+	readsOK   int
+	readErrs  int
+	latencies []time.Duration // every request, failed ones included
+	writes    []writeOutcome
+	errs      errorKinds
+}
+
+func (t *tally) read(d time.Duration, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.latencies = append(t.latencies, d)
+	if err != nil {
+		t.readErrs++
+		t.errs.add("read", err)
+		return
+	}
+	t.readsOK++
+}
+
+func (t *tally) write(d time.Duration, key string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.latencies = append(t.latencies, d)
+	var amb *pool.AmbiguousCommitError
+	switch {
+	case err == nil:
+		t.writes = append(t.writes, writeOutcome{key, writeAcked})
+		return
+	case errors.As(err, &amb):
+		t.writes = append(t.writes, writeOutcome{key, writeAmbiguous})
+		t.errs.add("write (ambiguous)", err)
+	default:
+		t.writes = append(t.writes, writeOutcome{key, writeFailed})
+		t.errs.add("write", err)
+	}
+}
+
+// errorKind is a group of errors whose texts differ only in numbers and identifiers.
+type errorKind struct {
+	op      string // "read", "write", "write (ambiguous)"
+	count   int
+	example string // the first text seen
+}
+
+// errorKinds groups errors by operation and normalised text.
+type errorKinds map[string]*errorKind
+
+// volatile matches the parts of an error text that differ between otherwise equal errors:
+// hexadecimal identifiers (stmtcache_5f3a...) and numbers (ports, pids, durations).
+var volatile = regexp.MustCompile(`[0-9a-f]{8,}|[0-9]+(\.[0-9]+)?`)
+
+func (ek errorKinds) add(op string, err error) {
+	text := err.Error()
+	key := op + "\x00" + volatile.ReplaceAllString(text, "#")
+	k := ek[key]
+	if k == nil {
+		k = &errorKind{op: op, example: text}
+		ek[key] = k
+	}
+	k.count++
+}
