@@ -310,3 +310,38 @@ func TestIdempotentDoRerunsAReadCutMidStream(t *testing.T) {
 		t.Fatalf("attempts=%d rows=%d, want 2 attempts and 100 rows", attempts, len(ks))
 	}
 }
+
+// pgx may leave a background read pending on an idle connection (its reader for slow writes
+// stops only after a read returns). The pool's peek at the socket must not wait for that read's
+// lock: the caller's deadline must still bound the call.
+func TestPeekDoesNotWaitForAPendingRead(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, freshDB(t), func(c *config.Config) { c.Size, c.Overflow = 1, 0 })
+	ctx := context.Background()
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := c.Conn().PgConn().Conn()
+	reading := make(chan struct{})
+	go func() {
+		close(reading)
+		raw.Read(make([]byte, 1)) // parked until the connection closes or the server speaks
+	}()
+	<-reading
+	c.Release()
+
+	done := make(chan error, 1)
+	go func() {
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		var v string
+		done <- p.QueryRow(short, "SELECT v FROM kv WHERE k = 1").Scan(&v)
+	}()
+	select {
+	case err := <-done:
+		t.Logf("returned with %v", err) // the parked read may steal the answer: an error is fine
+	case <-time.After(time.Minute):
+		t.Fatal("QueryRow ignored its deadline: the peek is waiting for the pending read")
+	}
+}
