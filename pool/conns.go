@@ -129,6 +129,10 @@ func hardClose(c *pgx.Conn) {
 	nc.Close()
 }
 
+// peekAfter is the idle time below which not even the peek is done: a connection handed back
+// and out again within a millisecond (a busy pool) is spared the system call.
+const peekAfter = time.Millisecond
+
 // shouldPing runs on every acquire, before pgxpool hands the connection out. It decides and does
 // the pre-ping itself, so that the pool learns of failures; when it returns true pgxpool pings
 // a connection that is already closed, which fails at once and makes pgxpool destroy it and
@@ -149,7 +153,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		// No ping due. A free check remains: a server that closed the connection (an
 		// administrator's kill, an idle-session timeout, a restart) has already sent its FATAL
 		// and FIN, which sit in the socket. Peeking finds them without a round trip.
-		if st == nil || !st.peek.suspicious() {
+		if params.IdleDuration < peekAfter || st == nil || !st.peek.suspicious() {
 			return false
 		}
 	}

@@ -99,6 +99,9 @@ func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []an
 		return pgconn.CommandTag{}, ErrClosed
 	}
 	tag, err := p.execOnce(ctx, sql, args)
+	if err == nil {
+		return tag, nil // no closure to allocate on the common path
+	}
 	err = p.retryAfter(ctx, on, err, func(ctx context.Context) (err error) {
 		tag, err = p.execOnce(ctx, sql, args)
 		return err
@@ -130,6 +133,9 @@ func (r *row) Scan(dest ...any) error {
 		return ErrClosed
 	}
 	err := r.scanOnce(r.ctx, dest)
+	if err == nil {
+		return nil // no closure to allocate on the common path
+	}
 	return r.p.retryAfter(r.ctx, r.on, err, func(ctx context.Context) error { return r.scanOnce(ctx, dest) })
 }
 
