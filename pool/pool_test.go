@@ -345,3 +345,65 @@ func TestPeekDoesNotWaitForAPendingRead(t *testing.T) {
 		t.Fatal("QueryRow ignored its deadline: the peek is waiting for the pending read")
 	}
 }
+
+// A statement whose backend kills itself, before any row, on the first attempt only: nextval
+// is not rolled back, so it dies with 57P01 (ConnLost) once and returns one row when it runs
+// again. (pg_sleep lets the termination land before the first row is sent.)
+const killFirstAttempt = `SELECT n FROM (SELECT nextval('attempts') AS n) s
+	WHERE n > 1 OR (pg_terminate_backend(pg_backend_pid()) AND (SELECT true FROM pg_sleep(5)))`
+
+func TestIdempotentRetriesAStatementCutBeforeItsFirstResult(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, freshDB(t), nil)
+	ctx := context.Background()
+	reset := func(t *testing.T) {
+		t.Helper()
+		if _, err := p.Exec(ctx, "DROP SEQUENCE IF EXISTS attempts; CREATE SEQUENCE attempts"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("Query", func(t *testing.T) {
+		reset(t)
+		rows, err := p.Idempotent().Query(ctx, killFirstAttempt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil || len(ns) != 1 || ns[0] != 2 {
+			t.Fatalf("rows %v (err %v), want the second attempt's row [2]", ns, err)
+		}
+	})
+	t.Run("SendBatch", func(t *testing.T) {
+		reset(t)
+		b := &pgx.Batch{}
+		b.Queue(killFirstAttempt)
+		b.Queue("SELECT count(*) FROM kv")
+		br := p.Idempotent().SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := br.QueryRow().Scan(&n); err != nil || n != 100 {
+			t.Fatalf("n=%d err=%v", n, err)
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("not retried by default", func(t *testing.T) {
+		reset(t)
+		_, err := p.Exec(ctx, killFirstAttempt)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "57P01" {
+			t.Fatalf("want the 57P01 of a lost connection, got %v", err)
+		}
+	})
+	var seq int
+	if err := p.QueryRow(ctx, "SELECT last_value FROM attempts").Scan(&seq); err != nil || seq != 1 {
+		t.Fatalf("the default Exec ran %d times, want 1 (err %v)", seq, err)
+	}
+	if r := p.Stats().Retries; r[retry.ConnLost.String()] != 2 {
+		t.Fatalf("retries %v, want 2 ConnLost (Query and SendBatch)", r)
+	}
+}

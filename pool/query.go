@@ -242,10 +242,10 @@ func (bt *batch) first(on retry.Classes, read func(pgx.BatchResults) error) erro
 	}
 	bt.read = true
 	err := read(bt.br)
-	if err == nil || !on.Has(retry.Classify(err)) {
-		return err
+	if err == nil {
+		return nil
 	}
-	return bt.p.run(bt.ctx, on, func(ctx context.Context) error {
+	return bt.p.retryAfter(bt.ctx, on, err, func(ctx context.Context) error {
 		bt.br.Close()
 		bt.p.release(bt.conn)
 		c, err := bt.p.acquire(ctx)
@@ -253,7 +253,7 @@ func (bt *batch) first(on retry.Classes, read func(pgx.BatchResults) error) erro
 			bt.conn, bt.br = nil, errBatch{err}
 			return err
 		}
-		bt.conn, bt.br = c, c.SendBatch(ctx, bt.b)
+		bt.conn, bt.br = c, c.SendBatch(ctx, fresh(bt.b))
 		return read(bt.br)
 	})
 }
@@ -282,6 +282,16 @@ func (bt *batch) Query() (pgx.Rows, error) {
 		return rs.Err()
 	})
 	return rs, err
+}
+
+// fresh copies b's queries without what pgx cached in them while sending b on another
+// connection (prepared statement descriptions, which the next connection does not have).
+func fresh(b *pgx.Batch) *pgx.Batch {
+	nb := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, len(b.QueuedQueries))}
+	for i, q := range b.QueuedQueries {
+		nb.QueuedQueries[i] = &pgx.QueuedQuery{SQL: q.SQL, Arguments: q.Arguments, Fn: q.Fn}
+	}
+	return nb
 }
 
 // Tx is the transaction begun by the batch, if any.
