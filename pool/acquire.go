@@ -30,6 +30,7 @@ type PoolTimeoutError struct {
 	LastErr error // the last error opening a connection, if one failed recently
 }
 
+// Error describes the wait and the pool's state.
 func (e *PoolTimeoutError) Error() string {
 	s := fmt.Sprintf("pool: timed out after %v waiting for a connection (total=%d, idle=%d, in use=%d, waiting=%d, max=%d)",
 		e.Waited.Round(time.Millisecond), e.Total, e.Idle, e.InUse, e.Waiting, e.Max)

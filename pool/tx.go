@@ -18,6 +18,7 @@ type AmbiguousCommitError struct {
 	Err error
 }
 
+// Error says that the outcome is unknown, and why.
 func (e *AmbiguousCommitError) Error() string {
 	return "pool: commit outcome unknown, the connection was lost after COMMIT was sent: " + e.Err.Error()
 }
