@@ -29,9 +29,10 @@ type connTable struct {
 	idle atomic.Int64
 
 	// staleBefore (unix nanoseconds): a connection last used at or before this instant is
-	// presumed dead without a ping, because a connection last used then has failed its ping
-	// (the way SQLAlchemy invalidates older connections after a disconnect). Black-holed or
-	// killed connections are found in one ping timeout, not one per connection.
+	// presumed dead without a ping, because a ping failed when this instant was set (the way
+	// SQLAlchemy invalidates older connections after a disconnect; see shouldPing for the
+	// instant chosen). Black-holed or killed connections cost a caller one ping timeout, not
+	// one per connection.
 	staleBefore atomic.Int64
 }
 
@@ -42,32 +43,15 @@ func (t *connTable) get(c *pgx.Conn) *connState {
 	return nil
 }
 
-// install wires the pool's hooks into pc.
+// install wires the pool's hooks into pc
+// (config.PgxPoolConfig sets none of these hooks, so there is nothing to chain.)
 func (p *Pool) install(pc *pgxpool.Config) {
-	pc.AfterConnect = chainAfterConnect(pc.AfterConnect, func(_ context.Context, c *pgx.Conn) error {
+	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		p.conns.m.Store(c, &connState{peek: newPeeker(c)})
 		return nil
-	})
-	userBeforeClose := pc.BeforeClose
-	pc.BeforeClose = func(c *pgx.Conn) {
-		if userBeforeClose != nil {
-			userBeforeClose(c)
-		}
-		p.closing(c)
 	}
+	pc.BeforeClose = p.closing
 	pc.ShouldPing = p.shouldPing
-}
-
-func chainAfterConnect(a, b func(context.Context, *pgx.Conn) error) func(context.Context, *pgx.Conn) error {
-	if a == nil {
-		return b
-	}
-	return func(ctx context.Context, c *pgx.Conn) error {
-		if err := a(ctx, c); err != nil {
-			return err
-		}
-		return b(ctx, c)
-	}
 }
 
 // release returns c to the pool, or closes it when Size connections are already idle, as
@@ -187,7 +171,6 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 func (p *Pool) kill(c *pgx.Conn, why string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	c.Close(ctx) // marks pgx's connection closed without waiting on the network
-	hardClose(c)
+	c.Close(ctx) // marks pgx's connection closed and closes the socket, without waiting
 	p.log.Debug("pgsteady: closing connection", "reason", why)
 }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/retry"
@@ -187,7 +186,3 @@ func (p *Pool) retryAfter(ctx context.Context, on retry.Classes, err error, fn f
 		return fn(ctx)
 	})
 }
-
-var _ interface {
-	Begin(context.Context) (pgx.Tx, error)
-} = (*Pool)(nil)
