@@ -300,12 +300,7 @@ func TestFaultAmbiguousCommit(t *testing.T) {
 // newProxy starts a fault proxy in front of the server, closed when t ends.
 func newProxy(t testing.TB) *faultproxy.Proxy {
 	t.Helper()
-	proxy, err := faultproxy.New(pgharness.Require(t, srv).Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	return proxy
+	return faultproxy.Start(t, pgharness.Require(t, srv).Addr())
 }
 
 // waitFor polls cond for up to 10 s: the pool returns connections asynchronously.

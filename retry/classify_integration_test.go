@@ -194,11 +194,7 @@ func TestIntegrationServerDown(t *testing.T) {
 func TestIntegrationResetWhileIdle(t *testing.T) {
 	s, ctx := integration(t)
 	t.Parallel()
-	proxy, err := faultproxy.New(s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := faultproxy.Start(t, s.Addr())
 	conn := connectPgx(ctx, t, pgharness.WithAddr(s.DSN(), proxy.Addr()))
 
 	if n := proxy.ResetAll(); n != 1 {
@@ -206,7 +202,7 @@ func TestIntegrationResetWhileIdle(t *testing.T) {
 	}
 	// The RST arrived before the next statement: writing it fails at once,
 	// with nothing sent.
-	_, err = conn.Exec(ctx, "SELECT 1")
+	_, err := conn.Exec(ctx, "SELECT 1")
 	wantClass(t, err, retry.NotSent)
 	if !pgconn.SafeToRetry(err) {
 		t.Errorf("pgconn.SafeToRetry(%v) = false", err)
@@ -216,11 +212,7 @@ func TestIntegrationResetWhileIdle(t *testing.T) {
 func TestIntegrationResetWithQueryInFlight(t *testing.T) {
 	s, ctx := integration(t)
 	t.Parallel()
-	proxy, err := faultproxy.New(s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
+	proxy := faultproxy.Start(t, s.Addr())
 	conn := connectPgx(ctx, t, pgharness.WithAddr(s.DSN(), proxy.Addr()))
 
 	// The server receives the statement and runs it, but its answer never

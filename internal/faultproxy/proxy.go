@@ -13,6 +13,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -48,6 +49,18 @@ func New(target string) (*Proxy, error) {
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
+}
+
+// Start is [New] for a test: it fails tb if the proxy cannot start, and closes the proxy when
+// tb ends.
+func Start(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	p, err := New(target)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
 }
 
 // Addr is the proxy's listening address, 127.0.0.1:port.

@@ -21,11 +21,7 @@ func TestMain(m *testing.M) { pgharness.Main(m, &srv, pgharness.Options{}) }
 func through(t *testing.T) (*faultproxy.Proxy, *pgx.Conn) {
 	t.Helper()
 	s := pgharness.Require(t, srv)
-	p, err := faultproxy.New(s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := faultproxy.Start(t, s.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, pgharness.WithAddr(s.DSN(), p.Addr()))
