@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -189,7 +190,7 @@ func (s *Server) chooseImage(ctx context.Context, req *testcontainers.ContainerR
 	if base := os.Getenv(BaseImageEnv); base != "" {
 		args["BASE"] = &base
 	}
-	repo, tag, _ := cutLast(LocalImage, ":")
+	repo, tag, _ := strings.Cut(LocalImage, ":")
 	req.FromDockerfile = testcontainers.FromDockerfile{
 		ContextArchive: archive,
 		Repo:           repo,
@@ -201,15 +202,6 @@ func (s *Server) chooseImage(ctx context.Context, req *testcontainers.ContainerR
 		},
 	}
 	return nil
-}
-
-func cutLast(s, sep string) (before, after string, found bool) {
-	for i := len(s) - len(sep); i >= 0; i-- {
-		if s[i:i+len(sep)] == sep {
-			return s[:i], s[i+len(sep):], true
-		}
-	}
-	return s, "", false
 }
 
 // contextHash identifies the embedded image definition; .ci/run computes the same value
