@@ -81,9 +81,9 @@ func TestParseKeys(t *testing.T) {
 				if !tc.check(c) {
 					t.Fatalf("Parse(%q) = %v: check failed", dsn, c)
 				}
-				for _, k := range consumedKeys {
-					if strings.Contains(c.st.conn, k+"=") {
-						t.Fatalf("cleaned string %q still holds %s", c.st.conn, k)
+				for _, k := range keyRules {
+					if strings.Contains(c.st.conn, k.key+"=") {
+						t.Fatalf("cleaned string %q still holds %s", c.st.conn, k.key)
 					}
 				}
 				pc, err := pgconn.ParseConfig(c.st.conn)
@@ -485,5 +485,57 @@ func TestParseErrorsHideThePassword(t *testing.T) {
 				t.Fatalf("error chain holds a *pgconn.ParseConfigError with the raw string")
 			}
 		})
+	}
+}
+
+// A password pasted with a raw '@' (or '@' and ':') is cut at the first '@' by libpq and pgx,
+// and the rest of it is read as the host. Parse refuses such a URL, and its error masks the
+// whole password, not only the part before the first '@'.
+func TestParseRawAtInUserinfo(t *testing.T) {
+	clearEnv(t)
+	const tail = "Hunter2-secret"
+	tests := []struct {
+		name, dsn, password string
+	}{
+		{"raw @ in password", "postgres://app:p@" + tail + "@db.example.com/app", "p@" + tail},
+		{"raw @ in password, sslmode disable", "postgres://app:p@" + tail + "@db.example.com/app?sslmode=disable", "p@" + tail},
+		{"raw @ and : in password", "postgres://app:p@ss:" + tail + "@db.example.com:5432/app", "p@ss:" + tail},
+		{"two raw @ in password", "postgres://app:p@x@" + tail + "@db.example.com/app?pool_size=3", "p@x@" + tail},
+		{"user@server form (old Azure)", "postgres://app@myserver:" + tail + "@db.example.com/app", tail},
+		{"postgresql scheme, multi-host", "postgresql://app:p@" + tail + "@a.example.com,b.example.com/app", "p@" + tail},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.dsn)
+			if err == nil {
+				t.Fatalf("Parse(%q) succeeded; pgx would read part of the password as the host", tc.dsn)
+			}
+			e := asError(t, err)
+			if e.Field != "connection string" || e.Limit == "" {
+				t.Errorf("error %v: want Field %q and a Limit", err, "connection string")
+			}
+			for _, s := range []string{err.Error(), e.Value, e.Limit} {
+				if strings.Contains(s, tail) || strings.Contains(s, tc.password) {
+					t.Fatalf("error shows the password (or its tail): %v", err)
+				}
+			}
+			if !strings.Contains(e.Value, "example.com") {
+				t.Errorf("error %v does not show the host", err)
+			}
+		})
+	}
+}
+
+// A '@' after the host list, in the query of a URL without a path, is not part of the
+// userinfo: pgx reads such a URL as before.
+func TestParseAtInQueryIsNotUserinfo(t *testing.T) {
+	clearEnv(t)
+	c := mustParse(t, "postgres://app:pw@db.example.com:5432?application_name=a@b")
+	pc, err := pgconn.ParseConfig(c.st.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.Host != "db.example.com" || pc.Password != "pw" || pc.RuntimeParams["application_name"] != "a@b" {
+		t.Fatalf("host %q application_name %q", pc.Host, pc.RuntimeParams["application_name"])
 	}
 }
