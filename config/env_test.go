@@ -45,7 +45,7 @@ func TestFromEnvDBVariables(t *testing.T) {
 		wantSSLModeQuery, wantInConn string
 	}{
 		{
-			name:     "seed variables, defaults",
+			name:     "DB_* variables, defaults",
 			env:      dbEnv(nil),
 			wantHost: "ep-patient-lake-a816cbtn-pooler.eastus2.azure.neon.tech", wantPort: 5432,
 			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb",
@@ -81,6 +81,30 @@ func TestFromEnvDBVariables(t *testing.T) {
 			env:      dbEnv(map[string]string{"DB_HOST": "127.0.0.1", "DB_SSLMODE": "disable"}),
 			wantHost: "127.0.0.1", wantPort: 5432,
 			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb",
+		},
+		{
+			name:     "DB_HOST with a port",
+			env:      dbEnv(map[string]string{"DB_HOST": "db.example.com:5433"}),
+			wantHost: "db.example.com", wantPort: 5433,
+			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb", wantTLS: true,
+		},
+		{
+			name:     "DB_HOST with a port, DB_PORT the same",
+			env:      dbEnv(map[string]string{"DB_HOST": "db.example.com:5433", "DB_PORT": "5433"}),
+			wantHost: "db.example.com", wantPort: 5433,
+			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb", wantTLS: true,
+		},
+		{
+			name:     "DB_HOST bracketed IPv6 with a port",
+			env:      dbEnv(map[string]string{"DB_HOST": "[2001:db8::7]:6543"}),
+			wantHost: "2001:db8::7", wantPort: 6543,
+			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb", wantTLS: true,
+		},
+		{
+			name:     "Supabase transaction pooler from DB_HOST with its port",
+			env:      dbEnv(map[string]string{"DB_HOST": "aws-0-eu-central-1.pooler.supabase.com:6543"}),
+			wantHost: "aws-0-eu-central-1.pooler.supabase.com", wantPort: 6543,
+			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb", wantTLS: true, wantPooler: PoolerTransaction,
 		},
 		{
 			name:     "empty DB_PASSWORD lets PGPASSWORD in",
@@ -164,6 +188,10 @@ func TestFromEnvErrors(t *testing.T) {
 		{"DB_PORT not a number", dbEnv(map[string]string{"DB_PORT": "54x"}), "DB_PORT"},
 		{"DB_PORT 0", dbEnv(map[string]string{"DB_PORT": "0"}), "DB_PORT"},
 		{"DB_PORT too big", dbEnv(map[string]string{"DB_PORT": "65536"}), "DB_PORT"},
+		{"DB_PORT disagrees with DB_HOST's port", dbEnv(map[string]string{"DB_HOST": "db.example.com:5433", "DB_PORT": "5432"}), "DB_PORT"},
+		{"DB_HOST with a port that is not a number", dbEnv(map[string]string{"DB_HOST": "db.example.com:54x"}), "DB_HOST"},
+		{"DB_HOST bracketed without a port", dbEnv(map[string]string{"DB_HOST": "[2001:db8::7]"}), "DB_HOST"},
+		{"DB_HOST with a port out of range", dbEnv(map[string]string{"DB_HOST": "db.example.com:70000"}), "DB_HOST"},
 		{"DB_SSLMODE unknown", dbEnv(map[string]string{"DB_SSLMODE": "required"}), "DB_SSLMODE"},
 		{"DB_SSLMODE disable to remote", dbEnv(map[string]string{"DB_SSLMODE": "disable"}), "DB_SSLMODE"},
 		{"bad DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://u:npg_S3cret@h/d?pool_size=-1"}, "pool_size"},

@@ -35,25 +35,43 @@ func FuzzParse(f *testing.F) {
 		"postgres://u:S3cretPW@h/d?pool_size=%zz",
 		"postgres://u:S3cretPW@h/d?pool_size=1=2",
 		"host=h password=S3cretPW pool_szie=4",
+		// Forms people paste: SQLAlchemy URLs, Supabase's pooler, raw '@' and ':' in passwords.
+		"postgresql+psycopg2://u:S3cretPW@db.example.com/d?pool_size=2&pool_pre_ping=true",
+		"postgresql+psycopg://u:S3cretPW@db.example.com:5432/d?sslmode=verify-full",
+		"postgresql+asyncpg://postgres.abcd:S3cretPW@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
+		"postgres://postgres.abcd:S3cretPW@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+		"postgresql+psycopg2://u:p@S3cretPW@db.example.com/d",
+		"postgres://u:p@ss:S3cretPW@db.example.com:5432/d?pool_size=3",
+		"postgres://u@server:S3cretPW@db.example.com/d",
+		"postgres://u:p@S3cretPW@[::1]:5432,db.example.com/d",
+		"postgres://u:S3cretPW@db.example.com:5432?application_name=a@b",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if d, err := parseDSN(s); err == nil {
+		// pgx reads what Parse reads: the URL without a SQLAlchemy driver in its scheme.
+		pgxForm, _ := dropDriver(s)
+		d, splitErr := parseDSN(pgxForm)
+		if splitErr == nil {
 			for _, k := range fileKeys {
 				if d.has(k) {
 					t.Skip()
 				}
 			}
 		}
-		orig, origErr := pgconn.ParseConfig(s)
-		var pw string
+		orig, origErr := pgconn.ParseConfig(pgxForm)
+		var pws []string
 		if origErr == nil && len(orig.Password) >= minSecretLen {
-			pw = orig.Password
+			pws = append(pws, orig.Password)
+		}
+		if errors.Is(splitErr, errRawAt) && len(d.rawPassword) >= minSecretLen {
+			pws = append(pws, d.rawPassword) // the whole password, as its writer meant it
 		}
 		shows := func(what, out string) {
-			if pw != "" && strings.Contains(out, pw) {
-				t.Fatalf("%s shows the password %q: %s", what, pw, out)
+			for _, pw := range pws {
+				if strings.Contains(out, pw) {
+					t.Fatalf("%s shows the password %q: %s", what, pw, out)
+				}
 			}
 		}
 
@@ -74,7 +92,10 @@ func FuzzParse(f *testing.F) {
 		shows("String()", c.String())
 		shows("Warnings", strings.Join(c.Warnings, "\n"))
 		if origErr != nil {
-			t.Fatalf("Parse accepted %q, which pgx refuses: %v", s, origErr)
+			t.Fatalf("Parse accepted %q, which pgx refuses: %v", pgxForm, origErr)
+		}
+		if errors.Is(splitErr, errRawAt) {
+			t.Fatalf("Parse accepted %q, whose host list holds a '@'", s)
 		}
 
 		got, err := pgconn.ParseConfig(c.st.conn)

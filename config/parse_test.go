@@ -357,6 +357,12 @@ func TestParsePooler(t *testing.T) {
 		{"pooler=transaction", "host=pgbouncer.internal user=u pooler=transaction", PoolerTransaction},
 		{"-pooler without dot", "host=my-pooler user=u sslmode=require", PoolerNone},
 		{"pooler + exec mode exec", "host=h.example.com user=u pooler=transaction default_query_exec_mode=exec", PoolerTransaction},
+		{"supabase transaction pooler", "postgres://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres", PoolerTransaction},
+		{"supabase pooler, upper case and trailing dot", "host=AWS-0-US-EAST-1.POOLER.SUPABASE.COM. port=6543 user=u", PoolerTransaction},
+		{"supabase session pooler (port 5432)", "postgres://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres", PoolerNone},
+		{"supabase direct host on 6543", "postgres://u:pw@db.abcd.supabase.co:6543/postgres", PoolerNone},
+		{"supabase pooler, pooler=session", "postgres://u:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres?pooler=session", PoolerNone},
+		{"supabase pooler, second host", "postgres://u:pw@db.example.com,aws-0-eu-central-1.pooler.supabase.com:6543/postgres", PoolerTransaction},
 		{"pooler + simple protocol", "host=h.example.com user=u pooler=transaction default_query_exec_mode=simple_protocol", PoolerTransaction},
 	}
 	for _, tc := range tests {
@@ -377,8 +383,12 @@ func TestParseChannelBinding(t *testing.T) {
 	if strings.Contains(c.st.conn, "channel_binding") {
 		t.Errorf("channel_binding still in %q", c.st.conn)
 	}
-	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "channel_binding=require removed") {
-		t.Errorf("Warnings = %q, want one about channel_binding", c.Warnings)
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "channel_binding=require removed") ||
+		!strings.Contains(c.Warnings[0], "pgsteady_keep_channel_binding=true") {
+		t.Errorf("Warnings = %q, want one saying channel_binding was removed and how to keep it", c.Warnings)
+	}
+	if strings.Contains(c.Warnings[0], "npg_S3cret") {
+		t.Errorf("warning shows the password: %s", c.Warnings[0])
 	}
 	pc, err := c.PgxPoolConfig()
 	if err != nil {
@@ -537,5 +547,74 @@ func TestParseAtInQueryIsNotUserinfo(t *testing.T) {
 	}
 	if pc.Host != "db.example.com" || pc.Password != "pw" || pc.RuntimeParams["application_name"] != "a@b" {
 		t.Fatalf("host %q application_name %q", pc.Host, pc.RuntimeParams["application_name"])
+	}
+}
+
+// A URL written for SQLAlchemy names the Python driver in its scheme. Parse reads it as
+// postgresql:// and says so in a warning.
+func TestParseSQLAlchemyScheme(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		dsn, driver string
+	}{
+		{"postgresql+psycopg2://app:S3cret-pw@db.example.com:5432/app?pool_size=4", "psycopg2"},
+		{"postgresql+psycopg://app:S3cret-pw@db.example.com:5432/app?pool_size=4", "psycopg"},
+		{"postgresql+asyncpg://app:S3cret-pw@db.example.com:5432/app?pool_size=4", "asyncpg"},
+		{"postgresql+pg8000://app:S3cret-pw@db.example.com:5432/app?pool_size=4", "pg8000"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.driver, func(t *testing.T) {
+			c := mustParse(t, tc.dsn)
+			if !strings.HasPrefix(c.st.conn, "postgresql://") {
+				t.Errorf("cleaned string %q does not start with postgresql://", c.st.shown)
+			}
+			if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "+"+tc.driver) {
+				t.Errorf("Warnings = %q, want one naming +%s", c.Warnings, tc.driver)
+			}
+			pc, err := c.PgxPoolConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cc := pc.ConnConfig
+			if cc.Host != "db.example.com" || cc.User != "app" || cc.Password != "S3cret-pw" || c.Size != 4 {
+				t.Errorf("host %q user %q size %d (password ok: %v)", cc.Host, cc.User, c.Size, cc.Password == "S3cret-pw")
+			}
+		})
+	}
+}
+
+func TestParseSQLAlchemySchemeErrorsHideThePassword(t *testing.T) {
+	clearEnv(t)
+	const pw = "Hunter2-secret"
+	for _, dsn := range []string{
+		"postgresql+psycopg2://app:" + pw + "@db.example.com:bad/app",
+		"postgresql+asyncpg://app:" + pw + "@db.example.com/app?pool_size=0",
+		"postgresql+psycopg://app:p@" + pw + "@db.example.com/app",
+	} {
+		_, err := Parse(dsn)
+		if err == nil {
+			t.Fatalf("Parse(%q) succeeded", dsn)
+		}
+		asError(t, err)
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+// Only a driver name (lower-case letters, digits, '_') after "postgresql+" is dropped: other
+// strings are left for pgx to judge, and it refuses them.
+func TestParseSQLAlchemySchemeOnlyDriverNames(t *testing.T) {
+	clearEnv(t)
+	for _, dsn := range []string{
+		"postgresql+://app:pw@db.example.com/app",
+		"postgresql+Psycopg2://app:pw@db.example.com/app",
+		"postgresql+a b://app:pw@db.example.com/app",
+		"postgres+psycopg2://app:pw@db.example.com/app",
+		"mysql+pymysql://app:pw@db.example.com/app",
+	} {
+		if _, err := Parse(dsn); err == nil {
+			t.Errorf("Parse(%q) succeeded", dsn)
+		}
 	}
 }
