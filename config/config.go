@@ -264,13 +264,18 @@ func (c *Config) Validate() error {
 	return err
 }
 
+// validate checks the fields in the style of [retry.Policy.Validate]: one if per rule, the
+// rules grouped by kind, and the first broken rule is the error.
 func (c *Config) validate() error {
-	dur := func(field string, d time.Duration, ok bool, limit string) error {
-		if ok {
-			return nil
+	for _, check := range []func() error{c.validateSize, c.validateTimes, c.validateModes, c.validateState} {
+		if err := check(); err != nil {
+			return err
 		}
-		return &Error{Field: field, Value: d.String(), Limit: limit}
 	}
+	return nil
+}
+
+func (c *Config) validateSize() error {
 	if c.Size < 1 {
 		return &Error{Field: "Size", Value: strconv.Itoa(c.Size), Limit: ">= 1"}
 	}
@@ -281,32 +286,47 @@ func (c *Config) validate() error {
 		return &Error{Field: "Overflow", Value: strconv.Itoa(c.Overflow),
 			Limit: fmt.Sprintf("<= %d (Size + Overflow must fit in int32)", math.MaxInt32-c.Size)}
 	}
-	checks := []error{
-		dur("AcquireTimeout", c.AcquireTimeout, c.AcquireTimeout > 0, "> 0"),
-		dur("Recycle", c.Recycle, c.Recycle > 0, "> 0"),
-		dur("RecycleJitter", c.RecycleJitter, c.RecycleJitter >= 0 && c.RecycleJitter <= c.Recycle,
-			"between 0 and Recycle ("+c.Recycle.String()+")"),
+	return nil
+}
+
+// validateTimes checks the durations, in field order.
+func (c *Config) validateTimes() error {
+	bad := func(field string, d time.Duration, limit string) error {
+		return &Error{Field: field, Value: d.String(), Limit: limit}
 	}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
+	if c.AcquireTimeout <= 0 {
+		return bad("AcquireTimeout", c.AcquireTimeout, "> 0")
 	}
+	if c.Recycle <= 0 {
+		return bad("Recycle", c.Recycle, "> 0")
+	}
+	if c.RecycleJitter < 0 || c.RecycleJitter > c.Recycle {
+		return bad("RecycleJitter", c.RecycleJitter, "between 0 and Recycle ("+c.Recycle.String()+")")
+	}
+	if c.PrePingAfter < 0 {
+		return bad("PrePingAfter", c.PrePingAfter, ">= 0")
+	}
+	if c.PingTimeout <= 0 {
+		return bad("PingTimeout", c.PingTimeout, "> 0")
+	}
+	if c.ConnectTimeout <= 0 {
+		return bad("ConnectTimeout", c.ConnectTimeout, "> 0")
+	}
+	if c.KeepAlive == 0 {
+		return bad("KeepAlive", c.KeepAlive, "> 0, or < 0 to disable keepalives")
+	}
+	if c.HealthCheckPeriod <= 0 {
+		return bad("HealthCheckPeriod", c.HealthCheckPeriod, "> 0")
+	}
+	if c.IdleTimeout <= 0 {
+		return bad("IdleTimeout", c.IdleTimeout, "> 0")
+	}
+	return nil
+}
+
+func (c *Config) validateModes() error {
 	if c.PrePing < PrePingIdle || c.PrePing > PrePingNever {
 		return &Error{Field: "PrePing", Value: c.PrePing.String(), Limit: "PrePingIdle, PrePingAlways or PrePingNever"}
-	}
-	checks = []error{
-		dur("PrePingAfter", c.PrePingAfter, c.PrePingAfter >= 0, ">= 0"),
-		dur("PingTimeout", c.PingTimeout, c.PingTimeout > 0, "> 0"),
-		dur("ConnectTimeout", c.ConnectTimeout, c.ConnectTimeout > 0, "> 0"),
-		dur("KeepAlive", c.KeepAlive, c.KeepAlive != 0, "> 0, or < 0 to disable keepalives"),
-		dur("HealthCheckPeriod", c.HealthCheckPeriod, c.HealthCheckPeriod > 0, "> 0"),
-		dur("IdleTimeout", c.IdleTimeout, c.IdleTimeout > 0, "> 0"),
-	}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
 	}
 	if c.Pooler < PoolerNone || c.Pooler > PoolerTransaction {
 		return &Error{Field: "Pooler", Value: c.Pooler.String(), Limit: "PoolerNone or PoolerTransaction"}
@@ -314,6 +334,11 @@ func (c *Config) validate() error {
 	if err := c.Retry.Validate(); err != nil {
 		return &Error{Field: "Retry", Err: err}
 	}
+	return nil
+}
+
+// validateState checks what depends on the connection string Parse read.
+func (c *Config) validateState() error {
 	if c.st == nil {
 		return nil
 	}
