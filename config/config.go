@@ -63,9 +63,10 @@ func (m PoolerMode) String() string {
 	return "PoolerMode(" + strconv.Itoa(int(m)) + ")"
 }
 
-// Defaults. Each [Config] field's comment says which one it takes. The seed's SQLAlchemy
-// settings (pool_size=10, max_overflow=20, pool_timeout=30, pool_recycle=300,
-// pool_pre_ping=True) are kept where they were right and bounded where they were open-ended.
+// Defaults. Each [Config] field's comment says which one it takes. Sizes, the acquire wait
+// and the lifetime match what services commonly give SQLAlchemy (pool_size=10,
+// max_overflow=20, pool_timeout=30, pool_recycle=300); what such a setup leaves open-ended
+// (pings, connection attempts, idle flows) gets a bound.
 const (
 	// DefaultSize is the number of connections the pool keeps (SQLAlchemy pool_size=10).
 	DefaultSize = 10
@@ -186,11 +187,12 @@ type Config struct {
 	// Connection string: pool_max_conn_idle_time.
 	IdleTimeout time.Duration
 	// Pooler says whether a transaction-mode pooler sits in front of PostgreSQL. Parse sets
-	// PoolerTransaction when a host name contains "-pooler." (Neon) or the connection string
-	// says pooler=transaction, and PoolerNone otherwise or for pooler=none.
+	// PoolerTransaction when a host name contains "-pooler." (Neon), or ends in
+	// ".pooler.supabase.com" with port 6543 (Supabase), or the connection string says
+	// pooler=transaction; PoolerNone otherwise or for pooler=none or session.
 	Pooler PoolerMode
 	// KeepChannelBinding keeps channel_binding from the connection string. By default it is
-	// removed, as the seed did, and a warning added. Connection string:
+	// removed and a warning added to Warnings. Connection string:
 	// pgsteady_keep_channel_binding=true. Default false.
 	KeepChannelBinding bool
 	// AllowInsecure allows sslmode disable, allow or prefer (a plaintext path) to a host that

@@ -9,17 +9,19 @@ import (
 	"strings"
 )
 
-// The DB_* variables of the seed's DatabaseConfig, in the order they are reported.
+// The DB_* variables FromEnv reads, in the order they are reported.
 var dbVars = []string{"DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT", "DB_NAME", "DB_SSLMODE"}
 
 // FromEnv builds a Config from the environment, trying in order:
 //
 //  1. DATABASE_URL, when set and not empty: [Parse](DATABASE_URL). DB_* variables are then
 //     ignored, with a warning if any is set.
-//  2. The seed's DB_* variables, when any of them is set and not empty: DB_HOST, DB_USER and
+//  2. The DB_* variables, when any of them is set and not empty: DB_HOST, DB_USER and
 //     DB_NAME must be set and not empty, DB_PASSWORD must be set (empty means: no password
 //     here, let PGPASSWORD or ~/.pgpass provide it), DB_PORT defaults to 5432 and
-//     DB_SSLMODE to require. They are put into a properly escaped URL, which is then Parsed.
+//     DB_SSLMODE to require. DB_HOST may carry the port (db.example.com:5433 or
+//     [2001:db8::1]:5433); DB_PORT must then be unset or the same. They are put into a
+//     properly escaped URL, which is then Parsed.
 //     A missing variable is an *[Error] listing all the missing ones.
 //  3. Otherwise PostgreSQL's own PG* variables, as pgx reads them: FromEnv is Parse(""),
 //     provided PGHOST or PGSERVICE is set. With none of the three an *[Error] says so: a
@@ -76,7 +78,7 @@ func fromEnv(lookup func(string) (string, bool)) (*Config, error) {
 	return Parse("")
 }
 
-// dbURL builds the seed's URL from DB_* variables:
+// dbURL builds the URL from DB_* variables:
 // postgres://DB_USER:DB_PASSWORD@DB_HOST:DB_PORT/DB_NAME?sslmode=DB_SSLMODE, every part
 // escaped. trigger names a variable that is set, for the error message.
 func dbURL(lookup func(string) (string, bool), trigger string) (string, error) {

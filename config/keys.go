@@ -44,7 +44,7 @@ var keyRules = []keyRule{
 	{"pool_pre_ping", "PrePing", "true, false, idle, always or never", "SQLAlchemy", into(prePing, func(r *reading) *PrePingMode { return &r.c.PrePing })},
 	{keyMaxConns, "Size + Overflow", "an integer >= 1", "pgx", into(integer(1), func(r *reading) *int { return &r.maxConns })},
 	{keyMinConns, "WarmUp", "0 or the pool size", "pgx", into(integer(0), func(r *reading) *int { return &r.minConns })},
-	{"pool_min_idle_conns", "-", "0 (keep connections with pool_min_conns)", "pgx", into(zero, func(r *reading) *int { return &r.minIdleConns })},
+	{"pool_min_idle_conns", "-", "0 (WarmUp keeps connections)", "pgx", into(zero, func(r *reading) *int { return &r.minIdleConns })},
 	{keyMaxConnLifetime, "Recycle", "a duration > 0 such as 30s", "pgx", into(duration(false), func(r *reading) *time.Duration { return &r.lifetime })},
 	{keyLifetimeJitter, "RecycleJitter", "a duration >= 0 such as 30s", "pgx", into(duration(true), func(r *reading) *time.Duration { return &r.c.RecycleJitter })},
 	{"pool_max_conn_idle_time", "IdleTimeout", "a duration > 0 such as 30s", "pgx", into(duration(false), func(r *reading) *time.Duration { return &r.c.IdleTimeout })},
