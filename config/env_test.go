@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -136,16 +137,22 @@ func TestFromEnvDBVariables(t *testing.T) {
 				t.Errorf("got host=%q port=%d user=%q db=%q (password ok: %v)",
 					cc.Host, cc.Port, cc.User, cc.Database, cc.Password == tc.wantPW)
 			}
-			if got := cc.TLSConfig != nil; got != tc.wantTLS {
-				t.Errorf("TLS = %v, want %v", got, tc.wantTLS)
-			}
-			if tc.wantTLS && len(cc.Fallbacks) != 0 {
-				t.Errorf("%d fallbacks, want none (no plaintext fallback)", len(cc.Fallbacks))
-			}
+			checkTLSOnly(t, cc, tc.wantTLS)
 			if strings.Contains(c.String(), "npg_S3cret") {
 				t.Errorf("String() shows the password")
 			}
 		})
+	}
+}
+
+// checkTLSOnly checks that cc uses TLS when wantTLS, with no plaintext fallback.
+func checkTLSOnly(t *testing.T, cc *pgx.ConnConfig, wantTLS bool) {
+	t.Helper()
+	if got := cc.TLSConfig != nil; got != wantTLS {
+		t.Errorf("TLS = %v, want %v", got, wantTLS)
+	}
+	if wantTLS && len(cc.Fallbacks) != 0 {
+		t.Errorf("%d fallbacks, want none (no plaintext fallback)", len(cc.Fallbacks))
 	}
 }
 

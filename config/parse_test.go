@@ -81,21 +81,27 @@ func TestParseKeys(t *testing.T) {
 				if !tc.check(c) {
 					t.Fatalf("Parse(%q) = %v: check failed", dsn, c)
 				}
-				for _, k := range keyRules {
-					if strings.Contains(c.st.conn, k.key+"=") {
-						t.Fatalf("cleaned string %q still holds %s", c.st.conn, k.key)
-					}
-				}
-				pc, err := pgconn.ParseConfig(c.st.conn)
-				if err != nil {
-					t.Fatalf("cleaned string does not parse: %v", err)
-				}
-				for k := range pc.RuntimeParams {
-					if strings.HasPrefix(k, "pool") || strings.HasPrefix(k, "pgsteady") || k == "max_overflow" {
-						t.Fatalf("runtime parameter %q would reach the server", k)
-					}
-				}
+				checkKeysRemoved(t, c)
 			})
+		}
+	}
+}
+
+// checkKeysRemoved checks that none of pgsteady's keys is left in c's connection string.
+func checkKeysRemoved(t *testing.T, c *Config) {
+	t.Helper()
+	for _, k := range keyRules {
+		if strings.Contains(c.st.conn, k.key+"=") {
+			t.Fatalf("cleaned string %q still holds %s", c.st.conn, k.key)
+		}
+	}
+	pc, err := pgconn.ParseConfig(c.st.conn)
+	if err != nil {
+		t.Fatalf("cleaned string does not parse: %v", err)
+	}
+	for k := range pc.RuntimeParams {
+		if strings.HasPrefix(k, "pool") || strings.HasPrefix(k, "pgsteady") || k == "max_overflow" {
+			t.Fatalf("runtime parameter %q would reach the server", k)
 		}
 	}
 }
@@ -326,15 +332,7 @@ func TestParseSSLMode(t *testing.T) {
 			if got := strings.Contains(c.st.conn, "sslmode=require"); got != tc.wantAdded && !strings.Contains(tc.dsn, "sslmode=require") {
 				t.Errorf("sslmode=require added = %v, want %v (%q)", got, tc.wantAdded, c.st.conn)
 			}
-			pc, err := c.PgxPoolConfig()
-			if err != nil {
-				t.Fatal(err)
-			}
-			allTLS := pc.ConnConfig.TLSConfig != nil
-			for _, f := range pc.ConnConfig.Fallbacks {
-				allTLS = allTLS && f.TLSConfig != nil
-			}
-			if tc.wantAllTLS && !allTLS {
+			if tc.wantAllTLS && !allTLS(t, c) {
 				t.Errorf("some attempt goes without TLS")
 			}
 			if !tc.wantAllTLS && !tc.wantNoTLSOK {
@@ -342,6 +340,20 @@ func TestParseSSLMode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// allTLS reports whether every attempt of c's pgx configuration uses TLS.
+func allTLS(t *testing.T, c *Config) bool {
+	t.Helper()
+	pc, err := c.PgxPoolConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := pc.ConnConfig.TLSConfig != nil
+	for _, f := range pc.ConnConfig.Fallbacks {
+		all = all && f.TLSConfig != nil
+	}
+	return all
 }
 
 func TestParsePooler(t *testing.T) {
