@@ -78,7 +78,7 @@
 //   - channel_binding is removed (pgx then uses PGCHANNELBINDING or its default, prefer), and
 //     a warning in [Config.Warnings] says so, unless pgsteady_keep_channel_binding=true (or,
 //     after Parse, KeepChannelBinding = true: the value is kept aside and PgxPoolConfig
-//     applies it). Package pool logs the warnings when it starts.
+//     applies it).
 //   - sslmode=require is added when nothing chooses an sslmode (no sslmode key, no URL ssl
 //     key, no PGSSLMODE, no service) and a host is neither a loopback address, "localhost",
 //     nor a Unix socket. pgx's default would be prefer, which falls back to plaintext.
