@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,9 +44,11 @@ func (t *connTable) get(c *pgx.Conn) *connState {
 	return nil
 }
 
-// install wires the pool's hooks into pc
-// (config.PgxPoolConfig sets none of these hooks, so there is nothing to chain.)
+// install wires the pool's hooks into pc, replacing the ShouldPing hook config sets (the pool
+// decides the same thing, and does the ping itself so that it learns of failures), and bounds
+// dead flows in flight with TCP_USER_TIMEOUT.
 func (p *Pool) install(pc *pgxpool.Config) {
+	pc.ConnConfig.DialFunc = withUserTimeout(pc.ConnConfig.DialFunc, p.cfg.DeadFlowAfter())
 	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		p.conns.m.Store(c, &connState{peek: newPeeker(c)})
 		return nil
@@ -162,6 +165,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 			break
 		}
 	}
+	p.lastConnErr.set(fmt.Errorf("pre-ping of a connection idle %v failed: %w", params.IdleDuration.Round(time.Millisecond), err))
 	p.log.Info("pgsteady: pre-ping failed", "idle", params.IdleDuration, "err", err)
 	p.kill(c, "failed its ping")
 	return true
