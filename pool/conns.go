@@ -44,16 +44,29 @@ func (t *connTable) get(c *pgx.Conn) *connState {
 	return nil
 }
 
-// install wires the pool's hooks into pc, replacing the ShouldPing hook config sets (the pool
-// decides the same thing, and does the ping itself so that it learns of failures), and bounds
-// dead flows in flight with TCP_USER_TIMEOUT.
+// install wires the pool's hooks into pc, chained with the caller's (see [WithPgxConfig]):
+// ShouldPing is the pool's alone (it decides what config's hook decides, and does the ping
+// itself so that it learns of failures), and TCP_USER_TIMEOUT bounds dead flows in flight.
 func (p *Pool) install(pc *pgxpool.Config) {
 	pc.ConnConfig.DialFunc = withUserTimeout(pc.ConnConfig.DialFunc, p.cfg.DeadFlowAfter())
-	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+	userAfterConnect, userBeforeClose := pc.AfterConnect, pc.BeforeClose
+	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		p.conns.m.Store(c, &connState{peek: newPeeker(c)})
+		if userAfterConnect != nil {
+			if err := userAfterConnect(ctx, c); err != nil {
+				p.conns.m.Delete(c)
+				return err
+			}
+		}
 		return nil
 	}
-	pc.BeforeClose = p.closing
+	pc.BeforeClose = func(c *pgx.Conn) {
+		p.closing(c)
+		if userBeforeClose != nil {
+			userBeforeClose(c)
+		}
+	}
+	pc.PingTimeout = p.cfg.PingTimeout
 	pc.ShouldPing = p.shouldPing
 }
 

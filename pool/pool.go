@@ -53,6 +53,7 @@ type Option func(*options)
 type options struct {
 	logger *slog.Logger
 	grace  time.Duration
+	pgx    []func(*pgxpool.Config)
 }
 
 // WithLogger makes the pool log one line per retry (Info) and per connection destroyed because
@@ -64,6 +65,23 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // (unclosed Rows, an acquired connection, a transaction left open) before it closes their
 // sockets and returns. Default [DefaultCloseGrace]; a value <= 0 means the default.
 func WithCloseGrace(d time.Duration) Option { return func(o *options) { o.grace = d } }
+
+// WithPgxConfig lets edit change pgx's configuration before the pool is built, for what
+// package config does not cover: ConnConfig.Tracer (otelpgx, tracelog), AfterConnect (type
+// registration: pgvector, enums), BeforeConnect (a password that rotates: RDS IAM or Entra ID
+// tokens), PrepareConn, AfterRelease, BeforeClose, ConnConfig.DialFunc, runtime parameters.
+// Several WithPgxConfig options apply in order.
+//
+// The pool's own hooks are chained with the caller's, never replaced: AfterConnect runs the
+// pool's bookkeeping and then the caller's hook (whose error fails the connection, as in
+// pgxpool); BeforeClose runs both; the DialFunc the caller sets is kept, and the pool still
+// sets TCP_USER_TIMEOUT on the sockets it returns. ShouldPing and PingTimeout belong to the
+// pool: the contract's pre-ping and its learning from failed pings rest on them, so an edit of
+// ShouldPing is ignored. Sizes, lifetimes and timeouts set here override the config's, and
+// the pool's Size/Overflow bookkeeping still follows the config: change those in the config.
+func WithPgxConfig(edit func(*pgxpool.Config)) Option {
+	return func(o *options) { o.pgx = append(o.pgx, edit) }
+}
 
 // New builds a pool from cfg, which must come from [config.Parse] or [config.FromEnv] (cfg is
 // copied; later changes to it have no effect).
@@ -100,6 +118,9 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		if userHook != nil {
 			userHook(attempt, err, class, delay)
 		}
+	}
+	for _, edit := range o.pgx {
+		edit(pc)
 	}
 	p.install(pc)
 	if p.pgx, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
