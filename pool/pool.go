@@ -34,6 +34,8 @@ type Pool struct {
 	stats  counters
 
 	lastConnErr lastConnErr
+	horizon     horizon
+	stopBg      chan struct{} // closed by Close: ends the keepalive loop
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -52,15 +54,24 @@ const DefaultCloseGrace = 5 * time.Second
 type Option func(*options)
 
 type options struct {
-	logger *slog.Logger
-	grace  time.Duration
-	pgx    []func(*pgxpool.Config)
+	horizon time.Duration
+	logger  *slog.Logger
+	grace   time.Duration
+	pgx     []func(*pgxpool.Config)
 }
 
 // WithLogger makes the pool log one line per retry (Info) and per connection destroyed because
 // it failed (Warn), with the error class and attempt. Messages never contain the password.
 // Without it the pool logs nothing.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithIdleHorizon fixes the idle horizon instead of learning it: connections idle at least d
+// are replaced before use without a ping, and idle connections are pinged in the background
+// once idle d/2, so that a NAT or load balancer that drops flows idle d (Azure's load
+// balancer: 4 minutes; AWS NAT gateway: 350 s) never gets to. Without it the pool learns the
+// horizon from pings that find no answer, and relaxes it when connections idle longer prove
+// alive; [Stats.IdleHorizon] shows it.
+func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horizon = d } }
 
 // WithCloseGrace sets how long [Pool.Close] waits for connections that callers still hold
 // (unclosed Rows, an acquired connection, a transaction left open) before it closes their
@@ -107,7 +118,11 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace}
+	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, stopBg: make(chan struct{})}
+	if o.horizon > 0 {
+		p.horizon.d.Store(int64(o.horizon))
+		p.horizon.fixed = true
+	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -127,6 +142,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	if p.pgx, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		return nil, fmt.Errorf("pool: %w", err)
 	}
+	p.bg.Go(func() { p.keepAlive(p.stopBg) })
 	if cfg.LazyStart {
 		return p, nil
 	}
@@ -191,6 +207,7 @@ func (p *Pool) startConn(ctx context.Context) (c *pgxpool.Conn, err error) {
 func (p *Pool) Close() {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
+		close(p.stopBg)
 		p.stdMu.Lock()
 		for _, db := range p.std {
 			db.Close()
