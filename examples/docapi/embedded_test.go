@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/pgsteady/pgsteady/examples/internal/loadgen"
 	"github.com/pgsteady/pgsteady/internal/pgharness"
 )
@@ -37,6 +38,12 @@ type docapiProcess struct {
 func startDocapi(t *testing.T, extraEnv ...string) *docapiProcess {
 	t.Helper()
 	pgharness.RequireLocal(t)
+	return startDocapiWith(t, append([]string{"DOCKER_HOST=unix:///nonexistent.sock"}, extraEnv...)...)
+}
+
+// startDocapiWith starts docapi's process with no database configured and env added.
+func startDocapiWith(t *testing.T, env ...string) *docapiProcess {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDocapiProcess$", "-test.short")
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -44,9 +51,8 @@ func startDocapi(t *testing.T, extraEnv ...string) *docapiProcess {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "DOCAPI_TEST_PROCESS=1", "DOCKER_HOST=unix:///nonexistent.sock",
-		"PORT=0", "DOCAPI_PRINT_ADMIN_DSN=1", "DOCAPI_LOG_LEVEL=warn")
-	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Env = append(cmd.Env, "DOCAPI_TEST_PROCESS=1", "PORT=0", "DOCAPI_PRINT_ADMIN_DSN=1", "DOCAPI_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = t.Output()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -206,6 +212,37 @@ func TestEmbeddedLocalDatabase(t *testing.T) {
 		t.Errorf("after Ctrl-C: exit status %d, output %q; want 0 and the database removed", status, rest)
 	}
 	p.assertNothingLeft(dbURL.Host)
+}
+
+// With a Docker engine, docapi's embedded database runs in Docker, and Ctrl-C removes the
+// container.
+func TestEmbeddedDockerDatabase(t *testing.T) {
+	pgharness.Require(t, srv) // a Docker engine answers
+	p := startDocapiWith(t)
+	if what := p.waitFor("docapi: embedded database: "); !strings.HasPrefix(what, "PostgreSQL in Docker") {
+		t.Fatalf("start-up does not say it used Docker: %q", what)
+	}
+	password := p.waitFor("docapi: demo user " + demoEmail + ", password ")
+	base := p.waitFor("docapi: listening on ")
+	localLogin(t, base, demoEmail, password)
+
+	status, rest := p.stop(os.Interrupt)
+	if status != 0 || !strings.Contains(rest, "embedded database removed") {
+		t.Errorf("after Ctrl-C: exit status %d, output %q; want 0 and the database removed", status, rest)
+	}
+	docker, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer docker.Close()
+	list, err := docker.ContainerList(t.Context(), client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", "org.pgsteady.pid="+strconv.Itoa(p.cmd.Process.Pid))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) > 0 {
+		t.Errorf("%d containers of docapi left behind", len(list.Items))
+	}
 }
 
 // However docapi ends, the embedded database goes with it.
