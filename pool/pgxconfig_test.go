@@ -1,9 +1,12 @@
 package pool_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,4 +198,44 @@ func TestUserAfterConnectErrorFailsTheConnectionNotThePool(t *testing.T) {
 	if errors.As(err, &pe) {
 		t.Fatalf("unexpected server error %v", pe)
 	}
+}
+
+func TestNewLogsTheRemovedChannelBinding(t *testing.T) {
+	dsn := freshDB(t)
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	cfg, err := config.Parse(dsn + "&channel_binding=require")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.New(t.Context(), cfg, pool.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	out := buf.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "channel_binding") {
+		t.Fatalf("New did not log the removal of channel_binding; log:\n%s", out)
+	}
+	if strings.Contains(out, srv.Password()) {
+		t.Fatal("the log shows the password")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the pool's concurrent log calls.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -61,8 +61,9 @@ type options struct {
 }
 
 // WithLogger makes the pool log one line per retry (Info) and per connection destroyed because
-// it failed (Warn), with the error class and attempt. Messages never contain the password.
-// Without it the pool logs nothing.
+// it failed (Warn), with the error class and attempt, and the config's warnings at New.
+// Messages never contain the password. Without it the pool logs only the config's warnings
+// (to [slog.Default]).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithIdleHorizon fixes the idle horizon instead of learning it: connections idle at least d
@@ -117,6 +118,16 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	pc, err := cfg.PgxPoolConfig()
 	if err != nil {
 		return nil, err
+	}
+	// The config's warnings (a channel_binding removed, a SQLAlchemy URL rewritten) are
+	// logged even without WithLogger: they say the pool connects differently than the
+	// connection string reads.
+	warnTo := o.logger
+	if warnTo == nil {
+		warnTo = slog.Default()
+	}
+	for _, w := range cfg.Warnings {
+		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
 	}
 	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, stopBg: make(chan struct{})}
 	if o.horizon > 0 {
