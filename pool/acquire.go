@@ -106,7 +106,7 @@ func (p *Pool) acquireRetry(ctx context.Context, start time.Time) (*pgxpool.Conn
 
 // acquire is one attempt of a call that began at start: wait for a connection until the call's
 // acquire budget (start + AcquireTimeout) or ctx ends.
-func (p *Pool) acquire(ctx context.Context, start time.Time) (*pgxpool.Conn, error) {
+func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, err error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -123,19 +123,28 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (*pgxpool.Conn, err
 		defer cancel()
 		bound = "AcquireTimeout " + p.cfg.AcquireTimeout.String()
 	}
+	var t0 time.Time
+	if p.obs != nil {
+		t0 = time.Now()
+	}
 	c, err := p.pgx.Acquire(actx)
+	if p.obs != nil {
+		defer func() { p.obs.Acquired(ctx, time.Since(t0), err) }()
+	}
 	if err == nil {
 		return c, nil
-	}
-	if p.closed.Load() {
-		return nil, ErrClosed
 	}
 	if actx.Err() == context.DeadlineExceeded && !errors.Is(ctx.Err(), context.Canceled) {
 		if bound == "" {
 			bound = "the caller's deadline"
 		}
 		p.stats.acquireTimeouts.Add(1)
-		return nil, p.timeoutError(start, bound)
+		err = p.timeoutError(start, bound)
+		return nil, err
+	}
+	if p.closed.Load() {
+		err = ErrClosed
+		return nil, err
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {

@@ -13,9 +13,10 @@ import (
 
 // connState is what the pool knows of one open connection.
 type connState struct {
-	idle     atomic.Bool  // counted in connTable.idle
-	lastUsed atomic.Int64 // unix nanoseconds of its last release by the pool
-	peek     peeker       // looks into the socket without reading from it
+	idle     atomic.Bool            // counted in connTable.idle
+	lastUsed atomic.Int64           // unix nanoseconds of its last release by the pool
+	why      atomic.Pointer[string] // why the pool condemned it, if it did
+	peek     peeker                 // looks into the socket without reading from it
 }
 
 // connTable tracks the open connections, and how many of them are idle: pgxpool's hooks tell
@@ -85,6 +86,9 @@ func (p *Pool) release(c *pgxpool.Conn) {
 		p.conns.idle.Add(-1)
 		p.conns.m.Delete(pc)
 		p.stats.overflowClosed.Add(1)
+		if p.obs != nil {
+			p.obs.ConnClosed(CloseOverflow)
+		}
 		raw := c.Hijack()
 		p.bg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -110,15 +114,28 @@ func (p *Pool) closing(c *pgx.Conn) {
 	st := p.conns.get(c)
 	p.conns.m.Delete(c)
 	p.notIdle(st)
-	p.stats.closed.Add(1)
+	reason := CloseAged
+	if st != nil {
+		if why := st.why.Load(); why != nil {
+			reason = *why
+		}
+	}
 	if c.IsClosed() {
-		// The connection failed (pgx closed it on an error). pgx's asynchronous close may wait
-		// up to 15 s for the server to answer a Terminate, and pgxpool keeps the pool slot until
-		// then: on a black-holed flow callers would queue behind corpses. Closing the socket
-		// ends that at once.
+		// The connection failed (pgx closed it on an error), or the pool condemned it. pgx's
+		// asynchronous close may wait up to 15 s for the server to answer a Terminate, and
+		// pgxpool keeps the pool slot until then: on a black-holed flow callers would queue
+		// behind corpses. Closing the socket ends that at once.
 		hardClose(c)
-		p.stats.broken.Add(1)
-		p.log.Warn("pgsteady: connection destroyed", "reason", "broken")
+		if reason == CloseAged {
+			reason = CloseBroken
+		}
+		if reason == CloseBroken {
+			p.stats.broken.Add(1)
+		}
+		p.logs.warn(context.Background(), p.log, "pgsteady: connection destroyed", "reason", reason)
+	}
+	if p.obs != nil {
+		p.obs.ConnClosed(reason)
 	}
 }
 

@@ -64,7 +64,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		}
 	case checkReplace:
 		p.stats.replacedIdle.Add(1)
-		p.kill(c, "idle past the idle horizon, or older than a connection that failed its ping")
+		p.kill(c, st, CloseStale)
 		return true
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.cfg.PingTimeout)
@@ -95,17 +95,23 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		}
 	}
 	p.lastConnErr.set(fmt.Errorf("pre-ping of a connection idle %v failed: %w", idle.Round(time.Millisecond), err))
-	p.log.InfoContext(ctx, "pgsteady: pre-ping failed", "idle", idle, "err", err)
-	p.kill(c, "failed its ping")
+	p.logs.info(ctx, p.log, "pgsteady: pre-ping failed", "idle", idle, "err", err)
+	if p.obs != nil {
+		p.obs.PingFailed(ctx, idle, err)
+	}
+	p.kill(c, st, ClosePingFailed)
 	return true
 }
 
-// kill closes c at once so that pgxpool's ping fails and it destroys the connection.
-func (p *Pool) kill(c *pgx.Conn, why string) {
+// kill closes c at once so that pgxpool's ping fails and it destroys the connection; why is
+// the reason closing reports.
+func (p *Pool) kill(c *pgx.Conn, st *connState, why string) {
+	if st != nil {
+		st.why.Store(&why)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	c.Close(ctx) // marks pgx's connection closed and closes the socket, without waiting
-	p.log.Debug("pgsteady: closing connection", "reason", why)
 }
 
 // horizon is the idle horizon: connections idle at least this long are presumed
@@ -221,6 +227,9 @@ func (p *Pool) pingIdle(stop <-chan struct{}) {
 			p.learnHorizon(ctx, idle)
 		default:
 			p.stats.keepaliveFailed.Add(1)
+		}
+		if err != nil && p.obs != nil {
+			p.obs.PingFailed(ctx, idle, err)
 		}
 		p.release(c)
 	}

@@ -30,10 +30,12 @@ type Pool struct {
 	policy retry.Policy // cfg.Retry, with the pool's OnRetry hook and the call budget
 	grace  time.Duration
 	log    *slog.Logger
+	obs    Observer // nil: none
 	conns  connTable
 	stats  counters
 
 	lastConnErr lastConnErr
+	logs        logLimiter
 	horizon     horizon
 	stopBg      chan struct{} // closed by Close: ends the keepalive loop
 
@@ -54,10 +56,11 @@ const DefaultCloseGrace = 5 * time.Second
 type Option func(*options)
 
 type options struct {
-	horizon time.Duration
-	logger  *slog.Logger
-	grace   time.Duration
-	pgx     []func(*pgxpool.Config)
+	observer Observer
+	horizon  time.Duration
+	logger   *slog.Logger
+	grace    time.Duration
+	pgx      []func(*pgxpool.Config)
 }
 
 // WithLogger makes the pool log one line per retry (Info) and per connection destroyed because
@@ -129,7 +132,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	for _, w := range cfg.Warnings {
 		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
 	}
-	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, stopBg: make(chan struct{})}
+	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: o.observer, stopBg: make(chan struct{})}
 	if o.horizon > 0 {
 		p.horizon.d.Store(int64(o.horizon))
 		p.horizon.fixed = true
@@ -138,13 +141,8 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.policy = callPolicy(cfg.Retry, cfg.AcquireTimeout)
-	userHook := cfg.Retry.OnRetry
 	p.policy.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
-		p.stats.retried(class)
-		p.log.Info("pgsteady: retrying", "class", class.String(), "attempt", attempt, "delay", delay, "err", err)
-		if userHook != nil {
-			userHook(attempt, err, class, delay)
-		}
+		p.retrying(context.Background(), attempt, err, class, delay)
 	}
 	for _, edit := range o.pgx {
 		edit(pc)
@@ -279,7 +277,11 @@ func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err
 	if err == nil {
 		return nil
 	}
-	err = retry.Continue(ctx, p.policy.WithRetryOn(on), start, err, func(ctx context.Context) error {
+	pol := p.policy.WithRetryOn(on)
+	pol.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
+		p.retrying(ctx, attempt, err, class, delay)
+	}
+	err = retry.Continue(ctx, pol, start, err, func(ctx context.Context) error {
 		if p.closed.Load() {
 			return retry.Stop(ErrClosed)
 		}
@@ -298,4 +300,17 @@ func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err
 		return te
 	}
 	return err
+}
+
+// retrying counts, logs and reports a retry of a call whose context is ctx, and calls the
+// config's OnRetry hook.
+func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry.Class, delay time.Duration) {
+	p.stats.retried(class)
+	p.logs.info(ctx, p.log, "pgsteady: retrying", "class", class.String(), "attempt", attempt, "delay", delay, "err", err)
+	if p.obs != nil {
+		p.obs.Retrying(ctx, attempt, class, err, delay)
+	}
+	if p.cfg.Retry.OnRetry != nil {
+		p.cfg.Retry.OnRetry(attempt, err, class, delay)
+	}
 }

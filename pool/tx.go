@@ -65,14 +65,14 @@ func (p *Pool) txOnce(ctx context.Context, start time.Time, opts pgx.TxOptions, 
 	if err != nil {
 		return err
 	}
-	ft := &fnTx{Tx: t}
+	ft := &fnTx{Tx: t, p: p}
 	err = fn(ft)
 	switch {
 	case ft.state == txOpen && err != nil:
 		rollback(t)
 		return err
 	case ft.state == txOpen:
-		return commit(ctx, t)
+		return p.commit(ctx, t)
 	case ft.state == txCommitted && err != nil:
 		return retry.Stop(err) // the commit may have applied: running fn again could apply it twice
 	case ft.state == txCommitted:
@@ -84,12 +84,22 @@ func (p *Pool) txOnce(ctx context.Context, start time.Time, opts pgx.TxOptions, 
 
 // commit commits t. An error that does not prove the transaction rolled back is returned as
 // retry.Stop(*AmbiguousCommitError).
-func commit(ctx context.Context, t pgx.Tx) error {
+func (p *Pool) commit(ctx context.Context, t pgx.Tx) error {
 	err := t.Commit(ctx)
-	if err == nil || rolledBack(err) {
-		return err
+	outcome := CommitOK
+	switch {
+	case err == nil:
+	case rolledBack(err):
+		outcome = CommitRolledBack
+	default:
+		outcome = CommitAmbiguous
+		p.stats.ambiguous.Add(1)
+		err = retry.Stop(&AmbiguousCommitError{Err: err})
 	}
-	return retry.Stop(&AmbiguousCommitError{Err: err})
+	if p.obs != nil {
+		p.obs.Committed(ctx, outcome)
+	}
+	return err
 }
 
 // rolledBack reports whether a failed COMMIT provably did not commit: pgx saw the server
@@ -125,6 +135,7 @@ const (
 // recorded, and a commit follows Tx's rules.
 type fnTx struct {
 	pgx.Tx
+	p         *Pool
 	state     int
 	commitErr error // as commit returned it, retry.Stop included
 }
@@ -134,7 +145,7 @@ func (t *fnTx) Commit(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.state = txCommitted
-	t.commitErr = commit(ctx, t.Tx)
+	t.commitErr = t.p.commit(ctx, t.Tx)
 	var amb *AmbiguousCommitError
 	if errors.As(t.commitErr, &amb) {
 		return amb
