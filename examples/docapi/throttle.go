@@ -97,8 +97,9 @@ func (t *throttle) reset(key string) {
 	delete(t.keys, key)
 }
 
-// evict makes room: it drops the expired keys, and if none had expired, one key at random
-// (which lets that key start afresh: the price of bounded memory).
+// evict makes room: it drops the expired keys, and if none had expired, 1 % of the keys at
+// random (which lets those start afresh: the price of bounded memory), so that the next
+// hundreds of new keys find room without another sweep.
 func (t *throttle) evict(now time.Time) {
 	n := len(t.keys)
 	for k, f := range t.keys {
@@ -106,12 +107,12 @@ func (t *throttle) evict(now time.Time) {
 			delete(t.keys, k)
 		}
 	}
-	if len(t.keys) < n {
-		return
-	}
+	drop := max(1, n/100)
 	for k := range t.keys {
+		if len(t.keys) <= n-drop {
+			return
+		}
 		delete(t.keys, k)
-		return
 	}
 }
 
