@@ -71,9 +71,9 @@ var dummyHash = sync.OnceValue(func() []byte {
 // login handles POST /auth/login {"email", "password"} -> {"token", "token_type", "expires_at"}.
 //
 // Abuse limits (see throttle.go): an e-mail or client address with too many recent failures
-// gets 429 with Retry-After, before any password work; logins for one e-mail take turns, and
-// password comparisons run at most bcryptSlots at a time; a login that cannot get its turn in
-// loginMaxWait gets 503 with Retry-After.
+// gets 429 with Retry-After, before any password work; no more logins for one e-mail are in
+// flight than its remaining failures allow, and password comparisons run at most bcryptSlots
+// at a time; a login that cannot get its turn in loginMaxWait gets 503 with Retry-After.
 func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 		writeError(w, http.StatusUnsupportedMediaType, "the body must be JSON, sent with Content-Type: application/json")
@@ -94,14 +94,20 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	if s.throttled(w, email, addr) {
 		return
 	}
-	// Logins for one e-mail take turns; then comparisons take a bcrypt slot. After each wait,
-	// the limits are checked again: a burst's later attempts meet the failures of its first
-	// ones and are answered 429 without any password work.
-	if !s.emailTurns.lock(r.Context(), email, loginMaxWait) {
+	// Logins for one e-mail go ahead only while, all wrong, they would stay within the
+	// e-mail's limit; then each comparison takes a bcrypt slot. After each wait the limits are
+	// checked again: a burst's later attempts meet the failures of its first ones and are
+	// answered 429 without any password work.
+	deadline := time.Now().Add(loginMaxWait)
+	may := func(inflight int) bool {
+		n := s.emailFailures.count(email)
+		return n >= emailFailureLimit || n+inflight < emailFailureLimit // at the limit: go on, to a 429
+	}
+	if !s.emailTurns.enter(r.Context(), email, loginMaxWait, may) {
 		s.loginBusy(w)
 		return
 	}
-	defer s.emailTurns.unlock(email)
+	defer s.emailTurns.leave(email)
 	if s.throttled(w, email, addr) {
 		return
 	}
@@ -113,17 +119,19 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	if !s.bcrypt.acquire(r.Context(), loginMaxWait) {
+	ok, busy := s.checkPassword(r.Context(), deadline, email, addr, hash, req.Password)
+	if busy {
 		s.loginBusy(w)
 		return
 	}
-	if s.throttled(w, email, addr) {
-		s.bcrypt.release()
+	if ok == nil {
+		// Throttled while it waited for a slot (and, should that have just expired, busy).
+		if !s.throttled(w, email, addr) {
+			s.loginBusy(w)
+		}
 		return
 	}
-	ok := bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) == nil && id != 0
-	s.bcrypt.release()
-	if !ok {
+	if !*ok || id == 0 {
 		s.emailFailures.fail(email)
 		s.addrFailures.fail(addr)
 		s.metrics.login("failed")
@@ -153,9 +161,61 @@ func (s *server) loginBusy(w http.ResponseWriter) {
 	writeError(w, http.StatusServiceUnavailable, "too many logins at once, retry later")
 }
 
+// checkPassword compares password with hash in a bcrypt slot, waiting for one until deadline.
+// It answers busy when no slot came in time, ok nil when the e-mail or the address became
+// throttled while it waited (no comparison ran), and otherwise whether the password matches.
+//
+// Identical checks in flight at once (same e-mail, password and hash: a crowd of correct
+// logins to one account, or a burst of one wrong password) share one comparison. Each caller
+// still counts its own failure. No result outlives the comparison.
+func (s *server) checkPassword(ctx context.Context, deadline time.Time, email, addr string, hash []byte, password string) (ok *bool, busy bool) {
+	h := sha256.New()
+	for _, part := range []string{string(hash), email, password} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	for {
+		res := s.checks.do(ctx, key, func() checkResult {
+			// The first caller compares for all: its client's going away must not fail theirs.
+			if !s.bcrypt.acquire(context.WithoutCancel(ctx), time.Until(deadline)) {
+				return checkBusy
+			}
+			defer s.bcrypt.release()
+			if s.throttleWait(email, addr) > 0 {
+				return checkSkipped
+			}
+			if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil {
+				return checkRight
+			}
+			return checkWrong
+		})
+		switch res {
+		case checkBusy:
+			return nil, true
+		case checkRight, checkWrong:
+			match := res == checkRight
+			return &match, false
+		}
+		// The first caller's address was throttled; this one's may be too.
+		if s.throttleWait(email, addr) > 0 {
+			return nil, false
+		}
+		if !time.Now().Before(deadline) {
+			return nil, true
+		}
+	}
+}
+
+// throttleWait is how long the e-mail or the address must wait before its next login.
+func (s *server) throttleWait(email, addr string) time.Duration {
+	return max(s.emailFailures.retryAfter(email), s.addrFailures.retryAfter(addr))
+}
+
 // throttled answers 429 with Retry-After when the e-mail or the address has failed too often.
 func (s *server) throttled(w http.ResponseWriter, email, addr string) bool {
-	wait := max(s.emailFailures.retryAfter(email), s.addrFailures.retryAfter(addr))
+	wait := s.throttleWait(email, addr)
 	if wait <= 0 {
 		return false
 	}

@@ -398,8 +398,8 @@ func TestLoginFlood(t *testing.T) {
 		if r.statuses[http.StatusTooManyRequests] == 0 {
 			t.Errorf("no 429 among %v", r.statuses)
 		}
-		// Logins for one e-mail take turns and look at the limits again on their turn: no
-		// more wrong passwords are compared than the e-mail's limit.
+		// Logins for one e-mail go ahead only within its remaining failures and look at the
+		// limits again on their turn: no more wrong passwords are compared than the limit.
 		if n := r.statuses[http.StatusUnauthorized]; n > emailFailureLimit {
 			t.Errorf("%d wrong passwords were compared, want at most %d", n, emailFailureLimit)
 		}

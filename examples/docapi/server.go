@@ -44,8 +44,9 @@ type server struct {
 	trustedProxies []netip.Prefix
 	emailFailures  *throttle
 	addrFailures   *throttle
-	emailTurns     *keyedLock
+	emailTurns     *turns
 	bcrypt         *semaphore
+	checks         *flights
 
 	readyBudget  time.Duration
 	failingSince atomic.Int64 // unix nanoseconds of the first failed readiness check in a row; 0: none
@@ -63,8 +64,9 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Han
 		tokenTTL:      defaultTokenTTL,
 		emailFailures: newThrottle(emailFailureLimit, failureWindow),
 		addrFailures:  newThrottle(addrFailureLimit, failureWindow),
-		emailTurns:    newKeyedLock(),
+		emailTurns:    newTurns(),
 		bcrypt:        newSemaphore(bcryptSlots, bcryptMaxWaiting),
+		checks:        newFlights(),
 		readyBudget:   p.Config().Retry.MaxElapsed,
 	}
 	if s.readyBudget <= 0 {

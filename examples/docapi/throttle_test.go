@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -86,24 +88,65 @@ func TestSemaphoreBoundsWorkAndWaiting(t *testing.T) {
 	}
 }
 
-func TestKeyedLockTakesTurnsPerKey(t *testing.T) {
-	l := newKeyedLock()
-	if !l.lock(t.Context(), "a", time.Second) {
-		t.Fatal("lock a failed")
+func TestTurnsBoundCallersInFlightPerKey(t *testing.T) {
+	l := newTurns()
+	upTo := func(n int) func(int) bool { return func(inflight int) bool { return inflight < n } }
+	for i := range 2 {
+		if !l.enter(t.Context(), "a", time.Second, upTo(2)) {
+			t.Fatalf("caller %d of 2 did not enter", i)
+		}
 	}
-	if !l.lock(t.Context(), "b", time.Second) {
-		t.Error("lock b waited for a")
+	if !l.enter(t.Context(), "b", time.Second, upTo(2)) {
+		t.Error("another key waited")
 	}
-	if l.lock(t.Context(), "a", 10*time.Millisecond) {
-		t.Error("a was taken twice")
+	if l.enter(t.Context(), "a", 10*time.Millisecond, upTo(2)) {
+		t.Error("a third caller entered, want it to wait and give up")
 	}
-	l.unlock("a")
-	l.unlock("b")
-	if !l.lock(t.Context(), "a", time.Second) {
-		t.Error("lock a after unlock failed")
+	entered := make(chan bool)
+	go func() { entered <- l.enter(t.Context(), "a", time.Minute, upTo(2)) }()
+	for {
+		l.mu.Lock()
+		n := l.keys["a"].waiting
+		l.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
-	l.unlock("a")
+	l.leave("a")
+	if !<-entered {
+		t.Error("a waiting caller did not enter when another left")
+	}
+	l.leave("a")
+	l.leave("a")
+	l.leave("b")
 	if n := len(l.keys); n != 0 {
-		t.Errorf("%d keys left with nobody holding or waiting, want 0", n)
+		t.Errorf("%d keys left with nobody in flight or waiting, want 0", n)
 	}
+}
+
+func TestFlightsShareOneRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFlights()
+		key := [32]byte{1}
+		release := make(chan struct{})
+		var runs atomic.Int32
+		results := make(chan checkResult, 2)
+		go func() {
+			results <- f.do(t.Context(), key, func() checkResult { runs.Add(1); <-release; return checkRight })
+		}()
+		synctest.Wait() // the first caller is comparing
+		go func() { results <- f.do(t.Context(), key, func() checkResult { runs.Add(1); return checkWrong }) }()
+		synctest.Wait() // the second waits for the first's result
+		if other := f.do(t.Context(), [32]byte{2}, func() checkResult { return checkWrong }); other != checkWrong {
+			t.Errorf("another key got %v, want its own result", other)
+		}
+		close(release)
+		if a, b := <-results, <-results; a != checkRight || b != checkRight || runs.Load() != 1 {
+			t.Errorf("results %v and %v after %d runs, want checkRight twice after one run", a, b, runs.Load())
+		}
+		if res := f.do(t.Context(), key, func() checkResult { return checkWrong }); res != checkWrong {
+			t.Error("a finished flight's result was kept")
+		}
+	})
 }
