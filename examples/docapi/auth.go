@@ -139,6 +139,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.emailFailures.reset(email)
+	setUser(r.Context(), id)
 
 	token, tokenHash := newToken()
 	expires := time.Now().Add(s.tokenTTL)
