@@ -8,7 +8,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -21,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -728,4 +731,80 @@ func TestReadyzReportsAnOutage(t *testing.T) {
 	}
 	t.Logf("/readyz: 503 %s after the server stopped (budget %s), 200 %s after it was back",
 		first503.Round(time.Millisecond), budget, time.Since(back).Round(time.Millisecond))
+}
+
+// TestAccessLogCountsRetries makes an upload's transaction lose its connection mid-way, so that
+// the pool runs it again, and checks that the request's access-log line counts that retry.
+// The upload's INSERT is made to wait on a row lock held by the test, and its backend is
+// terminated while it waits.
+func TestAccessLogCountsRetries(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	a := newAPILogged(t, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	ctx := t.Context()
+	var uid int64
+	var db string
+	if err := a.pool.QueryRow(ctx, `SELECT id, current_database() FROM users WHERE email = $1`, testEmail).Scan(&uid, &db); err != nil {
+		t.Fatal(err)
+	}
+
+	// Hold the idempotency key in an open transaction: the upload's INSERT waits for it.
+	blocker, err := a.pool.Pgx().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback(context.WithoutCancel(ctx))
+	img := pngImage(t, 6)
+	if _, err := blocker.Exec(ctx, `INSERT INTO permis (user_id, idempotency_key, numero_permis, nom_fr, prenom_fr,
+		date_naissance, date_delivrance, categories, image, image_type, image_size)
+		VALUES ($1, 'held', 'X1', 'A', 'B', '1990-01-01', '2015-01-01', '{B}', $2, 'image/png', $3)`, uid, img, len(img)); err != nil {
+		t.Fatal(err)
+	}
+
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		body, ct := multipartBody(validForm(permis), img)
+		status, _, resp, err := a.send(http.MethodPost, "/permis/process", "", ct, body, "Idempotency-Key", "held", "X-Request-Id", "retried-upload")
+		done <- answer{status, resp, err}
+	}()
+
+	admin, err := pgx.Connect(ctx, srv.AdminDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	var killed bool
+	for deadline := time.Now().Add(30 * time.Second); !killed && time.Now().Before(deadline); {
+		err := admin.QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = $1 AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO "permis"%'`, db).Scan(&killed)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !killed {
+		t.Fatal("the upload never waited on the held key")
+	}
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	ans := <-done
+	if ans.err != nil || ans.status != http.StatusCreated {
+		t.Fatalf("upload: %d %s %v, want 201 once the transaction ran again", ans.status, ans.body, ans.err)
+	}
+	var line string
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "request_id=retried-upload") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "status=201") || !strings.Contains(line, "retries=1") {
+		t.Errorf("access-log line %q, want status=201 and retries=1", line)
+	}
 }
