@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"mime"
@@ -172,8 +173,8 @@ func (s *server) loginBusy(w http.ResponseWriter) {
 func (s *server) checkPassword(ctx context.Context, deadline time.Time, email, addr string, hash []byte, password string) (ok *bool, busy bool) {
 	h := sha256.New()
 	for _, part := range []string{string(hash), email, password} {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(part)))) // no two splits alike
 		h.Write([]byte(part))
-		h.Write([]byte{0})
 	}
 	var key [sha256.Size]byte
 	h.Sum(key[:0])
