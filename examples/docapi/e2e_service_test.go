@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -806,5 +807,33 @@ func TestAccessLogCountsRetries(t *testing.T) {
 	}
 	if !strings.Contains(line, "status=201") || !strings.Contains(line, "retries=1") {
 		t.Errorf("access-log line %q, want status=201 and retries=1", line)
+	}
+}
+
+// TestSetupUserAdminFlag sets the configured user's admin flag at start, both ways, as
+// DOCAPI_USER_ADMIN says.
+func TestSetupUserAdminFlag(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	for _, tt := range []struct {
+		value   string
+		want    bool
+		wantErr bool
+	}{{"true", true, false}, {"", false, false}, {"1", true, false}, {"false", false, false}, {"maybe", false, true}} {
+		vars := map[string]string{"DOCAPI_USER_EMAIL": "boss@example.com", "DOCAPI_USER_PASSWORD": "long enough password", "DOCAPI_USER_ADMIN": tt.value}
+		err := setupUser(t.Context(), a.store, func(k string) string { return vars[k] }, false, io.Discard)
+		if (err != nil) != tt.wantErr {
+			t.Fatalf("DOCAPI_USER_ADMIN=%q: error %v, want error %v", tt.value, err, tt.wantErr)
+		}
+		if err != nil {
+			continue
+		}
+		var admin bool
+		if err := a.pool.QueryRow(t.Context(), `SELECT admin FROM users WHERE email = 'boss@example.com'`).Scan(&admin); err != nil {
+			t.Fatal(err)
+		}
+		if admin != tt.want {
+			t.Errorf("DOCAPI_USER_ADMIN=%q: admin %v, want %v", tt.value, admin, tt.want)
+		}
 	}
 }
