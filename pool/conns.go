@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,14 +44,29 @@ func (t *connTable) get(c *pgx.Conn) *connState {
 	return nil
 }
 
-// install wires the pool's hooks into pc
-// (config.PgxPoolConfig sets none of these hooks, so there is nothing to chain.)
+// install wires the pool's hooks into pc, chained with the caller's (see [WithPgxConfig]):
+// ShouldPing is the pool's alone (it decides what config's hook decides, and does the ping
+// itself so that it learns of failures), and TCP_USER_TIMEOUT bounds dead flows in flight.
 func (p *Pool) install(pc *pgxpool.Config) {
-	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+	pc.ConnConfig.DialFunc = withUserTimeout(pc.ConnConfig.DialFunc, p.cfg.DeadFlowAfter())
+	userAfterConnect, userBeforeClose := pc.AfterConnect, pc.BeforeClose
+	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		p.conns.m.Store(c, &connState{peek: newPeeker(c)})
+		if userAfterConnect != nil {
+			if err := userAfterConnect(ctx, c); err != nil {
+				p.conns.m.Delete(c)
+				return err
+			}
+		}
 		return nil
 	}
-	pc.BeforeClose = p.closing
+	pc.BeforeClose = func(c *pgx.Conn) {
+		p.closing(c)
+		if userBeforeClose != nil {
+			userBeforeClose(c)
+		}
+	}
+	pc.PingTimeout = p.cfg.PingTimeout
 	pc.ShouldPing = p.shouldPing
 }
 
@@ -162,6 +178,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 			break
 		}
 	}
+	p.lastConnErr.set(fmt.Errorf("pre-ping of a connection idle %v failed: %w", params.IdleDuration.Round(time.Millisecond), err))
 	p.log.Info("pgsteady: pre-ping failed", "idle", params.IdleDuration, "err", err)
 	p.kill(c, "failed its ping")
 	return true
