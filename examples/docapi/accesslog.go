@@ -8,6 +8,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/pool"
 )
 
 // maxRequestID is the longest X-Request-Id taken from a client or proxy; a longer or
@@ -17,9 +21,10 @@ const maxRequestID = 64
 // reqInfo is what the access log records about a request beyond the request line and status.
 // Handlers fill it in through the request's context.
 type reqInfo struct {
-	id      string
-	userID  atomic.Int64
-	retries atomic.Int64
+	id         string
+	userID     atomic.Int64
+	retries    atomic.Int64 // functions the pool ran again (countRetry)
+	dbFailures atomic.Int64 // statements and acquires that failed (requestTracer)
 }
 
 type reqInfoKey struct{}
@@ -40,10 +45,11 @@ func requestID(ctx context.Context) string {
 // countRetry records that the pool ran a function of this request again: a transaction
 // function of store.create, or a read of store.read, or the upload after an ambiguous commit.
 //
-// That is every retry docapi can see. A statement the pool retries inside one call (Exec,
-// QueryRow, or the acquire of a connection) is invisible here: the pool's retry hook,
-// retry.Policy.OnRetry, receives no context, and Pool.Stats counts process-wide only. Those
-// retries are in /metrics (pgsteady_pool_retries_total), not in the access log.
+// A statement the pool retries inside one call (Exec, QueryRow, or the acquire of a
+// connection) cannot be counted as a retry here: the pool's retry hook, retry.Policy.OnRetry,
+// receives no context, and Pool.Stats counts process-wide only. What the access log shows
+// instead is the failed attempts behind them (requestTracer): each failure but a request's
+// last one was retried.
 func countRetry(ctx context.Context) {
 	if ri := requestInfo(ctx); ri != nil {
 		ri.retries.Add(1)
@@ -96,7 +102,8 @@ func (w *loggingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logged serves the request through next and writes one access-log line (Info) for it: request
 // id (also sent back as X-Request-Id), method, path, status, bytes, duration, client address,
-// user (0 before authentication) and the retries counted by countRetry.
+// user (0 before authentication), the retries counted by countRetry and the failed database
+// attempts counted by requestTracer.
 func (s *server) logged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -119,6 +126,52 @@ func (s *server) logged(next http.Handler) http.Handler {
 			"client", s.clientAddr(r),
 			"user", ri.userID.Load(),
 			"retries", ri.retries.Load(),
+			"db_failures", ri.dbFailures.Load(),
 		)
+	})
+}
+
+// requestTracer is a pgx tracer (installed with pool.WithPgxConfig) that counts, per request,
+// the statements and connection acquisitions that failed: the attempts the pool then retried,
+// and, when the request failed on the database, its final error. It finds the request through
+// the context that the pool passes down to pgx.
+type requestTracer struct{}
+
+// TraceQueryStart implements pgx.QueryTracer.
+func (requestTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+// TraceQueryEnd implements pgx.QueryTracer.
+func (requestTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	if data.Err != nil {
+		countDBFailure(ctx)
+	}
+}
+
+// TraceAcquireStart implements pgxpool.AcquireTracer.
+func (requestTracer) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	return ctx
+}
+
+// TraceAcquireEnd implements pgxpool.AcquireTracer.
+func (requestTracer) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, data pgxpool.TraceAcquireEndData) {
+	if data.Err != nil {
+		countDBFailure(ctx)
+	}
+}
+
+func countDBFailure(ctx context.Context) {
+	if ri := requestInfo(ctx); ri != nil {
+		ri.dbFailures.Add(1)
+	}
+}
+
+// traceRequests is the pool option that installs requestTracer, unless a tracer is set.
+func traceRequests() pool.Option {
+	return pool.WithPgxConfig(func(c *pgxpool.Config) {
+		if c.ConnConfig.Tracer == nil {
+			c.ConnConfig.Tracer = requestTracer{}
+		}
 	})
 }

@@ -556,7 +556,7 @@ func TestAccessLog(t *testing.T) {
 		}
 		for _, want := range []string{
 			"request_id=" + r.requestID, "path=" + r.path, "status=" + strconv.Itoa(r.wantStatus),
-			"user=" + strconv.FormatInt(wantUser, 10), "retries=0", "duration_ms=",
+			"user=" + strconv.FormatInt(wantUser, 10), "retries=0", "db_failures=0", "duration_ms=",
 		} {
 			if !strings.Contains(line, want) {
 				t.Errorf("access-log line %q lacks %q", line, want)
@@ -805,8 +805,11 @@ func TestAccessLogCountsRetries(t *testing.T) {
 			line = l
 		}
 	}
-	if !strings.Contains(line, "status=201") || !strings.Contains(line, "retries=1") {
-		t.Errorf("access-log line %q, want status=201 and retries=1", line)
+	// The INSERT failed once (its backend was killed), and the transaction ran again.
+	for _, want := range []string{"status=201", "retries=1", "db_failures=1"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access-log line %q, want %s", line, want)
+		}
 	}
 }
 

@@ -98,7 +98,7 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 		logger.Warn("docapi: config: " + w)
 	}
 
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger))
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests())
 	if err != nil {
 		return err
 	}
