@@ -48,8 +48,10 @@ func requestID(ctx context.Context) string {
 // A statement the pool retries inside one call (Exec, QueryRow, or the acquire of a
 // connection) cannot be counted as a retry here: the pool's retry hook, retry.Policy.OnRetry,
 // receives no context, and Pool.Stats counts process-wide only. What the access log shows
-// instead is the failed attempts behind them (requestTracer): each failure but a request's
-// last one was retried.
+// instead is the failed attempts behind them (requestTracer). Both are lower bounds: a
+// pre-ping that fails inside pgxpool's acquire, or an error pgx raises before it traces a
+// statement, is retried without either count seeing it (under -chaos, lines with retries=2
+// and db_failures=1 appear).
 func countRetry(ctx context.Context) {
 	if ri := requestInfo(ctx); ri != nil {
 		ri.retries.Add(1)
