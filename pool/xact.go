@@ -1,0 +1,215 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgsteady/pgsteady/retry"
+)
+
+// Resolving a COMMIT whose answer was lost (PostgreSQL 13 and later).
+//
+// A transaction learns its own id with pg_current_xact_id() (an xid8: the
+// 32-bit xid with its epoch, which never wraps). When the connection is lost
+// with COMMIT in flight, another connection asks pg_xact_status(id), which
+// says "committed", "aborted" or "in progress", or NULL when the id is too
+// old for the commit log still kept. For an id the server has not assigned
+// yet, which happens after a failover to a standby that had not received it,
+// pg_xact_status fails with SQLSTATE 22023 "transaction ID N is in the
+// future". Both mean the outcome cannot be learned here.
+//
+// How Tx should use it:
+//
+//	b := &pgx.Batch{}
+//	b.BeginTx(opts)                 // BEGIN, first in the batch
+//	b.Queue(currentXactSQL)         // the id, in the same round trip
+//	tx, xid, err := beginWithXact(ctx, conn, opts)   // does the above
+//	... fn(tx) ...
+//	err = tx.Commit(ctx)
+//	if retry.Classify(err) == retry.ConnLost {       // the answer was lost
+//	    rctx, cancel := context.WithTimeout(ctx, budget)
+//	    st, lerr := resolveXact(rctx, p.pgx, xid)    // on another connection
+//	    cancel()
+//	    committed: return nil; aborted: rerun fn under the policy;
+//	    in progress or unknown: *AmbiguousCommitError{Xid: xid, Err: errors.Join(err, lerr)}
+//	}
+//
+// Asking for the id assigns one to a transaction that has none yet, that is
+// to one that has not written anything: a read-only transaction then uses up
+// an xid (bringing the next anti-wraparound vacuum closer) and, at COMMIT,
+// writes a commit record and waits for it to be flushed (synchronous_commit),
+// which a transaction without an xid skips. Skip the query where the outcome
+// cannot matter: TxOptions.AccessMode ReadOnly (nothing to lose), and on a
+// standby, where PostgreSQL refuses to assign ids ("cannot assign
+// TransactionIds during recovery"). pg_current_xact_id_if_assigned() avoids
+// the assignment, but asked at BEGIN it is always NULL, and asked with COMMIT
+// its answer is lost together with COMMIT's.
+
+// currentXactSQL learns the id of the current transaction. As text, so that
+// pgx needs no codec for xid8.
+const currentXactSQL = "SELECT pg_current_xact_id()::text"
+
+// xactStatusSQL asks for the status of a transaction by its id, passed as
+// text.
+const xactStatusSQL = "SELECT pg_xact_status($1::text::xid8)"
+
+// xactStatus is what the server knows of a transaction.
+type xactStatus int
+
+const (
+	// xactUnknown: the status cannot be learned: NULL (the id is older than
+	// the commit log kept), an id in the future (after a failover), or the
+	// lookup failed.
+	xactUnknown xactStatus = iota
+	// xactCommitted: the transaction committed.
+	xactCommitted
+	// xactAborted: it rolled back, or its backend died before it committed.
+	xactAborted
+	// xactInProgress: its backend is still running it, for example still
+	// committing, or unaware yet that its client is gone.
+	xactInProgress
+)
+
+func (s xactStatus) String() string {
+	switch s {
+	case xactCommitted:
+		return "committed"
+	case xactAborted:
+		return "aborted"
+	case xactInProgress:
+		return "in progress"
+	default:
+		return "unknown"
+	}
+}
+
+// parseXactStatus maps pg_xact_status's answer; NULL (nil) is unknown.
+func parseXactStatus(s *string) xactStatus {
+	if s == nil {
+		return xactUnknown
+	}
+	switch *s {
+	case "committed":
+		return xactCommitted
+	case "aborted":
+		return xactAborted
+	case "in progress":
+		return xactInProgress
+	}
+	return xactUnknown
+}
+
+// batchSender sends a batch on one connection: *pgx.Conn and *pgxpool.Conn.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// beginWithXact begins a transaction with opts on c and learns its id in the
+// same round trip: BEGIN and currentXactSQL go in one batch (pgx's
+// Batch.BeginTx). On error the transaction, if it was begun, is rolled back
+// by pgx when the batch is closed or can be with Rollback; the returned Tx is
+// nil.
+func beginWithXact(ctx context.Context, c batchSender, opts pgx.TxOptions) (pgx.Tx, uint64, error) {
+	b := &pgx.Batch{}
+	b.BeginTx(opts)
+	b.Queue(currentXactSQL)
+	br := c.SendBatch(ctx, b)
+	tx := br.Tx()
+	var text string
+	_, err := br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&text)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if tx != nil {
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			tx.Rollback(rctx)
+			cancel()
+		}
+		return nil, 0, err
+	}
+	xid, err := strconv.ParseUint(text, 10, 64)
+	if err != nil {
+		return nil, 0, errors.Join(errors.New("pool: pg_current_xact_id() answered "+strconv.Quote(text)), err)
+	}
+	return tx, xid, nil
+}
+
+// rowQuerier runs one query: *pgxpool.Pool (a connection of its own for each
+// call) and *pgx.Conn satisfy it.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Waits between two lookups: doubling from the first to the last.
+const (
+	xactPollFirst = 10 * time.Millisecond
+	xactPollMax   = 250 * time.Millisecond
+)
+
+// resolveXact asks q for the status of transaction xid until it is
+// committed or aborted, or known to be unknowable, or ctx ends; ctx alone
+// bounds it, so give it a deadline. It polls while the transaction is in
+// progress and while the lookup fails with an error that may pass (the
+// lookup is a read, so [retry.Idempotent] errors are retried: a server that
+// is restarting answers a little later).
+//
+// It returns the last status seen and, when that is not committed or
+// aborted, why: nil for NULL (the id is too old), the *pgconn.PgError with
+// SQLSTATE 22023 for an id in the future, the lookup's last error, or
+// ctx.Err() when ctx ended with the transaction still in progress. An id of
+// 0 (never learned) is unknown at once. The query runs with the simple
+// protocol, so it works through PgBouncer in transaction mode and other
+// poolers that keep no prepared statements.
+func resolveXact(ctx context.Context, q rowQuerier, xid uint64) (xactStatus, error) {
+	if xid == 0 {
+		return xactUnknown, errors.New("pool: no transaction id to look up")
+	}
+	arg := strconv.FormatUint(xid, 10)
+	wait := xactPollFirst
+	for {
+		var s *string
+		err := q.QueryRow(ctx, xactStatusSQL, pgx.QueryExecModeSimpleProtocol, arg).Scan(&s)
+		st := parseXactStatus(s)
+		switch {
+		case err == nil && st != xactInProgress:
+			return st, nil
+		case err != nil && ctx.Err() != nil:
+			return xactUnknown, err
+		case err != nil && futureXact(err):
+			return xactUnknown, err
+		case err != nil && !retry.Idempotent.Has(retry.Classify(err)):
+			return xactUnknown, err
+		}
+		if err == nil {
+			err = ctx.Err() // in progress
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if st == xactInProgress {
+				return st, ctx.Err()
+			}
+			return xactUnknown, errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, xactPollMax)
+	}
+}
+
+// futureXact reports whether err is pg_xact_status's answer for an id the
+// server has not assigned yet: SQLSTATE 22023 invalid_parameter_value,
+// "transaction ID N is in the future" (xid8funcs.c, TransactionIdInRecentPast).
+func futureXact(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "22023"
+}

@@ -1,0 +1,293 @@
+package pool_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgsteady/pgsteady/internal/faultproxy"
+	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/retry"
+)
+
+// xactTarget is a way to reach the test server: directly, or through PgBouncer in transaction
+// mode (where pgx must not cache prepared statements).
+type xactTarget struct {
+	name string
+	dsn  func(s *pgharness.Server, db string) string
+	mode pgx.QueryExecMode
+}
+
+var xactTargets = []xactTarget{
+	{"postgres", func(s *pgharness.Server, db string) string { return db }, pgx.QueryExecModeCacheStatement},
+	{"pgbouncer", func(s *pgharness.Server, db string) string { return pgharness.WithAddr(db, s.BouncerAddr()) }, pgx.QueryExecModeExec},
+}
+
+// xactDB returns a fresh database holding table uploads(key text), a connection and a pgxpool
+// on it through target.
+func xactDB(ctx context.Context, t testing.TB, target xactTarget) (*pgx.Conn, *pgxpool.Pool, string) {
+	t.Helper()
+	s := pgharness.Require(t, srv)
+	db, err := s.NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close(ctx)
+	if _, err := setup.Exec(ctx, "CREATE TABLE uploads (key text NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	dsn := target.dsn(s, db)
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = target.mode
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.ConnConfig.DefaultQueryExecMode = target.mode
+	p, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return conn, p, dsn
+}
+
+func TestResolveXact(t *testing.T) {
+	for _, target := range xactTargets {
+		t.Run(target.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			conn, lookup, _ := xactDB(ctx, t, target)
+
+			begin := func() (pgx.Tx, uint64) {
+				t.Helper()
+				tx, xid, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+				if err != nil {
+					t.Fatalf("begin: %v", err)
+				}
+				if xid == 0 {
+					t.Fatal("transaction id 0")
+				}
+				if _, err := tx.Exec(ctx, "INSERT INTO uploads VALUES ($1)", strconv.FormatUint(xid, 10)); err != nil {
+					t.Fatal(err)
+				}
+				return tx, xid
+			}
+			resolve := func(d time.Duration, xid uint64) (pool.XactStatus, error) {
+				rctx, cancel := context.WithTimeout(ctx, d)
+				defer cancel()
+				return pool.ResolveXact(rctx, lookup, xid)
+			}
+
+			tx, committed := begin()
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := resolve(10*time.Second, committed); st != pool.XactCommitted || err != nil {
+				t.Errorf("committed transaction: %v, %v", st, err)
+			}
+
+			tx, aborted := begin()
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := resolve(10*time.Second, aborted); st != pool.XactAborted || err != nil {
+				t.Errorf("rolled back transaction: %v, %v", st, err)
+			}
+			if aborted <= committed {
+				t.Errorf("ids %d then %d: not increasing", committed, aborted)
+			}
+
+			// Still open: in progress until the budget ends.
+			tx, open := begin()
+			st, err := resolve(100*time.Millisecond, open)
+			if st != pool.XactInProgress || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("open transaction: %v, %v; want in progress and the deadline", st, err)
+			}
+			// Polling sees it commit.
+			go func() {
+				time.Sleep(100 * time.Millisecond)
+				tx.Commit(ctx)
+			}()
+			if st, err := resolve(10*time.Second, open); st != pool.XactCommitted || err != nil {
+				t.Errorf("transaction committed while polling: %v, %v", st, err)
+			}
+
+			// An id the server has not assigned, as after a failover to a standby that lagged:
+			// unknowable, not aborted.
+			future := aborted + 1_000_000
+			st, err = resolve(10*time.Second, future)
+			var pgErr *pgconn.PgError
+			if st != pool.XactUnknown || !errors.As(err, &pgErr) || pgErr.Code != "22023" {
+				t.Errorf("future id: %v, %v; want unknown and SQLSTATE 22023", st, err)
+			} else {
+				t.Logf("future id: %v", err)
+			}
+
+			if st, err := resolve(time.Second, 0); st != pool.XactUnknown || err == nil {
+				t.Errorf("id 0: %v, %v; want unknown and an error", st, err)
+			}
+		})
+	}
+}
+
+// A COMMIT whose answer is lost: the server receives and runs it, the answer is held back and
+// the connection reset. The client cannot tell; the lookup can.
+func TestResolveXactLostCommit(t *testing.T) {
+	s := pgharness.Require(t, srv)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, lookup, dsn := xactDB(ctx, t, xactTargets[0])
+	proxy := faultproxy.Start(t, s.Addr())
+	conn, err := pgx.Connect(ctx, pgharness.WithAddr(dsn, proxy.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+
+	tx, xid, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO uploads VALUES ('lost')"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.StallResponses()
+	done := make(chan error, 1)
+	go func() { done <- tx.Commit(ctx) }()
+	time.Sleep(200 * time.Millisecond) // let COMMIT reach the server
+	proxy.ResetAll()
+	err = <-done
+	if retry.Classify(err) != retry.ConnLost {
+		t.Fatalf("commit: %v (%v), want a lost connection", err, retry.Classify(err))
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	st, lerr := pool.ResolveXact(rctx, lookup, xid)
+	var n int
+	if err := lookup.QueryRow(ctx, "SELECT count(*) FROM uploads WHERE key = 'lost'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if st != pool.XactCommitted || n != 1 {
+		t.Errorf("lost commit resolved as %v (%v), and the row is there %d times; want committed and 1", st, lerr, n)
+	}
+}
+
+// The lookup cannot be made: the server is unreachable for the whole budget.
+func TestResolveXactUnreachable(t *testing.T) {
+	s := pgharness.Require(t, srv)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	proxy := faultproxy.Start(t, s.Addr())
+	p, err := pgxpool.New(ctx, pgharness.WithAddr(s.DSN(), proxy.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	proxy.Close()
+
+	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer rcancel()
+	st, err := pool.ResolveXact(rctx, p, 1000)
+	if st != pool.XactUnknown || err == nil {
+		t.Errorf("unreachable server: %v, %v; want unknown and the lookup's error", st, err)
+	}
+	t.Logf("lookup error: %v", err)
+}
+
+func TestParseXactStatus(t *testing.T) {
+	t.Parallel()
+	str := func(s string) *string { return &s }
+	tests := []struct {
+		in   *string
+		want pool.XactStatus
+	}{
+		{str("committed"), pool.XactCommitted},
+		{str("aborted"), pool.XactAborted},
+		{str("in progress"), pool.XactInProgress},
+		{nil, pool.XactUnknown}, // NULL: the id is older than the commit log kept
+		{str("something new"), pool.XactUnknown},
+	}
+	for _, tt := range tests {
+		if got := pool.ParseXactStatus(tt.in); got != tt.want {
+			t.Errorf("parseXactStatus(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// BenchmarkTxXid measures what learning the transaction id costs a transaction, on one
+// connection straight to the server: BEGIN, one statement, COMMIT.
+//
+//	plain     BEGIN; stmt; COMMIT (pgx's BeginTx)
+//	batch     BEGIN and SELECT pg_current_xact_id() in one batch (one round trip); stmt; COMMIT
+//	roundtrip BEGIN; SELECT pg_current_xact_id(); stmt; COMMIT (a round trip more)
+//
+// for a write (INSERT: the transaction gets an id anyway) and a read (SELECT: asking forces
+// an id, and COMMIT then writes a commit record).
+func BenchmarkTxXid(b *testing.B) {
+	ctx := context.Background()
+	conn, _, _ := xactDB(ctx, b, xactTargets[0])
+	stmts := map[string]string{
+		"write": "INSERT INTO uploads VALUES ($1)",
+		"read":  "SELECT count(*) FROM uploads WHERE key = $1",
+	}
+	begins := []struct {
+		name  string
+		begin func() (pgx.Tx, error)
+	}{
+		{"plain", func() (pgx.Tx, error) { return conn.BeginTx(ctx, pgx.TxOptions{}) }},
+		{"batch", func() (pgx.Tx, error) {
+			tx, _, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+			return tx, err
+		}},
+		{"roundtrip", func() (pgx.Tx, error) {
+			tx, err := conn.BeginTx(ctx, pgx.TxOptions{})
+			if err != nil {
+				return nil, err
+			}
+			var s string
+			return tx, tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text").Scan(&s)
+		}},
+	}
+	for _, kind := range []string{"write", "read"} {
+		for _, bg := range begins {
+			b.Run(kind+"/"+bg.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					tx, err := bg.begin()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := tx.Exec(ctx, stmts[kind], "k"); err != nil {
+						b.Fatal(err)
+					}
+					if err := tx.Commit(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
