@@ -251,7 +251,7 @@ func BenchmarkTxXid(b *testing.B) {
 	conn, _, _ := xactDB(ctx, b, xactTargets[0])
 	stmts := map[string]string{
 		"write": "INSERT INTO uploads VALUES ($1)",
-		"read":  "SELECT count(*) FROM uploads WHERE key = $1",
+		"read":  "SELECT $1::text",
 	}
 	begins := []struct {
 		name  string
