@@ -16,4 +16,5 @@ var (
 	BeginWithXact   = beginWithXact
 	ResolveXact     = resolveXact
 	ParseXactStatus = parseXactStatus
+	CommitUncertain = commitUncertain
 )

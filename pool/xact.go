@@ -31,8 +31,9 @@ import (
 //	tx, xid, err := beginWithXact(ctx, conn, opts)   // does the above
 //	... fn(tx) ...
 //	err = tx.Commit(ctx)
-//	if retry.Classify(err) == retry.ConnLost {       // the answer was lost
-//	    rctx, cancel := context.WithTimeout(ctx, budget)
+//	if commitUncertain(err) {                        // the answer was lost
+//	    // ctx may be what ended COMMIT: give the lookup a budget of its own
+//	    rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 //	    st, lerr := resolveXact(rctx, p.pgx, xid)    // on another connection
 //	    cancel()
 //	    committed: return nil; aborted: rerun fn under the policy;
@@ -204,6 +205,38 @@ func resolveXact(ctx context.Context, q rowQuerier, xid uint64) (xactStatus, err
 		}
 		wait = min(2*wait, xactPollMax)
 	}
+}
+
+// commitUncertain reports whether err, returned by Tx.Commit, leaves the outcome of the COMMIT
+// unknown, so that it must be resolved (resolveXact) before anything is retried or reported.
+// The outcome is known when:
+//
+//	| err                                              | outcome                                  |
+//	|--------------------------------------------------|------------------------------------------|
+//	| nil                                              | committed                                |
+//	| pgx.ErrTxClosed, pgx.ErrTxCommitRollback         | not committed (not sent; rolled back)    |
+//	| pgconn.SafeToRetry, or another [retry.NotSent]   | not committed: COMMIT never ran          |
+//	| a *pgconn.PgError of severity ERROR              | not committed: the server answered COMMIT |
+//	|   (deferred constraint, 40001 at commit)         |   with an error and rolled back          |
+//
+// Anything else is uncertain: a lost connection ([retry.ConnLost], including a FATAL 57P01 that
+// may follow a completed commit), and also the caller's context ending while COMMIT was in
+// flight. [retry.Classify] says Permanent for the latter (the caller gave up), but pgx sent the
+// COMMIT and closed the connection before its answer came: the transaction may have
+// committed. Checking only Classify(err) == ConnLost misses that case.
+func commitUncertain(err error) bool {
+	if err == nil || errors.Is(err, pgx.ErrTxClosed) || errors.Is(err, pgx.ErrTxCommitRollback) {
+		return false
+	}
+	class := retry.Classify(err)
+	if class == retry.NotSent || pgconn.SafeToRetry(err) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && class != retry.ConnLost {
+		return false
+	}
+	return true
 }
 
 // futureXact reports whether err is pg_xact_status's answer for an id the

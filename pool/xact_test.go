@@ -3,6 +3,8 @@ package pool_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"strconv"
 	"testing"
 	"time"
@@ -289,5 +291,104 @@ func BenchmarkTxXid(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+func TestCommitUncertain(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"tx already closed", pgx.ErrTxClosed, false},
+		{"commit turned into rollback", fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback), false},
+		{"deferred constraint violated at commit", &pgconn.PgError{Severity: "ERROR", Code: "23505"}, false},
+		{"serialization failure at commit", &pgconn.PgError{Severity: "ERROR", Code: "40001"}, false},
+		{"backend terminated, maybe after committing", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}, true},
+		{"connection lost", io.ErrUnexpectedEOF, true},
+		{"caller's deadline", context.DeadlineExceeded, true},
+		{"unknown", errors.New("boom"), true},
+	}
+	for _, tt := range tests {
+		if got := pool.CommitUncertain(tt.err); got != tt.want {
+			t.Errorf("%s: commitUncertain(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+}
+
+// The caller's context ends while COMMIT is in flight: retry.Classify says Permanent (the caller
+// gave up), but the COMMIT ran. commitUncertain says so, and the lookup finds it committed.
+func TestCommitInterruptedByContext(t *testing.T) {
+	s := pgharness.Require(t, srv)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, lookup, dsn := xactDB(ctx, t, xactTargets[0])
+	proxy := faultproxy.Start(t, s.Addr())
+	conn, err := pgx.Connect(ctx, pgharness.WithAddr(dsn, proxy.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+
+	tx, xid, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO uploads VALUES ('interrupted')"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.StallResponses()
+	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = tx.Commit(cctx)
+	ccancel()
+	t.Logf("commit: %v (class %v)", err, retry.Classify(err))
+	if !pool.CommitUncertain(err) {
+		t.Fatalf("commitUncertain(%v) = false", err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	st, lerr := pool.ResolveXact(rctx, lookup, xid)
+	var n int
+	if err := lookup.QueryRow(ctx, "SELECT count(*) FROM uploads WHERE key = 'interrupted'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if st != pool.XactCommitted || n != 1 {
+		t.Errorf("resolved as %v (%v), row there %d times; want committed and 1", st, lerr, n)
+	}
+}
+
+// A COMMIT the server answers with an error did not commit: the outcome is known, and the
+// lookup agrees.
+func TestCommitRefusedIsKnown(t *testing.T) {
+	pgharness.Require(t, srv)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	conn, lookup, _ := xactDB(ctx, t, xactTargets[0])
+	if _, err := conn.Exec(ctx, `CREATE TABLE keys (k text, CONSTRAINT keys_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED);
+		INSERT INTO keys VALUES ('a')`); err != nil {
+		t.Fatal(err)
+	}
+	tx, xid, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO keys VALUES ($1)", "a"); err != nil {
+		t.Fatal(err) // deferred: checked at COMMIT
+	}
+	err = tx.Commit(ctx)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		t.Fatalf("commit: %v, want SQLSTATE 23505", err)
+	}
+	if pool.CommitUncertain(err) {
+		t.Errorf("commitUncertain(%v) = true", err)
+	}
+	st, lerr := pool.ResolveXact(ctx, lookup, xid)
+	if st != pool.XactAborted {
+		t.Errorf("lookup says %v (%v), want aborted", st, lerr)
 	}
 }
