@@ -18,3 +18,14 @@ var (
 	ParseXactStatus = parseXactStatus
 	CommitUncertain = commitUncertain
 )
+
+type XactRef = xactRef
+
+var ErrXidReused = errXidReused
+
+// NewXactRef builds a reference to transaction xid on a server whose crash stamp is stamp.
+func NewXactRef(xid uint64, stamp string) XactRef { return xactRef{xid: xid, stamp: stamp} }
+
+// Xid and Stamp take a reference apart.
+func (r xactRef) Xid() uint64   { return r.xid }
+func (r xactRef) Stamp() string { return r.stamp }

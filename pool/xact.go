@@ -28,16 +28,16 @@ import (
 //	b := &pgx.Batch{}
 //	b.BeginTx(opts)                 // BEGIN, first in the batch
 //	b.Queue(currentXactSQL)         // the id, in the same round trip
-//	tx, xid, err := beginWithXact(ctx, conn, opts)   // does the above
+//	tx, ref, err := beginWithXact(ctx, conn, opts)   // does the above
 //	... fn(tx) ...
 //	err = tx.Commit(ctx)
 //	if commitUncertain(err) {                        // the answer was lost
 //	    // ctx may be what ended COMMIT: give the lookup a budget of its own
 //	    rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
-//	    st, lerr := resolveXact(rctx, p.pgx, xid)    // on another connection
+//	    st, lerr := resolveXact(rctx, p.pgx, ref)    // on another connection
 //	    cancel()
 //	    committed: return nil; aborted: rerun fn under the policy;
-//	    in progress or unknown: *AmbiguousCommitError{Xid: xid, Err: errors.Join(err, lerr)}
+//	    in progress or unknown: *AmbiguousCommitError{Xid: ref.xid, Err: errors.Join(err, lerr)}
 //	}
 //
 // Asking for the id assigns one to a transaction that has none yet, that is
@@ -51,13 +51,42 @@ import (
 // the assignment, but asked at BEGIN it is always NULL, and asked with COMMIT
 // its answer is lost together with COMMIT's.
 
-// currentXactSQL learns the id of the current transaction. As text, so that
-// pgx needs no codec for xid8.
-const currentXactSQL = "SELECT pg_current_xact_id()::text"
+// currentXactSQL learns the id of the current transaction (as text, so that
+// pgx needs no codec for xid8) and the server's crash stamp (see xactRef).
+const currentXactSQL = "SELECT pg_current_xact_id()::text, " + crashStampSQL
 
 // xactStatusSQL asks for the status of a transaction by its id, passed as
-// text.
-const xactStatusSQL = "SELECT pg_xact_status($1::text::xid8)"
+// text, and the server's crash stamp.
+const xactStatusSQL = "SELECT pg_xact_status($1::text::xid8), " + crashStampSQL
+
+// crashStampSQL changes when the server recovers from a crash, and differs
+// between two servers, but not across a clean restart: PostgreSQL discards
+// its cumulative statistics after crash recovery and keeps them across a
+// clean shutdown, and the reset time of the bgwriter's shared statistics
+// records that. (pg_postmaster_start_time() does not change when the
+// postmaster reinitialises after a backend crashed.) Any role may read it.
+const crashStampSQL = "coalesce(pg_stat_get_bgwriter_stat_reset_time()::text, '')"
+
+// xactRef identifies a transaction for resolveXact.
+//
+// The id alone is not enough. A server that crashes loses the WAL it had not
+// yet written, and with it every trace of a transaction that had not
+// committed; on restart it hands the lost transaction's id to a new
+// transaction, and pg_xact_status then answers for that one. The same
+// happens after a failover to a standby that had not received the
+// transaction. Measured here: a backend killed with SIGKILL after one INSERT,
+// and the next transaction after recovery got the same id (729), committed,
+// and pg_xact_status(729) said "committed" for the lost INSERT. So the
+// server's crash stamp is kept with the id, and when it has changed a status
+// of committed or in progress is not believed. Aborted still is: if the
+// transaction had committed durably, its id could not have been reused and
+// would say committed. A clean restart keeps the stamp (its shutdown
+// checkpoint records the next id, so nothing is reused), and its lost commits
+// stay resolvable.
+type xactRef struct {
+	xid   uint64 // pg_current_xact_id(); 0: not known
+	stamp string // crashStampSQL's answer when the id was learned
+}
 
 // xactStatus is what the server knows of a transaction.
 type xactStatus int
@@ -110,21 +139,20 @@ type batchSender interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// beginWithXact begins a transaction with opts on c and learns its id in the
-// same round trip: BEGIN and currentXactSQL go in one batch (pgx's
-// Batch.BeginTx). On error the transaction, if it was begun, is rolled back
-// by pgx when the batch is closed or can be with Rollback; the returned Tx is
-// nil.
-func beginWithXact(ctx context.Context, c batchSender, opts pgx.TxOptions) (pgx.Tx, uint64, error) {
+// beginWithXact begins a transaction with opts on c and learns what
+// identifies it in the same round trip: BEGIN and currentXactSQL go in one
+// batch (pgx's Batch.BeginTx). On error the transaction, if it was begun, is
+// rolled back, and the returned Tx is nil.
+func beginWithXact(ctx context.Context, c batchSender, opts pgx.TxOptions) (pgx.Tx, xactRef, error) {
 	b := &pgx.Batch{}
 	b.BeginTx(opts)
 	b.Queue(currentXactSQL)
 	br := c.SendBatch(ctx, b)
 	tx := br.Tx()
-	var text string
+	var text, stamp string
 	_, err := br.Exec()
 	if err == nil {
-		err = br.QueryRow().Scan(&text)
+		err = br.QueryRow().Scan(&text, &stamp)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -135,13 +163,13 @@ func beginWithXact(ctx context.Context, c batchSender, opts pgx.TxOptions) (pgx.
 			tx.Rollback(rctx)
 			cancel()
 		}
-		return nil, 0, err
+		return nil, xactRef{}, err
 	}
 	xid, err := strconv.ParseUint(text, 10, 64)
 	if err != nil {
-		return nil, 0, errors.Join(errors.New("pool: pg_current_xact_id() answered "+strconv.Quote(text)), err)
+		return nil, xactRef{}, errors.Join(errors.New("pool: pg_current_xact_id() answered "+strconv.Quote(text)), err)
 	}
-	return tx, xid, nil
+	return tx, xactRef{xid: xid, stamp: stamp}, nil
 }
 
 // rowQuerier runs one query: *pgxpool.Pool (a connection of its own for each
@@ -156,7 +184,11 @@ const (
 	xactPollMax   = 250 * time.Millisecond
 )
 
-// resolveXact asks q for the status of transaction xid until it is
+// errXidReused is resolveXact's reason for unknown when the server crashed
+// or failed over since the transaction began (see xactRef).
+var errXidReused = errors.New("pool: the server recovered from a crash or failed over since the transaction began; its id may belong to another transaction now")
+
+// resolveXact asks q for the status of transaction ref until it is
 // committed or aborted, or known to be unknowable, or ctx ends; ctx alone
 // bounds it, so give it a deadline. It polls while the transaction is in
 // progress and while the lookup fails with an error that may pass (the
@@ -165,21 +197,27 @@ const (
 //
 // It returns the last status seen and, when that is not committed or
 // aborted, why: nil for NULL (the id is too old), the *pgconn.PgError with
-// SQLSTATE 22023 for an id in the future, the lookup's last error, or
-// ctx.Err() when ctx ended with the transaction still in progress. An id of
-// 0 (never learned) is unknown at once. The query runs with the simple
-// protocol, so it works through PgBouncer in transaction mode and other
-// poolers that keep no prepared statements.
-func resolveXact(ctx context.Context, q rowQuerier, xid uint64) (xactStatus, error) {
-	if xid == 0 {
+// SQLSTATE 22023 for an id in the future, errXidReused when the server
+// crashed or failed over since the id was learned and the answer is not
+// aborted, the lookup's last error, or ctx.Err() when ctx ended with the
+// transaction still in progress. An id of 0 (never learned) is unknown at
+// once. The query runs with the simple protocol, so it works through
+// PgBouncer in transaction mode and other poolers that keep no prepared
+// statements.
+func resolveXact(ctx context.Context, q rowQuerier, ref xactRef) (xactStatus, error) {
+	if ref.xid == 0 {
 		return xactUnknown, errors.New("pool: no transaction id to look up")
 	}
-	arg := strconv.FormatUint(xid, 10)
+	arg := strconv.FormatUint(ref.xid, 10)
 	wait := xactPollFirst
 	for {
 		var s *string
-		err := q.QueryRow(ctx, xactStatusSQL, pgx.QueryExecModeSimpleProtocol, arg).Scan(&s)
+		var stamp string
+		err := q.QueryRow(ctx, xactStatusSQL, pgx.QueryExecModeSimpleProtocol, arg).Scan(&s, &stamp)
 		st := parseXactStatus(s)
+		if err == nil && stamp != ref.stamp && st != xactAborted {
+			return xactUnknown, errXidReused
+		}
 		switch {
 		case err == nil && st != xactInProgress:
 			return st, nil

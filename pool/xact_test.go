@@ -81,24 +81,24 @@ func TestResolveXact(t *testing.T) {
 			defer cancel()
 			conn, lookup, _ := xactDB(ctx, t, target)
 
-			begin := func() (pgx.Tx, uint64) {
+			begin := func() (pgx.Tx, pool.XactRef) {
 				t.Helper()
-				tx, xid, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+				tx, ref, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
 				if err != nil {
 					t.Fatalf("begin: %v", err)
 				}
-				if xid == 0 {
-					t.Fatal("transaction id 0")
+				if ref.Xid() == 0 || ref.Stamp() == "" {
+					t.Fatalf("transaction id %d, crash stamp %q", ref.Xid(), ref.Stamp())
 				}
-				if _, err := tx.Exec(ctx, "INSERT INTO uploads VALUES ($1)", strconv.FormatUint(xid, 10)); err != nil {
+				if _, err := tx.Exec(ctx, "INSERT INTO uploads VALUES ($1)", strconv.FormatUint(ref.Xid(), 10)); err != nil {
 					t.Fatal(err)
 				}
-				return tx, xid
+				return tx, ref
 			}
-			resolve := func(d time.Duration, xid uint64) (pool.XactStatus, error) {
+			resolve := func(d time.Duration, ref pool.XactRef) (pool.XactStatus, error) {
 				rctx, cancel := context.WithTimeout(ctx, d)
 				defer cancel()
-				return pool.ResolveXact(rctx, lookup, xid)
+				return pool.ResolveXact(rctx, lookup, ref)
 			}
 
 			tx, committed := begin()
@@ -116,8 +116,8 @@ func TestResolveXact(t *testing.T) {
 			if st, err := resolve(10*time.Second, aborted); st != pool.XactAborted || err != nil {
 				t.Errorf("rolled back transaction: %v, %v", st, err)
 			}
-			if aborted <= committed {
-				t.Errorf("ids %d then %d: not increasing", committed, aborted)
+			if aborted.Xid() <= committed.Xid() {
+				t.Errorf("ids %d then %d: not increasing", committed.Xid(), aborted.Xid())
 			}
 
 			// Still open: in progress until the budget ends.
@@ -137,7 +137,7 @@ func TestResolveXact(t *testing.T) {
 
 			// An id the server has not assigned, as after a failover to a standby that lagged:
 			// unknowable, not aborted.
-			future := aborted + 1_000_000
+			future := pool.NewXactRef(aborted.Xid()+1_000_000, aborted.Stamp())
 			st, err = resolve(10*time.Second, future)
 			var pgErr *pgconn.PgError
 			if st != pool.XactUnknown || !errors.As(err, &pgErr) || pgErr.Code != "22023" {
@@ -146,7 +146,7 @@ func TestResolveXact(t *testing.T) {
 				t.Logf("future id: %v", err)
 			}
 
-			if st, err := resolve(time.Second, 0); st != pool.XactUnknown || err == nil {
+			if st, err := resolve(time.Second, pool.NewXactRef(0, aborted.Stamp())); st != pool.XactUnknown || err == nil {
 				t.Errorf("id 0: %v, %v; want unknown and an error", st, err)
 			}
 		})
@@ -212,7 +212,7 @@ func TestResolveXactUnreachable(t *testing.T) {
 
 	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer rcancel()
-	st, err := pool.ResolveXact(rctx, p, 1000)
+	st, err := pool.ResolveXact(rctx, p, pool.NewXactRef(1000, "x"))
 	if st != pool.XactUnknown || err == nil {
 		t.Errorf("unreachable server: %v, %v; want unknown and the lookup's error", st, err)
 	}
@@ -390,5 +390,147 @@ func TestCommitRefusedIsKnown(t *testing.T) {
 	st, lerr := pool.ResolveXact(ctx, lookup, xid)
 	if st != pool.XactAborted {
 		t.Errorf("lookup says %v (%v), want aborted", st, lerr)
+	}
+}
+
+// A status learned on a server whose crash stamp changed is not believed, unless it is aborted.
+func TestResolveXactStampChanged(t *testing.T) {
+	pgharness.Require(t, srv)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	conn, lookup, _ := xactDB(ctx, t, xactTargets[0])
+	tx, committed, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tx, aborted, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := func(r pool.XactRef) pool.XactRef { return pool.NewXactRef(r.Xid(), "2001-01-01 00:00:00+00") }
+	if st, err := pool.ResolveXact(ctx, lookup, other(committed)); st != pool.XactUnknown || !errors.Is(err, pool.ErrXidReused) {
+		t.Errorf("committed, stamp changed: %v, %v; want unknown, ErrXidReused", st, err)
+	}
+	if st, err := pool.ResolveXact(ctx, lookup, other(aborted)); st != pool.XactAborted || err != nil {
+		t.Errorf("aborted, stamp changed: %v, %v; want aborted", st, err)
+	}
+}
+
+// After a crash the server hands out the ids of transactions it lost again, and pg_xact_status
+// answers for the new owner. resolveXact must not call the lost transaction committed.
+//
+// Not parallel: the crash ends every session of the server.
+func TestResolveXactAfterCrash(t *testing.T) {
+	s := pgharness.Require(t, srv)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	conn, _, dsn := xactDB(ctx, t, xactTargets[0])
+
+	tx, lost, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO uploads VALUES ('lost in the crash')"); err != nil {
+		t.Fatal(err)
+	}
+	// SIGKILL this backend: the postmaster ends every session and recovers from the WAL on disk,
+	// where the INSERT never got to.
+	pid := conn.PgConn().PID()
+	admin, err := pgx.Connect(ctx, s.AdminDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Exec(ctx, fmt.Sprintf(`DO $$ BEGIN EXECUTE format('COPY (SELECT 1) TO PROGRAM %%L', 'kill -9 %d'); END $$`, pid))
+	admin.Close(context.Background())
+	if err != nil {
+		t.Fatalf("kill the backend: %v", err)
+	}
+
+	// After recovery, a new transaction, and the lookup, on a new pool.
+	var p *pgxpool.Pool
+	for {
+		p, err = pgxpool.New(ctx, dsn)
+		if err == nil {
+			if err = p.Ping(ctx); err == nil {
+				break
+			}
+			p.Close()
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the server did not come back: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	defer p.Close()
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx2, next, err := pool.BeginWithXact(ctx, c, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx2.Exec(ctx, "INSERT INTO uploads VALUES ('after the crash')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx2.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Release()
+	t.Logf("lost transaction %d (stamp %s); first after the crash %d (stamp %s)", lost.Xid(), lost.Stamp(), next.Xid(), next.Stamp())
+	if lost.Stamp() == next.Stamp() {
+		t.Errorf("the crash stamp did not change across crash recovery")
+	}
+
+	var n int
+	if err := p.QueryRow(ctx, "SELECT count(*) FROM uploads WHERE key = 'lost in the crash'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("the lost INSERT is there %d times: the crash did not lose it, the test proves nothing", n)
+	}
+	st, err := pool.ResolveXact(ctx, p, lost)
+	t.Logf("resolved as %v: %v", st, err)
+	if st == pool.XactCommitted || st == pool.XactInProgress {
+		t.Errorf("a transaction lost in a crash resolved as %v", st)
+	}
+}
+
+// A clean restart keeps the crash stamp: PostgreSQL keeps its statistics across a clean
+// shutdown, and records the next transaction id in its shutdown checkpoint, so ids are not
+// reused and commits lost in the restart stay resolvable.
+//
+// Not parallel: the restart ends every session of the server.
+func TestCrashStampSurvivesCleanRestart(t *testing.T) {
+	s := pgharness.Require(t, srv)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	conn, _, dsn := xactDB(ctx, t, xactTargets[0])
+	tx, before, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restart(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	st, err := pool.ResolveXact(ctx, p, before)
+	if st != pool.XactCommitted || err != nil {
+		t.Errorf("committed before a clean restart, resolved after it as %v, %v", st, err)
 	}
 }
