@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgsteady/pgsteady/retry"
 )
@@ -14,9 +15,12 @@ type counters struct {
 	acquireTimeouts atomic.Int64
 	waiting         atomic.Int64
 	failedPings     atomic.Int64
-	closed          atomic.Int64 // every connection closed
 	broken          atomic.Int64 // closed because it had failed
 	overflowClosed  atomic.Int64 // closed on release because Size were idle
+	replacedIdle    atomic.Int64 // replaced before use: past the idle horizon or condemned
+	keepalivePings  atomic.Int64 // background pings that kept idle flows under the horizon
+	keepaliveFailed atomic.Int64 // background pings that failed
+	ambiguous       atomic.Int64 // Tx COMMITs whose outcome was lost
 	retries         [4]atomic.Int64
 }
 
@@ -45,6 +49,15 @@ type Stats struct {
 	Recycled        int64            `json:"recycled"`         // closed for age or idleness
 	OverflowClosed  int64            `json:"overflow_closed"`  // closed on release while Size were idle
 	Destroyed       int64            `json:"destroyed"`        // closed because they failed
+	ReplacedIdle    int64            `json:"replaced_idle"`    // replaced before use without a ping: past the idle horizon, or idle longer than a connection that failed its ping
+	KeepalivePings  int64            `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon
+	KeepaliveFailed int64            `json:"keepalive_failed"` // background pings that failed (FailedPings counts pre-pings only)
+
+	AmbiguousCommits int64 `json:"ambiguous_commits"` // Tx COMMITs whose answer was lost (*AmbiguousCommitError)
+
+	// IdleHorizon is the idle time past which flows are presumed black-holed (learned, or set
+	// with WithIdleHorizon); 0 when none is known.
+	IdleHorizon time.Duration `json:"idle_horizon_ns"`
 }
 
 // Stats returns a snapshot of the pool's state and counters.
@@ -52,21 +65,26 @@ func (p *Pool) Stats() Stats {
 	s := p.pgx.Stat()
 	total := int(s.TotalConns())
 	st := Stats{
-		Size:            p.cfg.Size,
-		CheckedIn:       int(s.IdleConns()),
-		CheckedOut:      int(s.AcquiredConns()),
-		Overflow:        max(0, total-p.cfg.Size),
-		Total:           total,
-		Max:             p.cfg.MaxConns(),
-		Waiting:         int(p.stats.waiting.Load()),
-		Acquires:        p.stats.acquires.Load(),
-		AcquireTimeouts: p.stats.acquireTimeouts.Load(),
-		Retries:         map[string]int64{},
-		FailedPings:     p.stats.failedPings.Load(),
-		Opened:          s.NewConnsCount(),
-		Recycled:        s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
-		OverflowClosed:  p.stats.overflowClosed.Load(),
-		Destroyed:       p.stats.broken.Load(),
+		Size:             p.cfg.Size,
+		CheckedIn:        int(s.IdleConns()),
+		CheckedOut:       int(s.AcquiredConns()),
+		Overflow:         max(0, total-p.cfg.Size),
+		Total:            total,
+		Max:              p.cfg.MaxConns(),
+		Waiting:          int(p.stats.waiting.Load()),
+		Acquires:         p.stats.acquires.Load(),
+		AcquireTimeouts:  p.stats.acquireTimeouts.Load(),
+		Retries:          map[string]int64{},
+		FailedPings:      p.stats.failedPings.Load(),
+		Opened:           s.NewConnsCount(),
+		Recycled:         s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
+		OverflowClosed:   p.stats.overflowClosed.Load(),
+		Destroyed:        p.stats.broken.Load(),
+		ReplacedIdle:     p.stats.replacedIdle.Load(),
+		KeepalivePings:   p.stats.keepalivePings.Load(),
+		KeepaliveFailed:  p.stats.keepaliveFailed.Load(),
+		IdleHorizon:      p.horizon.get(),
+		AmbiguousCommits: p.stats.ambiguous.Load(),
 	}
 	for _, c := range []retry.Class{retry.NotSent, retry.ConnLost, retry.Conflict} {
 		st.Retries[c.String()] = p.stats.retries[c].Load()
