@@ -179,4 +179,3 @@ func TestPacerDefaults(t *testing.T) {
 		}
 	})
 }
-
