@@ -45,10 +45,15 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	return serve(ln, target), nil
+}
+
+// serve starts a proxy accepting on ln.
+func serve(ln net.Listener, target string) *Proxy {
 	p := &Proxy{ln: ln, target: target, flows: map[*flow]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
-	return p, nil
+	return p
 }
 
 // Start is [New] for a test: it fails tb if the proxy cannot start, and closes the proxy when
