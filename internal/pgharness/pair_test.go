@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/url"
 	"testing"
 	"time"
 
@@ -240,6 +241,12 @@ func TestPairFailoverWithTheOldPrimaryStopped(t *testing.T) {
 	got, err := landsOn(t, p.StableDSN(), func(c *pgxpool.Config) { c.ConnConfig.LookupFunc = p.Resolver().LookupFunc })
 	if err != nil || got != p.Standby.Addr() {
 		t.Fatalf("after the failover %s reached %s (%v), want the new primary %s", pgharness.StableName, got, err, p.Standby.Addr())
+	}
+	verify, _ := url.Parse(p.StableDSN())
+	verify.RawQuery = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {p.Standby.CAFile()}}.Encode()
+	got, err = landsOn(t, verify.String(), func(c *pgxpool.Config) { c.ConnConfig.LookupFunc = p.Resolver().LookupFunc })
+	if err != nil || got != p.Standby.Addr() {
+		t.Fatalf("%s with sslmode=verify-full reached %s (%v), want the new primary %s", pgharness.StableName, got, err, p.Standby.Addr())
 	}
 	for _, attrs := range []string{"read-write", "primary", "any"} {
 		got, err := landsOn(t, pgharness.MultiHostDSN(attrs, p.Primary, p.Standby), nil)
