@@ -13,27 +13,34 @@ import (
 )
 
 // ErrPoolTimeout is matched (errors.Is) by the error returned when no connection could be had
-// within the config's AcquireTimeout or the caller's deadline, whichever came first. The error
-// is a *[PoolTimeoutError]; it also matches context.DeadlineExceeded.
+// within the call's acquire budget (the config's AcquireTimeout, counted from the start of the
+// call) or the caller's deadline, whichever came first. The error is a *[TimeoutError]; it
+// also matches context.DeadlineExceeded.
 var ErrPoolTimeout = errors.New("pool: timed out waiting for a connection")
 
-// PoolTimeoutError says why a caller got no connection: its text gives the pool's state, so a
-// reader tells an exhausted pool (all in use, callers waiting) from a database that is down (a
-// recent connection error), as HikariCP's message does.
-type PoolTimeoutError struct {
-	Waited  time.Duration // how long the caller waited
+// TimeoutError says why a caller got no connection: which bound ran out, the pool's state, and
+// the last thing that went wrong while connecting or pinging, so a reader tells an exhausted
+// pool (all in use, callers waiting) from a database that is down or a dead network path, as
+// HikariCP's message does.
+type TimeoutError struct {
+	Waited  time.Duration // how long the call waited for a connection, retries included
+	Bound   string        // the bound that ran out: "AcquireTimeout 30s" or "the caller's deadline"
 	Total   int           // open connections, in use or idle
 	Idle    int
 	InUse   int
 	Waiting int   // callers waiting for a connection, this one included
 	Max     int   // Size + Overflow
-	LastErr error // the last error opening a connection, if one failed recently
+	LastErr error // the last failure to open or ping a connection, if one happened recently
 }
 
-// Error describes the wait and the pool's state.
-func (e *PoolTimeoutError) Error() string {
-	s := fmt.Sprintf("pool: timed out after %v waiting for a connection (total=%d, idle=%d, in use=%d, waiting=%d, max=%d)",
-		e.Waited.Round(time.Millisecond), e.Total, e.Idle, e.InUse, e.Waiting, e.Max)
+// Error describes the wait, the bound and the pool's state.
+func (e *TimeoutError) Error() string {
+	s := fmt.Sprintf("pool: timed out after %v waiting for a connection", e.Waited.Round(time.Millisecond))
+	if e.Bound != "" {
+		s += ", " + e.Bound + " ran out"
+	}
+	s += fmt.Sprintf(" (total=%d, idle=%d, in use=%d, waiting=%d, max=%d)",
+		e.Total, e.Idle, e.InUse, e.Waiting, e.Max)
 	if e.LastErr != nil {
 		s += "; last connection error: " + e.LastErr.Error()
 	}
@@ -41,13 +48,13 @@ func (e *PoolTimeoutError) Error() string {
 }
 
 // Is makes errors.Is(err, ErrPoolTimeout) true.
-func (e *PoolTimeoutError) Is(target error) bool { return target == ErrPoolTimeout }
+func (e *TimeoutError) Is(target error) bool { return target == ErrPoolTimeout }
 
 // Unwrap returns context.DeadlineExceeded: the wait ended at a deadline. (LastErr is not in
 // the chain: the caller did not get that error, and it must not make the timeout retryable.)
-func (e *PoolTimeoutError) Unwrap() error { return context.DeadlineExceeded }
+func (e *TimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
-// lastConnErr remembers the most recent failure to open a connection, for PoolTimeoutError.
+// lastConnErr remembers the most recent failure to open or ping a connection, for TimeoutError.
 type lastConnErr struct {
 	mu  sync.Mutex
 	err error
@@ -60,31 +67,46 @@ func (l *lastConnErr) set(err error) {
 	l.mu.Unlock()
 }
 
-// recent returns the error if it happened within d.
-func (l *lastConnErr) recent(d time.Duration) error {
+// since returns the error if it happened at or after t.
+func (l *lastConnErr) since(t time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil && time.Since(l.at) <= d {
+	if l.err != nil && !l.at.Before(t) {
 		return l.err
 	}
 	return nil
 }
 
-// Acquire returns a connection from the pool, waiting at most AcquireTimeout, and retrying
-// (under the config's Retry policy) while opening a connection fails with a [retry.NotSent]
-// error. The caller must Release it. Work done on it directly is not retried, and a connection
-// released this way is not subject to the Size limit on idle connections (pgxpool closes it
-// after IdleTimeout instead).
-func (p *Pool) Acquire(ctx context.Context) (c *pgxpool.Conn, err error) {
-	err = p.run(ctx, retry.Safe, func(ctx context.Context) error {
-		c, err = p.acquire(ctx)
-		return err
-	})
-	return c, err
+// Acquire returns a connection from the pool, waiting at most AcquireTimeout in all, and
+// retrying (under the config's Retry policy) while opening a connection fails with a
+// [retry.NotSent] error. The caller must Release it. Work done on it directly is not retried,
+// and a connection released this way is not subject to the Size limit on idle connections
+// (pgxpool closes it after IdleTimeout instead). A connection still held when the pool closes
+// has its socket closed once [Pool.Close]'s grace has passed.
+func (p *Pool) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	return p.acquireRetry(ctx, time.Now())
 }
 
-// acquire is one attempt: wait for a connection at most AcquireTimeout.
-func (p *Pool) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+// acquireRetry acquires a connection for a call that began at start, retrying NotSent errors.
+func (p *Pool) acquireRetry(ctx context.Context, start time.Time) (*pgxpool.Conn, error) {
+	c, err := p.acquire(ctx, start)
+	if err == nil {
+		return c, nil
+	}
+	var again *pgxpool.Conn // declared here so that the success path allocates no closure
+	err = p.retry(ctx, retry.Safe, start, err, func(ctx context.Context) (err error) {
+		again, err = p.acquire(ctx, start)
+		return err
+	})
+	return again, err
+}
+
+// acquire is one attempt of a call that began at start: wait for a connection until the call's
+// acquire budget (start + AcquireTimeout) or ctx ends.
+func (p *Pool) acquire(ctx context.Context, start time.Time) (*pgxpool.Conn, error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -93,11 +115,13 @@ func (p *Pool) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	defer p.stats.waiting.Add(-1)
 
 	actx := ctx
-	start := time.Now()
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > p.cfg.AcquireTimeout {
+	budget := start.Add(p.cfg.AcquireTimeout)
+	bound := ""
+	if d, ok := ctx.Deadline(); !ok || d.After(budget) {
 		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, p.cfg.AcquireTimeout)
+		actx, cancel = context.WithDeadline(ctx, budget)
 		defer cancel()
+		bound = "AcquireTimeout " + p.cfg.AcquireTimeout.String()
 	}
 	c, err := p.pgx.Acquire(actx)
 	if err == nil {
@@ -107,8 +131,11 @@ func (p *Pool) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 		return nil, ErrClosed
 	}
 	if actx.Err() == context.DeadlineExceeded && !errors.Is(ctx.Err(), context.Canceled) {
+		if bound == "" {
+			bound = "the caller's deadline"
+		}
 		p.stats.acquireTimeouts.Add(1)
-		return nil, p.timeoutError(time.Since(start))
+		return nil, p.timeoutError(start, bound)
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
@@ -117,15 +144,16 @@ func (p *Pool) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	return nil, err
 }
 
-func (p *Pool) timeoutError(waited time.Duration) error {
+func (p *Pool) timeoutError(start time.Time, bound string) *TimeoutError {
 	s := p.pgx.Stat()
-	return &PoolTimeoutError{
-		Waited:  waited,
+	return &TimeoutError{
+		Waited:  time.Since(start),
+		Bound:   bound,
 		Total:   int(s.TotalConns()),
 		Idle:    int(s.IdleConns()),
 		InUse:   int(s.AcquiredConns()),
 		Waiting: int(p.stats.waiting.Load()),
 		Max:     p.cfg.MaxConns(),
-		LastErr: p.lastConnErr.recent(p.cfg.AcquireTimeout + waited),
+		LastErr: p.lastConnErr.since(start.Add(-p.cfg.AcquireTimeout)),
 	}
 }

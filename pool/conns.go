@@ -9,13 +9,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/pgsteady/pgsteady/config"
 )
 
 // connState is what the pool knows of one open connection.
 type connState struct {
-	idle atomic.Bool // counted in connTable.idle
-	peek peeker      // looks into the socket without reading from it
+	idle     atomic.Bool  // counted in connTable.idle
+	lastUsed atomic.Int64 // unix nanoseconds of its last release by the pool
+	peek     peeker       // looks into the socket without reading from it
 }
 
 // connTable tracks the open connections, and how many of them are idle: pgxpool's hooks tell
@@ -43,14 +43,31 @@ func (t *connTable) get(c *pgx.Conn) *connState {
 	return nil
 }
 
-// install wires the pool's hooks into pc
-// (config.PgxPoolConfig sets none of these hooks, so there is nothing to chain.)
+// install wires the pool's hooks into pc, chained with the caller's (see [WithPgxConfig]):
+// ShouldPing is the pool's alone (it decides what config's hook decides, and does the ping
+// itself so that it learns of failures), and TCP_USER_TIMEOUT bounds dead flows in flight.
 func (p *Pool) install(pc *pgxpool.Config) {
-	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
-		p.conns.m.Store(c, &connState{peek: newPeeker(c)})
+	pc.ConnConfig.DialFunc = withUserTimeout(pc.ConnConfig.DialFunc, p.cfg.DeadFlowAfter())
+	userAfterConnect, userBeforeClose := pc.AfterConnect, pc.BeforeClose
+	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		st := &connState{peek: newPeeker(c)}
+		st.lastUsed.Store(time.Now().UnixNano())
+		p.conns.m.Store(c, st)
+		if userAfterConnect != nil {
+			if err := userAfterConnect(ctx, c); err != nil {
+				p.conns.m.Delete(c)
+				return err
+			}
+		}
 		return nil
 	}
-	pc.BeforeClose = p.closing
+	pc.BeforeClose = func(c *pgx.Conn) {
+		p.closing(c)
+		if userBeforeClose != nil {
+			userBeforeClose(c)
+		}
+	}
+	pc.PingTimeout = p.cfg.PingTimeout
 	pc.ShouldPing = p.shouldPing
 }
 
@@ -77,6 +94,7 @@ func (p *Pool) release(c *pgxpool.Conn) {
 		return
 	}
 	st.idle.Store(true)
+	st.lastUsed.Store(time.Now().UnixNano())
 	c.Release()
 }
 
@@ -111,66 +129,4 @@ func hardClose(c *pgx.Conn) {
 		nc = tc.NetConn()
 	}
 	nc.Close()
-}
-
-// peekAfter is the idle time below which not even the peek is done: a connection handed back
-// and out again within a millisecond (a busy pool) is spared the system call.
-const peekAfter = time.Millisecond
-
-// shouldPing runs on every acquire, before pgxpool hands the connection out. It decides and does
-// the pre-ping itself, so that the pool learns of failures; when it returns true pgxpool pings
-// a connection that is already closed, which fails at once and makes pgxpool destroy it and
-// try another.
-func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) bool {
-	c := params.Conn
-	st := p.conns.get(c)
-	p.notIdle(st)
-	lastUsed := time.Now().Add(-params.IdleDuration).UnixNano()
-	if lastUsed <= p.conns.staleBefore.Load() {
-		p.kill(c, "older than a connection that failed its ping")
-		return true
-	}
-	switch {
-	case p.cfg.PrePing == config.PrePingAlways,
-		p.cfg.PrePing == config.PrePingIdle && params.IdleDuration > p.cfg.PrePingAfter:
-	default:
-		// No ping due. A free check remains: a server that closed the connection (an
-		// administrator's kill, an idle-session timeout, a restart) has already sent its FATAL
-		// and FIN, which sit in the socket. Peeking finds them without a round trip.
-		if params.IdleDuration < peekAfter || st == nil || !st.peek.suspicious() {
-			return false
-		}
-	}
-	pctx, cancel := context.WithTimeout(ctx, p.cfg.PingTimeout)
-	err := c.Ping(pctx)
-	cancel()
-	if err == nil {
-		return false
-	}
-	p.stats.failedPings.Add(1)
-	// Condemn the connections idle at least as long as this one, and with PrePingIdle every
-	// connection that would need a ping now: whatever killed this one (a NAT's idle cut, a
-	// restart, a mass kill) has most likely killed them too, and a fresh connection costs less
-	// than one more ping timeout.
-	cut := lastUsed
-	if p.cfg.PrePing == config.PrePingIdle {
-		cut = max(cut, time.Now().Add(-p.cfg.PrePingAfter).UnixNano())
-	}
-	for {
-		old := p.conns.staleBefore.Load()
-		if cut <= old || p.conns.staleBefore.CompareAndSwap(old, cut) {
-			break
-		}
-	}
-	p.log.Info("pgsteady: pre-ping failed", "idle", params.IdleDuration, "err", err)
-	p.kill(c, "failed its ping")
-	return true
-}
-
-// kill closes c at once so that pgxpool's ping fails and it destroys the connection.
-func (p *Pool) kill(c *pgx.Conn, why string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	c.Close(ctx) // marks pgx's connection closed and closes the socket, without waiting
-	p.log.Debug("pgsteady: closing connection", "reason", why)
 }

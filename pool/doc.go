@@ -31,4 +31,45 @@
 //	err := p.Idempotent().QueryRow(ctx, "SELECT count(*) FROM permis").Scan(&n)
 //
 // Writes that must happen once belong in [Pool.Tx].
+//
+// # The contract
+//
+// Every method keeps three promises, whatever the database and the network do:
+//
+//   - It never panics.
+//   - A write is applied at most once, unless the error says the outcome is unknown
+//     ([AmbiguousCommitError]): an acknowledged write is stored once, a write whose call
+//     returned any other error is not stored (a statement outside [Pool.Tx] whose connection was
+//     lost mid-flight is the exception the error class says: [retry.ConnLost] means it may
+//     have run, and only [Pool.Idempotent] retries it).
+//   - It returns within a bound. Let T be the caller's deadline (none: infinite), A the
+//     config's AcquireTimeout (30 s by default), E the Retry policy's MaxElapsed (15 s), P
+//     PingTimeout (2 s) and D the dead-flow bound [config.Config.DeadFlowAfter] (1 min).
+//     Waiting for a connection (for a free slot, connecting, pre-pings, backoff between
+//     attempts) ends by min(T, start + A) in all, over all attempts of the call; no retry begins
+//     after start + min(E, A); a statement on a live connection runs until it ends or T; a
+//     connection whose flow went dead (a NAT drop, a vanished host) fails within D, idle or
+//     mid-statement (TCP keepalive and TCP_USER_TIMEOUT on Linux). So a call that can get no
+//     connection (a database down or unreachable, a pool exhausted) returns within min(T, A), and a call that cannot get a slot gets
+//     an [ErrPoolTimeout] error naming the bound that ran out and the last connection or ping
+//     failure. A server that accepts a statement and never answers (a paused process) is
+//     bounded by T and the server's statement_timeout only.
+//
+// Per method (NotSent, ConnLost and Conflict are [retry] classes):
+//
+//	method                 retries                                   errors a caller can get
+//	Exec, QueryRow         NotSent; with Idempotent() also ConnLost  the statement's, *retry.Error, *TimeoutError, ErrClosed
+//	Query                  as Exec, until the first row is read      as Exec; later ones through Rows.Err
+//	SendBatch              as Exec, until the first result is read   as Exec; later ones from each result
+//	CopyFrom               NotSent while acquiring only              as Exec
+//	Begin, BeginTx         NotSent (acquire and BEGIN)               as Exec; nothing inside the transaction is retried
+//	Acquire, Ping          NotSent                                   *retry.Error, *TimeoutError, ErrClosed
+//	Tx                     the whole fn on NotSent, ConnLost, and    fn's error, *retry.Error, *TimeoutError,
+//	                       Conflict before COMMIT; never after it    *AmbiguousCommitError, ErrClosed
+//	Querier.Do             the whole fn on the Querier's classes     fn's error, *retry.Error, ErrClosed
+//	StdDB                  database/sql's own (driver.ErrBadConn)    database/sql's
+//	Close                  -                                         - (returns within the close grace)
+//
+// After Close every method returns [ErrClosed]; a connection still held when the grace
+// ([WithCloseGrace]) runs out has its socket closed, and is destroyed when released.
 package pool

@@ -11,16 +11,16 @@ import (
 	"github.com/pgsteady/pgsteady/retry"
 )
 
-func TestPoolTimeoutErrorTellsExhaustedFromDown(t *testing.T) {
-	exhausted := &pool.PoolTimeoutError{Waited: 30 * time.Second, Total: 30, InUse: 30, Waiting: 12, Max: 30}
-	down := &pool.PoolTimeoutError{Waited: 30 * time.Second, Max: 30, Waiting: 1, LastErr: errors.New("connection refused")}
+func TestTimeoutErrorTellsExhaustedFromDown(t *testing.T) {
+	exhausted := &pool.TimeoutError{Waited: 30 * time.Second, Total: 30, InUse: 30, Waiting: 12, Max: 30}
+	down := &pool.TimeoutError{Waited: 30 * time.Second, Bound: "AcquireTimeout 30s", Max: 30, Waiting: 1, LastErr: errors.New("connection refused")}
 	tests := []struct {
 		name string
-		err  *pool.PoolTimeoutError
+		err  *pool.TimeoutError
 		want string
 	}{
 		{"exhausted", exhausted, "pool: timed out after 30s waiting for a connection (total=30, idle=0, in use=30, waiting=12, max=30)"},
-		{"down", down, "pool: timed out after 30s waiting for a connection (total=0, idle=0, in use=0, waiting=1, max=30); last connection error: connection refused"},
+		{"down", down, "pool: timed out after 30s waiting for a connection, AcquireTimeout 30s ran out (total=0, idle=0, in use=0, waiting=1, max=30); last connection error: connection refused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -209,7 +209,7 @@ func TestFaultPoolExhausted(t *testing.T) {
 	}
 	wg.Wait()
 	for _, err := range errs {
-		var pte *pool.PoolTimeoutError
+		var pte *pool.TimeoutError
 		if !errors.Is(err, pool.ErrPoolTimeout) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &pte) {
 			t.Fatalf("want ErrPoolTimeout, got %v", err)
 		}

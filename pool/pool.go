@@ -2,13 +2,16 @@ package pool
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/retry"
@@ -18,44 +21,80 @@ import (
 var ErrClosed = errors.New("pool: closed")
 
 // Pool is a resilient PostgreSQL connection pool on top of [pgxpool.Pool]. It is safe for
-// concurrent use. Its method set is pgxpool's, so it satisfies the DBTX interface that sqlc
-// generates for pgx/v5.
-//
-// What each method retries, by default and through [Pool.Idempotent]:
-//
-//	method                      retried by default       with Idempotent()
-//	Exec, QueryRow              NotSent                  NotSent, ConnLost
-//	Query                       NotSent, before a row    NotSent, ConnLost, before a row
-//	SendBatch                   NotSent, before a result NotSent, ConnLost, before a result
-//	CopyFrom, Begin, Acquire    NotSent (connecting)     -
-//	Tx                          the whole function on NotSent, ConnLost and Conflict,
-//	                            never a COMMIT whose outcome is unknown
+// concurrent use. It has pgxpool's query methods, so it satisfies the DBTX interface that sqlc
+// generates for pgx/v5. See the package documentation for the contract of each method: what
+// it retries, how long it can take, and which errors it returns.
 type Pool struct {
 	pgx    *pgxpool.Pool
 	cfg    config.Config
-	policy retry.Policy // cfg.Retry, with the pool's OnRetry hook
+	policy retry.Policy // cfg.Retry, with the pool's OnRetry hook and the call budget
+	grace  time.Duration
 	log    *slog.Logger
 	conns  connTable
 	stats  counters
 
 	lastConnErr lastConnErr
+	horizon     horizon
+	stopBg      chan struct{} // closed by Close: ends the keepalive loop
 
 	closed    atomic.Bool
 	closeOnce sync.Once
 	bg        sync.WaitGroup // closes of overflow connections
+
+	stdMu sync.Mutex
+	std   []*sql.DB // handed out by StdDB, closed by Close
 }
+
+// DefaultCloseGrace is how long [Pool.Close] waits by default for connections that callers
+// still hold before it closes their sockets and returns: 5 s, well inside Kubernetes' default
+// 30 s termination grace period.
+const DefaultCloseGrace = 5 * time.Second
 
 // Option changes how [New] builds a [Pool].
 type Option func(*options)
 
 type options struct {
-	logger *slog.Logger
+	horizon time.Duration
+	logger  *slog.Logger
+	grace   time.Duration
+	pgx     []func(*pgxpool.Config)
 }
 
 // WithLogger makes the pool log one line per retry (Info) and per connection destroyed because
-// it failed (Warn), with the error class and attempt. Messages never contain the password.
-// Without it the pool logs nothing.
+// it failed (Warn), with the error class and attempt, and the config's warnings at New.
+// Messages never contain the password. Without it the pool logs only the config's warnings
+// (to [slog.Default]).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithIdleHorizon fixes the idle horizon instead of learning it: connections idle at least d
+// are replaced before use without a ping, and idle connections are pinged in the background
+// once idle d/2, so that a NAT or load balancer that drops flows idle d (Azure's load
+// balancer: 4 minutes; AWS NAT gateway: 350 s) never gets to. Without it the pool learns the
+// horizon from pings that find no answer, and relaxes it when connections idle longer prove
+// alive; [Stats.IdleHorizon] shows it.
+func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horizon = d } }
+
+// WithCloseGrace sets how long [Pool.Close] waits for connections that callers still hold
+// (unclosed Rows, an acquired connection, a transaction left open) before it closes their
+// sockets and returns. Default [DefaultCloseGrace]; a value <= 0 means the default.
+func WithCloseGrace(d time.Duration) Option { return func(o *options) { o.grace = d } }
+
+// WithPgxConfig lets edit change pgx's configuration before the pool is built, for what
+// package config does not cover: ConnConfig.Tracer (otelpgx, tracelog), AfterConnect (type
+// registration: pgvector, enums), BeforeConnect (a password that rotates: RDS IAM or Entra ID
+// tokens), PrepareConn, AfterRelease, BeforeClose, ConnConfig.DialFunc, runtime parameters.
+// Several WithPgxConfig options apply in order.
+//
+// The pool's own hooks are chained with the caller's, never replaced: AfterConnect runs the
+// pool's bookkeeping and then the caller's hook (whose error fails the connection, as in
+// pgxpool); BeforeClose runs both; the DialFunc the caller sets is kept, and the pool still
+// sets TCP_USER_TIMEOUT on the sockets it returns. ShouldPing and PingTimeout belong to the
+// pool: the contract's pre-ping and its learning from failed pings rest on them, so an edit of
+// ShouldPing is ignored. Sizes, lifetimes and timeouts set here override the config's, and
+// the pool's Size/Overflow bookkeeping still follows the config: change those in the config.
+func WithPgxConfig(edit func(*pgxpool.Config)) Option {
+	return func(o *options) { o.pgx = append(o.pgx, edit) }
+}
 
 // New builds a pool from cfg, which must come from [config.Parse] or [config.FromEnv] (cfg is
 // copied; later changes to it have no effect).
@@ -66,9 +105,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // make New fail, and nothing is left running. With cfg.WarmUp it also opens cfg.Size
 // connections. ctx bounds this start-up only.
 func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error) {
-	var o options
+	o := options{grace: DefaultCloseGrace}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.grace <= 0 {
+		o.grace = DefaultCloseGrace
 	}
 	if cfg == nil {
 		return nil, errors.New("pool: nil config")
@@ -77,11 +119,25 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: *cfg, log: o.logger}
+	// The config's warnings (a channel_binding removed, a SQLAlchemy URL rewritten) are
+	// logged even without WithLogger: they say the pool connects differently than the
+	// connection string reads.
+	warnTo := o.logger
+	if warnTo == nil {
+		warnTo = slog.Default()
+	}
+	for _, w := range cfg.Warnings {
+		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
+	}
+	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, stopBg: make(chan struct{})}
+	if o.horizon > 0 {
+		p.horizon.d.Store(int64(o.horizon))
+		p.horizon.fixed = true
+	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.policy = cfg.Retry
+	p.policy = callPolicy(cfg.Retry, cfg.AcquireTimeout)
 	userHook := cfg.Retry.OnRetry
 	p.policy.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
 		p.stats.retried(class)
@@ -90,10 +146,14 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 			userHook(attempt, err, class, delay)
 		}
 	}
+	for _, edit := range o.pgx {
+		edit(pc)
+	}
 	p.install(pc)
 	if p.pgx, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		return nil, fmt.Errorf("pool: %w", err)
 	}
+	p.bg.Go(func() { p.keepAlive(p.stopBg) })
 	if cfg.LazyStart {
 		return p, nil
 	}
@@ -102,6 +162,15 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		return nil, err
 	}
 	return p, nil
+}
+
+// callPolicy is the retry policy of one call: no retry begins after the call's acquire budget,
+// since its connection could not be had anyway.
+func callPolicy(rp retry.Policy, acquireTimeout time.Duration) retry.Policy {
+	if rp.MaxElapsed == 0 || rp.MaxElapsed > acquireTimeout {
+		rp.MaxElapsed = acquireTimeout
+	}
+	return rp
 }
 
 // start verifies connectivity with the retry policy and, with WarmUp, opens Size connections.
@@ -117,7 +186,7 @@ func (p *Pool) start(ctx context.Context) error {
 		}
 	}()
 	for range n {
-		c, err := p.Acquire(ctx)
+		c, err := p.startConn(ctx)
 		if err != nil {
 			return fmt.Errorf("pool: start: %w", err)
 		}
@@ -126,13 +195,53 @@ func (p *Pool) start(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every connection and returns once they are closed and the pool's background
-// work has ended. Connections still acquired are closed when released. Close is idempotent;
-// afterwards every method returns [ErrClosed].
+// startConn acquires a connection for New: bounded by ctx and the Retry policy, not by the
+// acquire budget of a call, so that a slow cold start still lets New succeed.
+func (p *Pool) startConn(ctx context.Context) (c *pgxpool.Conn, err error) {
+	rp := p.cfg.Retry.WithRetryOn(retry.Safe)
+	rp.OnRetry = p.policy.OnRetry
+	err = retry.Do(ctx, rp, func(ctx context.Context) error {
+		c, err = p.pgx.Acquire(ctx)
+		return err
+	})
+	return c, err
+}
+
+// Close closes the pool: new calls fail with [ErrClosed] at once, idle connections close, and
+// Close waits for connections that callers still hold (unclosed Rows, an acquired connection,
+// an open transaction, a *sql.DB from [Pool.StdDB], which Close closes) to come back, at most
+// the close grace ([WithCloseGrace], default [DefaultCloseGrace]). Past the grace it closes
+// their sockets, so that their holders get an error at their next use, and returns; each is
+// destroyed when released. Close is idempotent and safe for concurrent use; the pool's own
+// background work has ended when it returns (the wait for held connections, if any, ends when
+// the last is released).
 func (p *Pool) Close() {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
-		p.pgx.Close()
+		close(p.stopBg)
+		p.stdMu.Lock()
+		for _, db := range p.std {
+			db.Close()
+		}
+		p.stdMu.Unlock()
+		done := make(chan struct{})
+		go func() {
+			p.pgx.Close()
+			close(done)
+		}()
+		t := time.NewTimer(p.grace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			n := 0
+			p.conns.m.Range(func(c, _ any) bool {
+				hardClose(c.(*pgx.Conn))
+				n++
+				return true
+			})
+			p.log.Warn("pgsteady: closed connections still held after the close grace", "grace", p.grace, "connections", n)
+		}
 		p.bg.Wait()
 	})
 }
@@ -146,43 +255,47 @@ func (p *Pool) Pgx() *pgxpool.Pool { return p.pgx }
 
 // Ping acquires a connection (retrying NotSent errors) and checks it with a round trip.
 func (p *Pool) Ping(ctx context.Context) error {
-	return p.run(ctx, retry.Safe, func(ctx context.Context) error {
-		c, err := p.acquire(ctx)
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	start := time.Now()
+	attempt := func(ctx context.Context) error {
+		c, err := p.acquire(ctx, start)
 		if err != nil {
 			return err
 		}
 		defer p.release(c)
 		return c.Ping(ctx)
-	})
+	}
+	return p.retry(ctx, retry.Safe, start, attempt(ctx), attempt)
 }
 
-// run calls fn once and, when it fails with an error of a class in on, again under the retry
-// policy.
-func (p *Pool) run(ctx context.Context, on retry.Classes, fn func(context.Context) error) error {
-	if p.closed.Load() {
-		return ErrClosed
+// retry takes over after the first attempt of a call that began at start and returned err:
+// when err is of a class in on, fn runs again under the call's retry policy
+// ([retry.Continue] owns every stop condition). A closed pool stops the retries. Retries of
+// connection failures that ran into the call's acquire budget end as a *TimeoutError naming
+// AcquireTimeout, with the last failure as its LastErr.
+func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err error, fn func(context.Context) error) error {
+	if err == nil {
+		return nil
 	}
-	return p.retryAfter(ctx, on, fn(ctx), fn)
-}
-
-// retryAfter takes over after a first attempt that returned err: when err is of a class in on,
-// fn runs again under the retry policy, which counts the first attempt.
-// An error that already gave up retrying (a *retry.Error from a nested call) is returned as it
-// is, so that retries do not multiply.
-func (p *Pool) retryAfter(ctx context.Context, on retry.Classes, err error, fn func(context.Context) error) error {
-	var done *retry.Error
-	if err == nil || !on.Has(retry.Classify(err)) || errors.As(err, &done) {
-		return err
-	}
-	first := err
-	return retry.Do(ctx, p.policy.WithRetryOn(on), func(ctx context.Context) error {
-		if first != nil {
-			err, first = first, nil
-			return err
-		}
+	err = retry.Continue(ctx, p.policy.WithRetryOn(on), start, err, func(ctx context.Context) error {
 		if p.closed.Load() {
-			return ErrClosed
+			return retry.Stop(ErrClosed)
 		}
 		return fn(ctx)
 	})
+	var re *retry.Error
+	var te *TimeoutError
+	if errors.As(err, &re) && errors.As(re.Err, &te) {
+		return te // a later attempt's acquire budget ran out: that is the whole story
+	}
+	if p.policy.MaxElapsed == p.cfg.AcquireTimeout && errors.As(err, &re) && re.Class == retry.NotSent &&
+		strings.HasPrefix(re.Bound, "MaxElapsed") {
+		p.stats.acquireTimeouts.Add(1)
+		te = p.timeoutError(start, "AcquireTimeout "+p.cfg.AcquireTimeout.String())
+		te.LastErr = re.Err
+		return te
+	}
+	return err
 }

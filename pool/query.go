@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -69,9 +70,12 @@ func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []str
 // class the Querier retries. It is for a read that streams rows: Query retries only until the
 // first row is handed over, so a connection lost in the middle of a result reaches the caller
 // through Rows.Err; inside Do, the whole read starts over. fn must start from scratch each time
-// (reset what it collected).
+// (reset what it collected). Retries inside fn that gave up end Do too: they do not multiply.
 func (q Querier) Do(ctx context.Context, fn func(context.Context) error) error {
-	return q.p.run(ctx, q.on, fn)
+	if q.p.closed.Load() {
+		return ErrClosed
+	}
+	return q.p.retry(ctx, q.on, time.Now(), fn(ctx), fn)
 }
 
 // Exec is [Pool.Exec] with the Querier's retries.
@@ -98,19 +102,21 @@ func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []an
 	if p.closed.Load() {
 		return pgconn.CommandTag{}, ErrClosed
 	}
-	tag, err := p.execOnce(ctx, sql, args)
+	start := time.Now()
+	tag, err := p.execOnce(ctx, start, sql, args)
 	if err == nil {
-		return tag, nil // no closure to allocate on the common path
+		return tag, nil
 	}
-	err = p.retryAfter(ctx, on, err, func(ctx context.Context) (err error) {
-		tag, err = p.execOnce(ctx, sql, args)
+	var again pgconn.CommandTag // declared here so that the success path allocates no closure
+	err = p.retry(ctx, on, start, err, func(ctx context.Context) (err error) {
+		again, err = p.execOnce(ctx, start, sql, args)
 		return err
 	})
-	return tag, err
+	return again, err
 }
 
-func (p *Pool) execOnce(ctx context.Context, sql string, args []any) (pgconn.CommandTag, error) {
-	c, err := p.acquire(ctx)
+func (p *Pool) execOnce(ctx context.Context, start time.Time, sql string, args []any) (pgconn.CommandTag, error) {
+	c, err := p.acquire(ctx, start)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -132,15 +138,16 @@ func (r *row) Scan(dest ...any) error {
 	if r.p.closed.Load() {
 		return ErrClosed
 	}
-	err := r.scanOnce(r.ctx, dest)
+	start := time.Now()
+	err := r.scanOnce(r.ctx, start, dest)
 	if err == nil {
-		return nil // no closure to allocate on the common path
+		return nil
 	}
-	return r.p.retryAfter(r.ctx, r.on, err, func(ctx context.Context) error { return r.scanOnce(ctx, dest) })
+	return r.p.retry(r.ctx, r.on, start, err, func(ctx context.Context) error { return r.scanOnce(ctx, start, dest) })
 }
 
-func (r *row) scanOnce(ctx context.Context, dest []any) error {
-	c, err := r.p.acquire(ctx)
+func (r *row) scanOnce(ctx context.Context, start time.Time, dest []any) error {
+	c, err := r.p.acquire(ctx, start)
 	if err != nil {
 		return err
 	}
@@ -150,9 +157,13 @@ func (r *row) scanOnce(ctx context.Context, dest []any) error {
 }
 
 func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []any) (pgx.Rows, error) {
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	start := time.Now()
 	var out *rows
-	err := p.run(ctx, on, func(ctx context.Context) error {
-		c, err := p.acquire(ctx)
+	attempt := func(ctx context.Context) error {
+		c, err := p.acquire(ctx, start)
 		if err != nil {
 			return err
 		}
@@ -170,8 +181,8 @@ func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []a
 		}
 		out = r
 		return nil
-	})
-	if err != nil {
+	}
+	if err := p.retry(ctx, on, start, attempt(ctx), attempt); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -213,23 +224,28 @@ func (r *rows) release() {
 }
 
 func (p *Pool) sendBatch(ctx context.Context, on retry.Classes, b *pgx.Batch) pgx.BatchResults {
-	c, err := p.Acquire(ctx)
+	if p.closed.Load() {
+		return errBatch{ErrClosed}
+	}
+	start := time.Now()
+	c, err := p.acquireRetry(ctx, start)
 	if err != nil {
 		return errBatch{err}
 	}
-	return &batch{p: p, on: on, ctx: ctx, b: b, conn: c, br: c.SendBatch(ctx, b)}
+	return &batch{p: p, on: on, ctx: ctx, start: start, b: b, conn: c, br: c.SendBatch(ctx, b)}
 }
 
 // batch is SendBatch's results: until the first result is read, a retryable failure sends the
 // whole batch again on another connection.
 type batch struct {
-	p    *Pool
-	on   retry.Classes
-	ctx  context.Context
-	b    *pgx.Batch
-	conn *pgxpool.Conn
-	br   pgx.BatchResults
-	read bool // a result has been handed to the caller
+	p     *Pool
+	on    retry.Classes
+	ctx   context.Context
+	start time.Time // of the SendBatch call: its acquire budget and retries count from here
+	b     *pgx.Batch
+	conn  *pgxpool.Conn // nil once released, or when a resend found no connection
+	br    pgx.BatchResults
+	read  bool // a result has been handed to the caller
 }
 
 // first runs the first read with retries (of the classes in on); later reads go straight
@@ -241,23 +257,31 @@ func (bt *batch) first(on retry.Classes, read func(pgx.BatchResults) error) erro
 		return read(bt.br)
 	}
 	bt.read = true
-	err := read(bt.br)
-	if err == nil {
-		return nil
-	}
-	return bt.p.retryAfter(bt.ctx, on, err, func(ctx context.Context) error {
-		bt.br.Close()
-		bt.p.release(bt.conn)
-		c, err := bt.p.acquire(ctx)
-		if err != nil {
-			bt.conn, bt.br = nil, errBatch{err}
-			return err
-		}
-		bt.conn, bt.br = c, c.SendBatch(ctx, fresh(bt.b))
+	return bt.p.retry(bt.ctx, on, bt.start, read(bt.br), func(ctx context.Context) error {
+		bt.resend(ctx)
 		return read(bt.br)
 	})
 }
 
+// resend gives the batch's connection back and sends the batch again on another one; when
+// none can be had, the results become that error.
+func (bt *batch) resend(ctx context.Context) {
+	bt.br.Close()
+	bt.releaseConn()
+	c, err := bt.p.acquire(ctx, bt.start)
+	if err != nil {
+		bt.br = errBatch{err}
+		return
+	}
+	bt.conn, bt.br = c, c.SendBatch(ctx, fresh(bt.b))
+}
+
+func (bt *batch) releaseConn() {
+	if bt.conn != nil {
+		bt.p.release(bt.conn)
+		bt.conn = nil
+	}
+}
 func (bt *batch) Exec() (tag pgconn.CommandTag, err error) {
 	err = bt.first(bt.on, func(br pgx.BatchResults) error {
 		tag, err = br.Exec()
@@ -312,10 +336,7 @@ func (r batchRow) Scan(dest ...any) error {
 // must not see a result twice).
 func (bt *batch) Close() error {
 	err := bt.first(bt.on&retry.Safe, func(br pgx.BatchResults) error { return br.Close() })
-	if bt.conn != nil {
-		bt.p.release(bt.conn)
-		bt.conn = nil
-	}
+	bt.releaseConn()
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgsteady/pgsteady/retry"
 )
@@ -17,6 +18,9 @@ type counters struct {
 	closed          atomic.Int64 // every connection closed
 	broken          atomic.Int64 // closed because it had failed
 	overflowClosed  atomic.Int64 // closed on release because Size were idle
+	replacedIdle    atomic.Int64 // replaced before use: past the idle horizon or condemned
+	keepalivePings  atomic.Int64 // background pings that kept idle flows under the horizon
+	keepaliveFailed atomic.Int64 // background pings that failed
 	retries         [4]atomic.Int64
 }
 
@@ -45,6 +49,13 @@ type Stats struct {
 	Recycled        int64            `json:"recycled"`         // closed for age or idleness
 	OverflowClosed  int64            `json:"overflow_closed"`  // closed on release while Size were idle
 	Destroyed       int64            `json:"destroyed"`        // closed because they failed
+	ReplacedIdle    int64            `json:"replaced_idle"`    // replaced before use without a ping: past the idle horizon, or idle longer than a connection that failed its ping
+	KeepalivePings  int64            `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon
+	KeepaliveFailed int64            `json:"keepalive_failed"` // background pings that failed (FailedPings counts pre-pings only)
+
+	// IdleHorizon is the idle time past which flows are presumed black-holed (learned, or set
+	// with WithIdleHorizon); 0 when none is known.
+	IdleHorizon time.Duration `json:"idle_horizon_ns"`
 }
 
 // Stats returns a snapshot of the pool's state and counters.
@@ -67,6 +78,10 @@ func (p *Pool) Stats() Stats {
 		Recycled:        s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
 		OverflowClosed:  p.stats.overflowClosed.Load(),
 		Destroyed:       p.stats.broken.Load(),
+		ReplacedIdle:    p.stats.replacedIdle.Load(),
+		KeepalivePings:  p.stats.keepalivePings.Load(),
+		KeepaliveFailed: p.stats.keepaliveFailed.Load(),
+		IdleHorizon:     p.horizon.get(),
 	}
 	for _, c := range []retry.Class{retry.NotSent, retry.ConnLost, retry.Conflict} {
 		st.Retries[c.String()] = p.stats.retries[c].Load()

@@ -2,7 +2,9 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -25,23 +27,50 @@ import (
 //	| an attempt succeeded                                       | nil                            |
 //	| p is invalid                                               | *PolicyError; fn is not called |
 //	| ctx was done before the first attempt                      | ctx.Err(); fn is not called    |
+//	| an attempt returned Stop(err)                              | err, unchanged                 |
+//	| an attempt returned an *Error (a nested Do gave up)        | that *Error, unchanged         |
 //	| the first attempt failed with a class not in RetryOn       | that error, unchanged          |
 //	| a later attempt failed with a class not in RetryOn         | *Error                         |
 //	| MaxAttempts or MaxElapsed reached                          | *Error                         |
 //	| ctx ended, or its deadline comes before the next wait ends | *Error                         |
 //
 // An *Error holds the number of attempts and the class of the last error,
-// and wraps the last error, so errors.Is and errors.As see through it.
+// and wraps the last error, so errors.Is and errors.As see through it. A
+// nested Do that gave up ends the outer one too, so that retries do not
+// multiply.
 //
 // fn must get its connection inside, on every attempt (acquire it from a
 // pool, or connect): a *pgx.Conn that has lost its connection refuses every
 // later statement with pgconn's "conn closed", which is [NotSent] (nothing
 // was sent) and so would be retried in vain until the policy gives up.
 func Do(ctx context.Context, p Policy, fn func(context.Context) error) error {
-	_, err := doValue(ctx, p, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, fn(ctx)
-	}, rand.Int64N)
-	return err
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	return loop(ctx, p, start, fn(ctx), fn, rand.Int64N)
+}
+
+// Continue is [Do] for a caller that has already made the first attempt
+// itself: it began at start and returned err. Continue applies to err the
+// rules Do applies after every attempt, calls fn for the attempts that
+// follow, and returns what Do would have returned. MaxElapsed counts from
+// start. Continue(ctx, p, start, nil, fn) is nil and calls nothing.
+//
+// It lets a caller keep its first attempt free of closures and of the
+// policy's bookkeeping, which matters on a hot path where nearly every
+// first attempt succeeds.
+func Continue(ctx context.Context, p Policy, start time.Time, err error, fn func(context.Context) error) error {
+	if err == nil {
+		return nil
+	}
+	if perr := p.Validate(); perr != nil {
+		return perr
+	}
+	return loop(ctx, p, start, err, fn, rand.Int64N)
 }
 
 // DoValue is [Do] for a function that returns a value. It returns the value
@@ -51,52 +80,95 @@ func DoValue[T any](ctx context.Context, p Policy, fn func(context.Context) (T, 
 	return doValue(ctx, p, fn, rand.Int64N)
 }
 
-// doValue is DoValue with the source of randomness as a parameter, so that
-// tests can fix the jitter.
+// doValue is DoValue with the source of jitter as a parameter, so that
+// tests can fix it.
 func doValue[T any](ctx context.Context, p Policy, fn func(context.Context) (T, error), rnd func(int64) int64) (T, error) {
-	var zero T
+	var zero, v T
 	if err := p.Validate(); err != nil {
 		return zero, err
 	}
-	p = p.withDefaults()
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-
-	b := newBackOff(p, rnd)
+	attempt := func(ctx context.Context) (err error) {
+		v, err = fn(ctx)
+		return err
+	}
 	start := time.Now()
+	if err := loop(ctx, p, start, attempt(ctx), attempt, rnd); err != nil {
+		return zero, err
+	}
+	return v, nil
+}
+
+// Stop marks err as final: an attempt that returns Stop(err) ends [Do] or
+// [Continue] at once, and they return err itself, whatever its class. Use it
+// for an outcome that must reach the caller as it is, such as a commit
+// whose result is unknown. Stop(nil) is nil.
+func Stop(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &stopError{err}
+}
+
+// stopError is an error marked by Stop. It never leaves this package.
+type stopError struct{ err error }
+
+func (s *stopError) Error() string { return s.err.Error() }
+func (s *stopError) Unwrap() error { return s.err }
+
+// loop owns every stop condition. err is the error of the first attempt,
+// begun at start; rnd is the source of jitter, a parameter so that tests can
+// fix it.
+func loop(ctx context.Context, p Policy, start time.Time, err error, fn func(context.Context) error, rnd func(int64) int64) error {
+	p = p.withDefaults()
+	var b backoff.BackOff
 	for attempt := 1; ; attempt++ {
-		v, err := fn(ctx)
 		if err == nil {
-			return v, nil
+			return nil
+		}
+		var stop *stopError
+		if errors.As(err, &stop) {
+			return stop.err
+		}
+		var done *Error
+		if errors.As(err, &done) {
+			return err
 		}
 		class := Classify(err)
 		if !p.RetryOn.Has(class) {
 			if attempt == 1 {
-				return zero, err
+				return err
 			}
-			return zero, &Error{Attempts: attempt, Class: class, Err: err}
+			return &Error{Attempts: attempt, Class: class, Err: err}
 		}
-		giveUp := &Error{Attempts: attempt, Class: class, Err: err}
+		giveUp := &Error{Attempts: attempt, Class: class, Err: err, Bound: "the context"}
 		if ctx.Err() != nil {
-			return zero, giveUp
+			return giveUp
+		}
+		if b == nil {
+			b = newBackOff(p, rnd)
 		}
 		delay := b.NextBackOff()
 		if delay == backoff.Stop {
-			return zero, giveUp // MaxAttempts
+			giveUp.Bound = "MaxAttempts " + strconv.Itoa(p.MaxAttempts)
+			return giveUp
 		}
 		if p.MaxElapsed > 0 && time.Since(start)+delay > p.MaxElapsed {
-			return zero, giveUp
+			giveUp.Bound = "MaxElapsed " + p.MaxElapsed.String()
+			return giveUp
 		}
 		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
-			return zero, giveUp
+			return giveUp
 		}
 		if p.OnRetry != nil {
 			p.OnRetry(attempt, err, class, delay)
 		}
 		if !sleep(ctx, delay) {
-			return zero, giveUp
+			return giveUp
 		}
+		err = fn(ctx)
 	}
 }
 

@@ -526,3 +526,103 @@ func TestDoConcurrentUseOfOnePolicy(t *testing.T) {
 		}
 	})
 }
+
+func TestContinueTakesOverAfterAFirstAttempt(t *testing.T) {
+	p := DefaultPolicy()
+	p.Initial = time.Millisecond
+	tests := []struct {
+		name      string
+		first     error
+		rest      []error // errors of the attempts Continue makes, then success
+		wantCalls int
+		wantErr   func(error) bool
+	}{
+		{"first attempt succeeded", nil, nil, 0, func(err error) bool { return err == nil }},
+		{"first attempt permanent", errPermanent, nil, 0, func(err error) bool { return err == errPermanent }},
+		{"retried until success", errNotSent, []error{errNotSent}, 2, func(err error) bool { return err == nil }},
+		{"later attempt permanent", errNotSent, []error{errPermanent}, 1, func(err error) bool {
+			var e *Error
+			return errors.As(err, &e) && e.Attempts == 2 && e.Err == errPermanent
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fn, calls := failing(tt.rest...)
+			err := Continue(t.Context(), p, time.Now(), tt.first, func(ctx context.Context) error {
+				_, err := fn(ctx)
+				return err
+			})
+			if !tt.wantErr(err) {
+				t.Errorf("Continue = %v", err)
+			}
+			if *calls != tt.wantCalls {
+				t.Errorf("fn called %d times, want %d", *calls, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestContinueCountsMaxElapsedFromTheFirstAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := DefaultPolicy()
+		p.MaxElapsed = time.Second
+		calls := 0
+		start := time.Now()
+		time.Sleep(time.Second) // the first attempt took the whole budget
+		err := Continue(t.Context(), p, start, errNotSent, func(context.Context) error {
+			calls++
+			return errNotSent
+		})
+		var e *Error
+		if !errors.As(err, &e) || e.Attempts != 1 {
+			t.Fatalf("Continue = %v, want an *Error after the first attempt alone", err)
+		}
+		if calls != 0 {
+			t.Fatalf("fn called %d times after the budget was spent", calls)
+		}
+	})
+}
+
+func TestStopEndsTheLoopWithItsErrorUnchanged(t *testing.T) {
+	p := DefaultPolicy().WithRetryOn(Transaction)
+	p.Initial = time.Millisecond
+	final := errors.New("the outcome is unknown")
+	calls := 0
+	err := Do(t.Context(), p, func(context.Context) error {
+		calls++
+		if calls == 1 {
+			return errConnLost
+		}
+		return Stop(final)
+	})
+	if err != final {
+		t.Fatalf("Do = %v, want the stopped error itself", err)
+	}
+	if calls != 2 {
+		t.Fatalf("fn called %d times, want 2", calls)
+	}
+	if Stop(nil) != nil {
+		t.Fatal("Stop(nil) is not nil")
+	}
+}
+
+func TestNestedRetriesDoNotMultiply(t *testing.T) {
+	p := DefaultPolicy()
+	p.Initial, p.MaxAttempts = time.Millisecond, 3
+	inner := 0
+	outer := 0
+	err := Do(t.Context(), p, func(ctx context.Context) error {
+		outer++
+		return Do(ctx, p, func(context.Context) error {
+			inner++
+			return errNotSent
+		})
+	})
+	var e *Error
+	if !errors.As(err, &e) || e.Attempts != 3 {
+		t.Fatalf("Do = %v, want the inner *Error after 3 attempts", err)
+	}
+	if outer != 1 || inner != 3 {
+		t.Fatalf("outer ran %d times and inner %d, want 1 and 3", outer, inner)
+	}
+}

@@ -2,8 +2,11 @@
 // documents (driving licences "permis", national identity cards "cin", vehicle registration
 // cards "gris") behind token authentication, in PostgreSQL, through a [pool.Pool].
 //
-// Run it with no configuration to get a disposable PostgreSQL in Docker (removed on exit) and
-// a demo user whose password is printed:
+// Run it with no configuration to get a disposable PostgreSQL and a demo user whose password is
+// printed. The database runs in Docker when an engine answers, else as a throwaway cluster of
+// the PostgreSQL server binaries on this machine (initdb and postgres, on $PATH or where
+// Debian, Homebrew or Postgres.app put them); either way with TLS, on 127.0.0.1, and removed on
+// exit, Ctrl-C included:
 //
 //	go run ./examples/docapi
 //
@@ -139,17 +142,14 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 
 // databaseConfig reads the database settings, or, when none is configured, starts a disposable
 // PostgreSQL (returned, for the caller to close).
-func databaseConfig(ctx context.Context, env func(string) string, stdout io.Writer) (*config.Config, *pgharness.Server, error) {
-	for _, k := range []string{"DATABASE_URL", "DB_HOST", "DB_USER", "DB_PASSWORD", "DB_NAME", "DB_PORT", "DB_SSLMODE", "PGHOST", "PGSERVICE"} {
-		if env(k) != "" {
-			cfg, err := config.FromEnv()
-			return cfg, nil, err
-		}
+func databaseConfig(ctx context.Context, env func(string) string, stdout io.Writer) (*config.Config, pgharness.Database, error) {
+	if pgharness.DatabaseConfigured(env) {
+		cfg, err := config.FromEnv()
+		return cfg, nil, err
 	}
-	fmt.Fprintln(stdout, "docapi: no DATABASE_URL or DB_HOST: starting a disposable PostgreSQL in Docker (removed on exit)")
-	srv, err := pgharness.Start(ctx, pgharness.Options{})
+	srv, err := startEmbedded(ctx, stdout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("embedded database: %w", err)
+		return nil, nil, err
 	}
 	cfg, err := config.Parse(srv.DSN())
 	if err != nil {

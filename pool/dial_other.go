@@ -1,0 +1,13 @@
+//go:build !linux
+
+package pool
+
+import (
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// withUserTimeout returns dial unchanged: TCP_USER_TIMEOUT is Linux's. Elsewhere only TCP
+// keepalive bounds a dead flow, and only while nothing is unacknowledged.
+func withUserTimeout(dial pgconn.DialFunc, _ time.Duration) pgconn.DialFunc { return dial }
