@@ -258,7 +258,12 @@ func classifyNode(e error, o origin, sendMayHaveStarted *bool) (verdict, bool) {
 func transportClass(e error) (Class, bool) {
 	switch x := e.(type) {
 	case *net.DNSError:
-		// Host names are resolved before anything is dialled.
+		// Host names are resolved before anything is dialled, so nothing was sent. A name
+		// that does not exist (NXDOMAIN: a mistyped host) will not exist a moment later:
+		// waiting out the retry budget on it only delays the error.
+		if x.IsNotFound {
+			return Permanent, true
+		}
 		return NotSent, true
 	case *net.OpError:
 		if x.Op == "dial" || errors.Is(x, syscall.ECONNREFUSED) {
