@@ -392,3 +392,39 @@ func readOnly(err error) bool {
 	var pe *pgconn.PgError
 	return err != nil && errors.As(err, &pe) && pe.Code == "25006"
 }
+
+// Stat returns pgxpool's own statistics of the underlying pool (acquire counts and durations,
+// EmptyAcquireWaitTime, constructing, idle and acquired connections), as
+// [pgxpool.Pool.Stat] does. [Pool.Stats] adds the pool's own counters.
+func (p *Pool) Stat() *pgxpool.Stat { return p.pgx.Stat() }
+
+// AcquireFunc acquires a connection as [Pool.Acquire] does (acquire budget, retries of
+// NotSent), calls f with it and releases it, as [pgxpool.Pool.AcquireFunc] does. f's work is
+// not retried; f's error is returned as it is.
+func (p *Pool) AcquireFunc(ctx context.Context, f func(*pgxpool.Conn) error) error {
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.release(c)
+	return f(c)
+}
+
+// AcquireAllIdle acquires every idle connection without waiting, as
+// [pgxpool.Pool.AcquireAllIdle] does (for example to warm or check them); release each. They
+// are not pre-pinged.
+func (p *Pool) AcquireAllIdle(ctx context.Context) []*pgxpool.Conn {
+	if p.closed.Load() {
+		return nil
+	}
+	conns := p.pgx.AcquireAllIdle(ctx)
+	for _, c := range conns {
+		p.notIdle(p.conns.get(c.Conn()))
+	}
+	return conns
+}
+
+// Reset closes every idle connection and marks the ones in use to be closed when released, as
+// [pgxpool.Pool.Reset] does: use it after changing something every connection must see (a
+// rotated password, a failover the pool cannot detect by itself).
+func (p *Pool) Reset() { p.pgx.Reset() }
