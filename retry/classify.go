@@ -99,8 +99,9 @@ import (
 //     make the error NotSent (such a cause counts as [ConnLost]).
 //   - io.ErrUnexpectedEOF, io.EOF, pgconn.ErrConnClosed, and a reset, broken
 //     pipe, abort or timeout on an open socket are [ConnLost]; a refused
-//     connection, a failed dial and a failed DNS lookup are [NotSent]
-//     (transport errors count only as described above).
+//     connection, a failed dial and a failed DNS lookup are [NotSent], except
+//     a name that does not exist (NXDOMAIN, *net.DNSError.IsNotFound), which
+//     is [Permanent] (transport errors count only as described above).
 //   - Otherwise, inside an error of the database connection, the message is
 //     matched against the table of libpq and provider wordings; an error
 //     that matches nothing is [Permanent].
@@ -258,7 +259,13 @@ func classifyNode(e error, o origin, sendMayHaveStarted *bool) (verdict, bool) {
 func transportClass(e error) (Class, bool) {
 	switch x := e.(type) {
 	case *net.DNSError:
-		// Host names are resolved before anything is dialled.
+		if x.IsNotFound {
+			// NXDOMAIN: the name does not exist (a mistyped host, a deleted
+			// endpoint), and waiting does not create it.
+			return Permanent, true
+		}
+		// A resolver that failed or timed out may answer the next time; host
+		// names are resolved before anything is dialled.
 		return NotSent, true
 	case *net.OpError:
 		if x.Op == "dial" || errors.Is(x, syscall.ECONNREFUSED) {
