@@ -24,8 +24,7 @@ type Observer interface {
 	PingFailed(ctx context.Context, idle time.Duration, err error)
 	// ConnClosed reports a connection the pool closed, and why (one of the Close* reasons).
 	ConnClosed(reason string)
-	// Committed reports how a [Pool.Tx] COMMIT ended: CommitOK, CommitRolledBack or
-	// CommitAmbiguous.
+	// Committed reports how a [Pool.Tx] COMMIT ended: one of the Commit* outcomes.
 	Committed(ctx context.Context, outcome string)
 }
 
@@ -42,7 +41,10 @@ const (
 const (
 	CommitOK         = "ok"          // committed
 	CommitRolledBack = "rolled-back" // the server answered that it rolled back
-	CommitAmbiguous  = "ambiguous"   // the answer was lost: *AmbiguousCommitError
+	CommitAmbiguous  = "ambiguous"   // the answer was lost and could not be resolved: *AmbiguousCommitError
+
+	CommitResolvedCommitted = "resolved-committed" // the answer was lost; the server says it committed
+	CommitResolvedAborted   = "resolved-aborted"   // the answer was lost; the server says it rolled back (fn runs again)
 )
 
 // WithObserver sends the pool's events to o (see [Observer]).

@@ -25,14 +25,15 @@ var ErrClosed = errors.New("pool: closed")
 // generates for pgx/v5. See the package documentation for the contract of each method: what
 // it retries, how long it can take, and which errors it returns.
 type Pool struct {
-	pgx    *pgxpool.Pool
-	cfg    config.Config
-	policy retry.Policy // cfg.Retry, with the pool's OnRetry hook and the call budget
-	grace  time.Duration
-	log    *slog.Logger
-	obs    Observer // nil: none
-	conns  connTable
-	stats  counters
+	pgx     *pgxpool.Pool
+	cfg     config.Config
+	policy  retry.Policy // cfg.Retry, with the pool's OnRetry hook and the call budget
+	grace   time.Duration
+	log     *slog.Logger
+	obs     Observer // nil: none
+	resolve bool     // resolve lost COMMITs (WithoutCommitResolution turns it off)
+	conns   connTable
+	stats   counters
 
 	lastConnErr lastConnErr
 	logs        logLimiter
@@ -56,11 +57,12 @@ const DefaultCloseGrace = 5 * time.Second
 type Option func(*options)
 
 type options struct {
-	observer Observer
-	horizon  time.Duration
-	logger   *slog.Logger
-	grace    time.Duration
-	pgx      []func(*pgxpool.Config)
+	noResolve bool
+	observer  Observer
+	horizon   time.Duration
+	logger    *slog.Logger
+	grace     time.Duration
+	pgx       []func(*pgxpool.Config)
 }
 
 // WithLogger makes the pool log one line per retry (Info) and per connection destroyed because
@@ -76,6 +78,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // horizon from pings that find no answer, and relaxes it when connections idle longer prove
 // alive; [Stats.IdleHorizon] shows it.
 func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horizon = d } }
+
+// WithoutCommitResolution makes [Pool.Tx] report every COMMIT whose answer was lost as an
+// *[AmbiguousCommitError] without asking the server what became of it, and skip learning the
+// transaction id with BEGIN. Use it for servers older than PostgreSQL 13 (no
+// pg_current_xact_id) or poolers that refuse the lookup.
+func WithoutCommitResolution() Option { return func(o *options) { o.noResolve = true } }
 
 // WithCloseGrace sets how long [Pool.Close] waits for connections that callers still hold
 // (unclosed Rows, an acquired connection, a transaction left open) before it closes their
@@ -132,7 +140,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	for _, w := range cfg.Warnings {
 		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
 	}
-	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: o.observer, stopBg: make(chan struct{})}
+	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: o.observer, resolve: !o.noResolve, stopBg: make(chan struct{})}
 	if o.horizon > 0 {
 		p.horizon.d.Store(int64(o.horizon))
 		p.horizon.fixed = true

@@ -11,17 +11,19 @@ import (
 
 // counters are the pool's own event counts; pgxpool's Stat supplies the rest.
 type counters struct {
-	acquires        atomic.Int64
-	acquireTimeouts atomic.Int64
-	waiting         atomic.Int64
-	failedPings     atomic.Int64
-	broken          atomic.Int64 // closed because it had failed
-	overflowClosed  atomic.Int64 // closed on release because Size were idle
-	replacedIdle    atomic.Int64 // replaced before use: past the idle horizon or condemned
-	keepalivePings  atomic.Int64 // background pings that kept idle flows under the horizon
-	keepaliveFailed atomic.Int64 // background pings that failed
-	ambiguous       atomic.Int64 // Tx COMMITs whose outcome was lost
-	retries         [4]atomic.Int64
+	acquires          atomic.Int64
+	acquireTimeouts   atomic.Int64
+	waiting           atomic.Int64
+	failedPings       atomic.Int64
+	broken            atomic.Int64 // closed because it had failed
+	overflowClosed    atomic.Int64 // closed on release because Size were idle
+	replacedIdle      atomic.Int64 // replaced before use: past the idle horizon or condemned
+	keepalivePings    atomic.Int64 // background pings that kept idle flows under the horizon
+	keepaliveFailed   atomic.Int64 // background pings that failed
+	ambiguous         atomic.Int64 // Tx COMMITs whose outcome was lost and stayed unknown
+	resolvedCommitted atomic.Int64
+	resolvedAborted   atomic.Int64
+	retries           [4]atomic.Int64
 }
 
 func (c *counters) retried(class retry.Class) {
@@ -53,7 +55,9 @@ type Stats struct {
 	KeepalivePings  int64            `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon
 	KeepaliveFailed int64            `json:"keepalive_failed"` // background pings that failed (FailedPings counts pre-pings only)
 
-	AmbiguousCommits int64 `json:"ambiguous_commits"` // Tx COMMITs whose answer was lost (*AmbiguousCommitError)
+	AmbiguousCommits  int64 `json:"ambiguous_commits"`  // Tx COMMITs whose answer was lost and whose outcome stayed unknown (*AmbiguousCommitError)
+	ResolvedCommitted int64 `json:"resolved_committed"` // lost COMMIT answers resolved: the transaction had committed
+	ResolvedAborted   int64 `json:"resolved_aborted"`   // lost COMMIT answers resolved: it had rolled back, and fn ran again
 
 	// IdleHorizon is the idle time past which flows are presumed black-holed (learned, or set
 	// with WithIdleHorizon); 0 when none is known.
@@ -65,26 +69,28 @@ func (p *Pool) Stats() Stats {
 	s := p.pgx.Stat()
 	total := int(s.TotalConns())
 	st := Stats{
-		Size:             p.cfg.Size,
-		CheckedIn:        int(s.IdleConns()),
-		CheckedOut:       int(s.AcquiredConns()),
-		Overflow:         max(0, total-p.cfg.Size),
-		Total:            total,
-		Max:              p.cfg.MaxConns(),
-		Waiting:          int(p.stats.waiting.Load()),
-		Acquires:         p.stats.acquires.Load(),
-		AcquireTimeouts:  p.stats.acquireTimeouts.Load(),
-		Retries:          map[string]int64{},
-		FailedPings:      p.stats.failedPings.Load(),
-		Opened:           s.NewConnsCount(),
-		Recycled:         s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
-		OverflowClosed:   p.stats.overflowClosed.Load(),
-		Destroyed:        p.stats.broken.Load(),
-		ReplacedIdle:     p.stats.replacedIdle.Load(),
-		KeepalivePings:   p.stats.keepalivePings.Load(),
-		KeepaliveFailed:  p.stats.keepaliveFailed.Load(),
-		IdleHorizon:      p.horizon.get(),
-		AmbiguousCommits: p.stats.ambiguous.Load(),
+		Size:              p.cfg.Size,
+		CheckedIn:         int(s.IdleConns()),
+		CheckedOut:        int(s.AcquiredConns()),
+		Overflow:          max(0, total-p.cfg.Size),
+		Total:             total,
+		Max:               p.cfg.MaxConns(),
+		Waiting:           int(p.stats.waiting.Load()),
+		Acquires:          p.stats.acquires.Load(),
+		AcquireTimeouts:   p.stats.acquireTimeouts.Load(),
+		Retries:           map[string]int64{},
+		FailedPings:       p.stats.failedPings.Load(),
+		Opened:            s.NewConnsCount(),
+		Recycled:          s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
+		OverflowClosed:    p.stats.overflowClosed.Load(),
+		Destroyed:         p.stats.broken.Load(),
+		ReplacedIdle:      p.stats.replacedIdle.Load(),
+		KeepalivePings:    p.stats.keepalivePings.Load(),
+		KeepaliveFailed:   p.stats.keepaliveFailed.Load(),
+		IdleHorizon:       p.horizon.get(),
+		AmbiguousCommits:  p.stats.ambiguous.Load(),
+		ResolvedCommitted: p.stats.resolvedCommitted.Load(),
+		ResolvedAborted:   p.stats.resolvedAborted.Load(),
 	}
 	for _, c := range []retry.Class{retry.NotSent, retry.ConnLost, retry.Conflict} {
 		st.Retries[c.String()] = p.stats.retries[c].Load()

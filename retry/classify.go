@@ -259,13 +259,12 @@ func classifyNode(e error, o origin, sendMayHaveStarted *bool) (verdict, bool) {
 func transportClass(e error) (Class, bool) {
 	switch x := e.(type) {
 	case *net.DNSError:
+		// Host names are resolved before anything is dialled, so nothing was sent. A name
+		// that does not exist (NXDOMAIN: a mistyped host) will not exist a moment later:
+		// waiting out the retry budget on it only delays the error.
 		if x.IsNotFound {
-			// NXDOMAIN: the name does not exist (a mistyped host, a deleted
-			// endpoint), and waiting does not create it.
 			return Permanent, true
 		}
-		// A resolver that failed or timed out may answer the next time; host
-		// names are resolved before anything is dialled.
 		return NotSent, true
 	case *net.OpError:
 		if x.Op == "dial" || errors.Is(x, syscall.ECONNREFUSED) {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/retry"
 )
 
 // maxRequestID is the longest X-Request-Id taken from a client or proxy; a longer or
@@ -23,7 +24,7 @@ const maxRequestID = 64
 type reqInfo struct {
 	id         string
 	userID     atomic.Int64
-	retries    atomic.Int64 // functions the pool ran again (countRetry)
+	retries    atomic.Int64 // retries the pool made for this request (requestObserver), and uploads run again
 	dbFailures atomic.Int64 // statements and acquires that failed (requestTracer)
 }
 
@@ -42,16 +43,9 @@ func requestID(ctx context.Context) string {
 	return ""
 }
 
-// countRetry records that the pool ran a function of this request again: a transaction
-// function of store.create, or a read of store.read, or the upload after an ambiguous commit.
-//
-// A statement the pool retries inside one call (Exec, QueryRow, or the acquire of a
-// connection) cannot be counted as a retry here: the pool's retry hook, retry.Policy.OnRetry,
-// receives no context, and Pool.Stats counts process-wide only. What the access log shows
-// instead is the failed attempts behind them (requestTracer). Both are lower bounds: a
-// pre-ping that fails inside pgxpool's acquire, or an error pgx raises before it traces a
-// statement, is retried without either count seeing it (under -chaos, lines with retries=2
-// and db_failures=1 appear).
+// countRetry records that a call of this request was run again: by the pool (every retry it
+// makes reaches requestObserver with the request's context), or by store.create after an
+// ambiguous commit.
 func countRetry(ctx context.Context) {
 	if ri := requestInfo(ctx); ri != nil {
 		ri.retries.Add(1)
@@ -177,3 +171,24 @@ func traceRequests() pool.Option {
 		}
 	})
 }
+
+// requestObserver is the pool's Observer for the access log: it counts each retry the pool
+// makes against the request whose context the call carried.
+type requestObserver struct{}
+
+// Acquired implements pool.Observer.
+func (requestObserver) Acquired(context.Context, time.Duration, error) {}
+
+// Retrying implements pool.Observer.
+func (requestObserver) Retrying(ctx context.Context, _ int, _ retry.Class, _ error, _ time.Duration) {
+	countRetry(ctx)
+}
+
+// PingFailed implements pool.Observer.
+func (requestObserver) PingFailed(context.Context, time.Duration, error) {}
+
+// ConnClosed implements pool.Observer.
+func (requestObserver) ConnClosed(string) {}
+
+// Committed implements pool.Observer.
+func (requestObserver) Committed(context.Context, string) {}

@@ -77,7 +77,7 @@ func newAPILogged(t testing.TB, logger *slog.Logger, opts ...serverOption) *api 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests())
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(requestObserver{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 		logger.Warn("docapi: config: " + w)
 	}
 
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests())
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(requestObserver{}))
 	if err != nil {
 		return err
 	}

@@ -205,16 +205,8 @@ func (s *store) list(ctx context.Context, k *kind, v viewer, after int64, limit 
 // itself: Idempotent().Query retries until the first row is handed over, so a connection lost
 // while later rows arrive ends up in rows.Err(). An error the pool already retried (a
 // *retry.Error) is returned as it is, so that retries do not multiply.
-//
-// Each run of fn after the first counts as a retry of the request (see countRetry).
 func (s *store) read(ctx context.Context, fn func(context.Context) error) error {
-	runs := 0
-	return s.p.Idempotent().Do(ctx, func(ctx context.Context) error {
-		if runs++; runs > 1 {
-			countRetry(ctx)
-		}
-		return fn(ctx)
-	})
+	return s.p.Idempotent().Do(ctx, fn)
 }
 
 // get returns one document that v may read, or errNotFound (also when it is another user's).
@@ -267,12 +259,8 @@ func (s *store) create(ctx context.Context, k *kind, userID int64, key string, u
 	args = append(args, up.image, up.contentType, len(up.image), up.hash)
 
 	q := s.sql[k]
-	runs := 0
 	for attempt := 1; ; attempt++ {
 		err = s.p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			if runs++; runs > 1 {
-				countRetry(ctx)
-			}
 			created = false
 			err := tx.QueryRow(ctx, q.insert, args...).Scan(&id)
 			if err == nil {
