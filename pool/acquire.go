@@ -149,6 +149,7 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, e
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		p.lastConnErr.set(err)
+		p.outage()
 	}
 	return nil, err
 }

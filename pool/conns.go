@@ -49,7 +49,16 @@ func (t *connTable) get(c *pgx.Conn) *connState {
 // itself so that it learns of failures), and TCP_USER_TIMEOUT bounds dead flows in flight.
 func (p *Pool) install(pc *pgxpool.Config) {
 	pc.ConnConfig.DialFunc = withUserTimeout(pc.ConnConfig.DialFunc, p.cfg.DeadFlowAfter())
-	userAfterConnect, userBeforeClose := pc.AfterConnect, pc.BeforeClose
+	userAfterConnect, userBeforeClose, userBeforeConnect := pc.AfterConnect, pc.BeforeClose, pc.BeforeConnect
+	pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+		if err := p.beforeConnect(ctx); err != nil {
+			return err
+		}
+		if userBeforeConnect != nil {
+			return userBeforeConnect(ctx, cc)
+		}
+		return nil
+	}
 	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		st := &connState{peek: newPeeker(c)}
 		st.lastUsed.Store(time.Now().UnixNano())
@@ -132,6 +141,7 @@ func (p *Pool) closing(c *pgx.Conn) {
 		if reason == CloseBroken {
 			p.stats.broken.Add(1)
 		}
+		p.outage()
 		p.logs.warn(context.Background(), p.log, "pgsteady: connection destroyed", "reason", reason)
 	}
 	if p.obs != nil {

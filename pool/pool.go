@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/retry"
@@ -37,6 +38,8 @@ type Pool struct {
 
 	lastConnErr lastConnErr
 	logs        logLimiter
+	pace        *pacer       // paces new connections while recovering; nil: never
+	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
 	horizon     horizon
 	stopBg      chan struct{} // closed by Close: ends the keepalive loop
 
@@ -57,6 +60,8 @@ const DefaultCloseGrace = 5 * time.Second
 type Option func(*options)
 
 type options struct {
+	paceRate  float64
+	paceBurst int
 	noResolve bool
 	observer  Observer
 	horizon   time.Duration
@@ -78,6 +83,16 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // horizon from pings that find no answer, and relaxes it when connections idle longer prove
 // alive; [Stats.IdleHorizon] shows it.
 func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horizon = d } }
+
+// WithConnectPacing sets how fast the pool opens connections while it recovers from an outage
+// (for recoverFor after a connection broke, a ping or a connect failed, or a failover was
+// suspected): burst at once, then rate a second, each wait with a random jitter of up to one
+// interval, so that many replicas of a service coming back together do not open thousands of
+// connections in the same instant (a TLS handshake storm). Default 10 a second after a burst
+// of 4; rate <= 0 turns pacing off. Outside recovery, connections open as fast as callers need.
+func WithConnectPacing(rate float64, burst int) Option {
+	return func(o *options) { o.paceRate, o.paceBurst = rate, burst }
+}
 
 // WithoutCommitResolution makes [Pool.Tx] report every COMMIT whose answer was lost as an
 // *[AmbiguousCommitError] without asking the server what became of it, and skip learning the
@@ -116,7 +131,7 @@ func WithPgxConfig(edit func(*pgxpool.Config)) Option {
 // make New fail, and nothing is left running. With cfg.WarmUp it also opens cfg.Size
 // connections. ctx bounds this start-up only.
 func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error) {
-	o := options{grace: DefaultCloseGrace}
+	o := options{grace: DefaultCloseGrace, paceRate: defaultConnectRate, paceBurst: defaultConnectBurst}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -141,6 +156,9 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
 	}
 	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: o.observer, resolve: !o.noResolve, stopBg: make(chan struct{})}
+	if o.paceRate > 0 {
+		p.pace = newPacer(o.paceRate, o.paceBurst)
+	}
 	if o.horizon > 0 {
 		p.horizon.d.Store(int64(o.horizon))
 		p.horizon.fixed = true
@@ -285,6 +303,9 @@ func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err
 	if err == nil {
 		return nil
 	}
+	if readOnly(err) {
+		p.failoverSuspected(ctx, err)
+	}
 	pol := p.policy.WithRetryOn(on)
 	pol.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
 		p.retrying(ctx, attempt, err, class, delay)
@@ -293,7 +314,11 @@ func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err
 		if p.closed.Load() {
 			return retry.Stop(ErrClosed)
 		}
-		return fn(ctx)
+		err := fn(ctx)
+		if readOnly(err) {
+			p.failoverSuspected(ctx, err)
+		}
+		return err
 	})
 	var re *retry.Error
 	var te *TimeoutError
@@ -321,4 +346,49 @@ func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry
 	if p.cfg.Retry.OnRetry != nil {
 		p.cfg.Retry.OnRetry(attempt, err, class, delay)
 	}
+}
+
+// recoverFor is how long after an outage signal new connections are paced.
+const recoverFor = 10 * time.Second
+
+// outage records a sign that connections are being lost or refused: new connections are paced
+// for recoverFor.
+func (p *Pool) outage() {
+	if p.pace != nil {
+		p.recovering.Store(time.Now().Add(recoverFor).UnixNano())
+	}
+}
+
+// beforeConnect paces a new connection while the pool recovers from an outage.
+func (p *Pool) beforeConnect(ctx context.Context) error {
+	if p.pace == nil || time.Now().UnixNano() >= p.recovering.Load() {
+		return nil
+	}
+	p.stats.paced.Add(1)
+	return p.pace.wait(ctx)
+}
+
+// failoverSuspected reacts to an error that says the server is no longer a primary (25006
+// read-only transaction on a demoted primary): every connection opened before now is replaced
+// before its next use, without a ping, so that new ones go through the connection string's
+// host list (and target_session_attrs) and a fresh DNS lookup.
+func (p *Pool) failoverSuspected(ctx context.Context, err error) {
+	now := time.Now().UnixNano()
+	for {
+		old := p.conns.staleBefore.Load()
+		if now <= old || p.conns.staleBefore.CompareAndSwap(old, now) {
+			break
+		}
+	}
+	p.stats.failovers.Add(1)
+	p.outage()
+	p.logs.warn(ctx, p.log, "pgsteady: the server is no longer writable (failover?): replacing every connection", "err", err)
+}
+
+// readOnly reports whether err is a write refused by a server that is not (or no longer) a
+// primary: SQLSTATE 25006 read_only_sql_transaction, which a demoted primary answers (AWS's
+// drivers, too, take it as the sign of a failover).
+func readOnly(err error) bool {
+	var pe *pgconn.PgError
+	return err != nil && errors.As(err, &pe) && pe.Code == "25006"
 }

@@ -20,6 +20,8 @@ type counters struct {
 	replacedIdle      atomic.Int64 // replaced before use: past the idle horizon or condemned
 	keepalivePings    atomic.Int64 // background pings that kept idle flows under the horizon
 	keepaliveFailed   atomic.Int64 // background pings that failed
+	paced             atomic.Int64 // connections opened while recovering, through the pacer
+	failovers         atomic.Int64 // failovers suspected
 	ambiguous         atomic.Int64 // Tx COMMITs whose outcome was lost and stayed unknown
 	resolvedCommitted atomic.Int64
 	resolvedAborted   atomic.Int64
@@ -55,9 +57,11 @@ type Stats struct {
 	KeepalivePings  int64            `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon
 	KeepaliveFailed int64            `json:"keepalive_failed"` // background pings that failed (FailedPings counts pre-pings only)
 
-	AmbiguousCommits  int64 `json:"ambiguous_commits"`  // Tx COMMITs whose answer was lost and whose outcome stayed unknown (*AmbiguousCommitError)
-	ResolvedCommitted int64 `json:"resolved_committed"` // lost COMMIT answers resolved: the transaction had committed
-	ResolvedAborted   int64 `json:"resolved_aborted"`   // lost COMMIT answers resolved: it had rolled back, and fn ran again
+	Paced              int64 `json:"paced"`               // connections opened while recovering from an outage, through the pacer
+	FailoversSuspected int64 `json:"failovers_suspected"` // errors that said the server was no longer writable (25006)
+	AmbiguousCommits   int64 `json:"ambiguous_commits"`   // Tx COMMITs whose answer was lost and whose outcome stayed unknown (*AmbiguousCommitError)
+	ResolvedCommitted  int64 `json:"resolved_committed"`  // lost COMMIT answers resolved: the transaction had committed
+	ResolvedAborted    int64 `json:"resolved_aborted"`    // lost COMMIT answers resolved: it had rolled back, and fn ran again
 
 	// IdleHorizon is the idle time past which flows are presumed black-holed (learned, or set
 	// with WithIdleHorizon); 0 when none is known.
@@ -69,28 +73,30 @@ func (p *Pool) Stats() Stats {
 	s := p.pgx.Stat()
 	total := int(s.TotalConns())
 	st := Stats{
-		Size:              p.cfg.Size,
-		CheckedIn:         int(s.IdleConns()),
-		CheckedOut:        int(s.AcquiredConns()),
-		Overflow:          max(0, total-p.cfg.Size),
-		Total:             total,
-		Max:               p.cfg.MaxConns(),
-		Waiting:           int(p.stats.waiting.Load()),
-		Acquires:          p.stats.acquires.Load(),
-		AcquireTimeouts:   p.stats.acquireTimeouts.Load(),
-		Retries:           map[string]int64{},
-		FailedPings:       p.stats.failedPings.Load(),
-		Opened:            s.NewConnsCount(),
-		Recycled:          s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
-		OverflowClosed:    p.stats.overflowClosed.Load(),
-		Destroyed:         p.stats.broken.Load(),
-		ReplacedIdle:      p.stats.replacedIdle.Load(),
-		KeepalivePings:    p.stats.keepalivePings.Load(),
-		KeepaliveFailed:   p.stats.keepaliveFailed.Load(),
-		IdleHorizon:       p.horizon.get(),
-		AmbiguousCommits:  p.stats.ambiguous.Load(),
-		ResolvedCommitted: p.stats.resolvedCommitted.Load(),
-		ResolvedAborted:   p.stats.resolvedAborted.Load(),
+		Size:               p.cfg.Size,
+		CheckedIn:          int(s.IdleConns()),
+		CheckedOut:         int(s.AcquiredConns()),
+		Overflow:           max(0, total-p.cfg.Size),
+		Total:              total,
+		Max:                p.cfg.MaxConns(),
+		Waiting:            int(p.stats.waiting.Load()),
+		Acquires:           p.stats.acquires.Load(),
+		AcquireTimeouts:    p.stats.acquireTimeouts.Load(),
+		Retries:            map[string]int64{},
+		FailedPings:        p.stats.failedPings.Load(),
+		Opened:             s.NewConnsCount(),
+		Recycled:           s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
+		OverflowClosed:     p.stats.overflowClosed.Load(),
+		Destroyed:          p.stats.broken.Load(),
+		ReplacedIdle:       p.stats.replacedIdle.Load(),
+		KeepalivePings:     p.stats.keepalivePings.Load(),
+		KeepaliveFailed:    p.stats.keepaliveFailed.Load(),
+		IdleHorizon:        p.horizon.get(),
+		Paced:              p.stats.paced.Load(),
+		FailoversSuspected: p.stats.failovers.Load(),
+		AmbiguousCommits:   p.stats.ambiguous.Load(),
+		ResolvedCommitted:  p.stats.resolvedCommitted.Load(),
+		ResolvedAborted:    p.stats.resolvedAborted.Load(),
 	}
 	for _, c := range []retry.Class{retry.NotSent, retry.ConnLost, retry.Conflict} {
 		st.Retries[c.String()] = p.stats.retries[c].Load()
