@@ -28,9 +28,10 @@ type Class int
 const (
 	// Permanent is an error that running the same work again would not fix,
 	// or that must not be retried at all: a syntax error, a violated
-	// constraint, a wrong password (28P01), an unknown database (3D000),
-	// missing privileges, a certificate that does not verify, a disabled
-	// Neon endpoint, a canceled or expired context, an error that does not
+	// constraint, a wrong password (28P01), an unknown database (3D000), a
+	// host name that does not exist (NXDOMAIN), missing privileges, a
+	// certificate that does not verify, a disabled Neon endpoint, a canceled
+	// or expired context, an error that does not
 	// come from the database connection (see [Classify]), and every error
 	// this package does not recognise. It is the zero value, and
 	// Classify(nil) returns it: a nil error has nothing to retry.

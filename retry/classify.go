@@ -99,8 +99,9 @@ import (
 //     make the error NotSent (such a cause counts as [ConnLost]).
 //   - io.ErrUnexpectedEOF, io.EOF, pgconn.ErrConnClosed, and a reset, broken
 //     pipe, abort or timeout on an open socket are [ConnLost]; a refused
-//     connection, a failed dial and a failed DNS lookup are [NotSent]
-//     (transport errors count only as described above).
+//     connection, a failed dial and a failed DNS lookup are [NotSent], except
+//     a name that does not exist (NXDOMAIN, *net.DNSError.IsNotFound), which
+//     is [Permanent] (transport errors count only as described above).
 //   - Otherwise, inside an error of the database connection, the message is
 //     matched against the table of libpq and provider wordings; an error
 //     that matches nothing is [Permanent].

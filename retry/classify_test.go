@@ -121,6 +121,7 @@ var classifyTests = []struct {
 	{"dial refused", opErr("dial", sysErr("connect", syscall.ECONNREFUSED)), retry.NotSent},
 	{"dial timeout", opErr("dial", os.ErrDeadlineExceeded), retry.NotSent},
 	{"DNS failure that may pass", &net.DNSError{Err: "server misbehaving", Name: "db.example", IsTemporary: true}, retry.NotSent},
+	{"DNS lookup timed out", &net.DNSError{Err: "i/o timeout", Name: "db.example", IsTimeout: true}, retry.NotSent},
 	{"host that does not exist (NXDOMAIN)", &net.DNSError{Err: "no such host", Name: "db.example", IsNotFound: true}, retry.Permanent},
 	{"read reset", opErr("read", sysErr("read", syscall.ECONNRESET)), retry.ConnLost},
 	{"write broken pipe", opErr("write", sysErr("write", syscall.EPIPE)), retry.ConnLost},
