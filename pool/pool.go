@@ -18,8 +18,14 @@ import (
 	"github.com/pgsteady/pgsteady/retry"
 )
 
-// ErrClosed is returned by every method of a closed [Pool].
-var ErrClosed = errors.New("pool: closed")
+// ErrClosed is returned by every method of a closed [Pool]. [retry.MayRetryLater] says true
+// for it: a server shutting down its pool is a transient condition for its clients.
+var ErrClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string       { return "pool: closed" }
+func (closedError) MayRetryLater() bool { return true }
 
 // Pool is a resilient PostgreSQL connection pool on top of [pgxpool.Pool]. It is safe for
 // concurrent use. It has pgxpool's query methods, so it satisfies the DBTX interface that sqlc
