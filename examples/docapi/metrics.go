@@ -2,19 +2,39 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/pool/otelpool"
+	"github.com/pgsteady/pgsteady/retry"
 )
+
+// poolName is the db.client.connection.pool.name of docapi's pool in its metrics.
+const poolName = "docapi"
 
 // metrics counts docapi's own events for /metrics. It is safe for concurrent use.
 type metrics struct {
 	mu       sync.Mutex
 	requests map[int]int64    // by status code
 	logins   map[string]int64 // by result: ok, failed, throttled, busy
+
+	exposition http.Handler // serves /metrics when set (withTelemetry); else metricsHandler writes it
 }
 
 func newMetrics() *metrics {
@@ -33,10 +53,16 @@ func (m *metrics) login(result string) {
 	m.mu.Unlock()
 }
 
-// metricsHandler serves GET /metrics in the Prometheus text exposition format (version
-// 0.0.4): the pool's [pool.Stats] and docapi's request and login counts. Like /healthz it needs
-// no token: it holds no user data, and scrapers rarely carry one.
+// metricsHandler serves GET /metrics in the Prometheus exposition format. With telemetry
+// (withTelemetry, as run sets up) it serves the pool's OpenTelemetry metrics (package otelpool)
+// and docapi's request and login counts through the OpenTelemetry Prometheus exporter; without,
+// it writes the pool's [pool.Stats] and the same counts in the text format (version 0.0.4) by
+// hand. Like /healthz it needs no token: it holds no user data, and scrapers rarely carry one.
 func (s *server) metricsHandler(w http.ResponseWriter, r *http.Request) {
+	if s.metrics.exposition != nil {
+		s.metrics.exposition.ServeHTTP(w, r)
+		return
+	}
 	st := s.pool.Stats()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -91,4 +117,130 @@ func (s *server) metricsHandler(w http.ResponseWriter, r *http.Request) {
 type sample struct {
 	labels string
 	v      int64
+}
+
+// telemetry is docapi's OpenTelemetry metrics pipeline: an SDK MeterProvider whose reader is
+// the Prometheus exporter, the pool's observer and stats (package otelpool), and docapi's own
+// request and login counts. Build it before the pool, register the pool once it exists, give it
+// to newServer with withTelemetry, and close it last.
+type telemetry struct {
+	registry *prometheus.Registry
+	provider *sdkmetric.MeterProvider
+	observer *otelpool.Observer
+	app      atomic.Pointer[metrics] // the server's counts, once withTelemetry has run
+	regs     []metric.Registration
+}
+
+// newTelemetry builds the pipeline and docapi's own instruments (docapi.http.requests by code,
+// docapi.logins by result; docapi_http_requests_total and docapi_logins_total in Prometheus).
+func newTelemetry() (*telemetry, error) {
+	t := &telemetry{registry: prometheus.NewRegistry()}
+	exp, err := otelprom.New(otelprom.WithRegisterer(t.registry), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, fmt.Errorf("metrics: prometheus exporter: %w", err)
+	}
+	t.provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	if t.observer, err = otelpool.NewObserver(t.provider, otelpool.WithPoolName(poolName)); err != nil {
+		return nil, err
+	}
+	m := t.provider.Meter("github.com/pgsteady/pgsteady/examples/docapi")
+	requests, err1 := m.Int64ObservableCounter("docapi.http.requests", metric.WithUnit("{request}"),
+		metric.WithDescription("HTTP requests answered, by status code."))
+	logins, err2 := m.Int64ObservableCounter("docapi.logins", metric.WithUnit("{login}"),
+		metric.WithDescription("Login attempts, by result (ok, failed, throttled, busy)."))
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		app := t.app.Load()
+		if app == nil {
+			return nil
+		}
+		app.mu.Lock()
+		defer app.mu.Unlock()
+		for code, n := range app.requests {
+			o.ObserveInt64(requests, n, metric.WithAttributes(attribute.Int("code", code)))
+		}
+		for result, n := range app.logins {
+			o.ObserveInt64(logins, n, metric.WithAttributes(attribute.String("result", result)))
+		}
+		return nil
+	}, requests, logins)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	t.regs = append(t.regs, reg)
+	return t, nil
+}
+
+// observe returns the pool.Observer to give pool.New: the telemetry's, and also others.
+func (t *telemetry) observe(others ...pool.Observer) pool.Observer {
+	return observers(append([]pool.Observer{t.observer}, others...))
+}
+
+// register publishes p's Stats.
+func (t *telemetry) register(p *pool.Pool) error {
+	reg, err := otelpool.Register(p, t.provider, otelpool.WithPoolName(poolName))
+	if err != nil {
+		return err
+	}
+	t.regs = append(t.regs, reg)
+	return nil
+}
+
+// close stops the pipeline.
+func (t *telemetry) close() error {
+	var errs []error
+	for _, r := range t.regs {
+		errs = append(errs, r.Unregister())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return errors.Join(append(errs, t.provider.Shutdown(ctx))...)
+}
+
+// withTelemetry makes /metrics serve t's metrics, docapi's own counts among them.
+func withTelemetry(t *telemetry) serverOption {
+	return func(s *server) {
+		t.app.Store(s.metrics)
+		s.metrics.exposition = promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
+	}
+}
+
+// observers sends each event to every one of its observers, in order.
+type observers []pool.Observer
+
+// Acquired implements pool.Observer.
+func (obs observers) Acquired(ctx context.Context, wait time.Duration, err error) {
+	for _, o := range obs {
+		o.Acquired(ctx, wait, err)
+	}
+}
+
+// Retrying implements pool.Observer.
+func (obs observers) Retrying(ctx context.Context, attempt int, class retry.Class, err error, delay time.Duration) {
+	for _, o := range obs {
+		o.Retrying(ctx, attempt, class, err, delay)
+	}
+}
+
+// PingFailed implements pool.Observer.
+func (obs observers) PingFailed(ctx context.Context, idle time.Duration, err error) {
+	for _, o := range obs {
+		o.PingFailed(ctx, idle, err)
+	}
+}
+
+// ConnClosed implements pool.Observer.
+func (obs observers) ConnClosed(reason string) {
+	for _, o := range obs {
+		o.ConnClosed(reason)
+	}
+}
+
+// Committed implements pool.Observer.
+func (obs observers) Committed(ctx context.Context, outcome string) {
+	for _, o := range obs {
+		o.Committed(ctx, outcome)
+	}
 }
