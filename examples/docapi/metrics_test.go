@@ -101,20 +101,20 @@ func TestMetricsThroughOpenTelemetry(t *testing.T) {
 		}
 		return 0, false
 	}
-	pool := `db_client_connection_pool_name="docapi"`
+	name := `db_client_connection_pool_name="docapi"`
 	for _, c := range []struct {
 		name   string
 		labels []string
 		check  func(float64) bool
 		want   string
 	}{
-		{"db_client_connection_count", []string{pool, `db_client_connection_state="idle"`}, func(v float64) bool { return v >= 0 }, ">= 0"},
-		{"db_client_connection_count", []string{pool, `db_client_connection_state="used"`}, func(v float64) bool { return v >= 0 }, ">= 0"},
-		{"db_client_connection_max", []string{pool}, func(v float64) bool { return v == float64(p.Stats().Max) }, "Stats().Max"},
-		{"db_client_connection_idle_max", []string{pool}, func(v float64) bool { return v == float64(p.Stats().Size) }, "Stats().Size"},
-		{"db_client_connection_timeouts_total", []string{pool}, func(v float64) bool { return v == 0 }, "0"},
-		{"pgsteady_pool_connection_opened_total", []string{pool}, func(v float64) bool { return v >= 1 }, ">= 1"},
-		{"db_client_connection_wait_time_seconds_count", []string{pool}, func(v float64) bool { return v >= 1 }, ">= 1 (the login's acquire)"},
+		{"db_client_connection_count", []string{name, `db_client_connection_state="idle"`}, func(v float64) bool { return v >= 0 }, ">= 0"},
+		{"db_client_connection_count", []string{name, `db_client_connection_state="used"`}, func(v float64) bool { return v >= 0 }, ">= 0"},
+		{"db_client_connection_max", []string{name}, func(v float64) bool { return v == float64(p.Stats().Max) }, "Stats().Max"},
+		{"db_client_connection_idle_max", []string{name}, func(v float64) bool { return v == float64(p.Stats().Size) }, "Stats().Size"},
+		{"db_client_connection_timeouts_total", []string{name}, func(v float64) bool { return v == 0 }, "0"},
+		{"pgsteady_pool_connection_opened_total", []string{name}, func(v float64) bool { return v >= 1 }, ">= 1"},
+		{"db_client_connection_wait_time_seconds_count", []string{name}, func(v float64) bool { return v >= 1 }, ">= 1 (the login's acquire)"},
 		{"docapi_logins_total", []string{`result="failed"`}, func(v float64) bool { return v == 1 }, "1"},
 		{"docapi_http_requests_total", []string{`code="401"`}, func(v float64) bool { return v == 1 }, "1"},
 	} {

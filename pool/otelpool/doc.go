@@ -20,26 +20,32 @@
 // where one exists (they are still experimental there), and use the pgsteady namespace
 // otherwise. Every instrument carries db.client.connection.pool.name ([WithPoolName]).
 //
-//	name                                     kind           unit          attributes          source
-//	db.client.connection.count               UpDownCounter  {connection}  state: idle, used   Register
-//	db.client.connection.max                 UpDownCounter  {connection}                      Register
-//	db.client.connection.idle.max            UpDownCounter  {connection}                      Register
-//	db.client.connection.pending_requests    UpDownCounter  {request}                         Register
-//	db.client.connection.timeouts            Counter        {timeout}                         Register
-//	pgsteady.pool.connection.opened          Counter        {connection}                      Register
-//	db.client.connection.wait_time           Histogram      s             error.type          Observer
-//	pgsteady.pool.retries                    Counter        {retry}       pgsteady.retry.class      Observer
-//	pgsteady.pool.ping.failures              Counter        {ping}                            Observer
-//	pgsteady.pool.connection.closed          Counter        {connection}  pgsteady.connection.close_reason  Observer
-//	pgsteady.pool.commits                    Counter        {commit}      pgsteady.commit.outcome   Observer
+//	instrument                             kind           unit          from      attribute
+//	db.client.connection.count             UpDownCounter  {connection}  Register  db.client.connection.state
+//	db.client.connection.max               UpDownCounter  {connection}  Register
+//	db.client.connection.idle.max          UpDownCounter  {connection}  Register
+//	db.client.connection.pending_requests  UpDownCounter  {request}     Register
+//	db.client.connection.timeouts          Counter        {timeout}     Register
+//	pgsteady.pool.connection.opened        Counter        {connection}  Register
+//	db.client.connection.wait_time         Histogram      s             Observer  error.type (failures only)
+//	pgsteady.pool.retries                  Counter        {retry}       Observer  pgsteady.retry.class
+//	pgsteady.pool.ping.failures            Counter        {ping}        Observer
+//	pgsteady.pool.connection.closed        Counter        {connection}  Observer  pgsteady.connection.close_reason
+//	pgsteady.pool.commits                  Counter        {commit}      Observer  pgsteady.commit.outcome
 //
-// The state attribute is db.client.connection.state; the count leaves out connections still
-// being opened, so idle + used can be below [pool.Stats].Total for a moment. idle.max is the
+// In Prometheus (through the OpenTelemetry exporter) these become
+// db_client_connection_count{db_client_connection_pool_name, db_client_connection_state},
+// db_client_connection_wait_time_seconds (a histogram), pgsteady_pool_retries_total and so on.
+//
+// The state is "idle" or "used"; the count leaves out connections still being opened, so
+// idle + used can be below [pool.Stats].Total for a moment. idle.max is the
 // pool's Size (a connection given back while Size are idle is closed); max is Size + Overflow.
 // wait_time records every acquire attempt, in seconds: a failed one has error.type "timeout"
 // (it ended in [pool.ErrPoolTimeout]), "canceled" (the caller's ctx), "closed"
 // ([pool.ErrClosed]) or "_OTHER" (a connection error). The reasons and outcomes are the
-// pool's Close* and Commit* constants; the retry classes are [retry.Class] names.
+// pool's Close* and Commit* constants ([pool.CloseBroken], [pool.CommitAmbiguous], ...); the
+// retry classes are [retry.Class] names. The Observer's measurements carry the caller's ctx
+// where the pool has one, so an SDK that keeps exemplars links them to the caller's trace.
 //
 // # Traces
 //
