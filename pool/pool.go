@@ -43,6 +43,7 @@ type Pool struct {
 	stats   counters
 
 	lastConnErr lastConnErr
+	budgets     budgets
 	logs        logLimiter
 	pace        *pacer       // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
@@ -273,6 +274,7 @@ func (p *Pool) Close() {
 			p.log.Warn("pgsteady: closed connections still held after the close grace", "grace", p.grace, "connections", n)
 		}
 		p.bg.Wait()
+		p.budgets.stop()
 	})
 }
 
