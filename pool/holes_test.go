@@ -348,7 +348,7 @@ func TestUnknownHostFailsFastAsPermanent(t *testing.T) {
 	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
 		t.Fatalf("want the *net.DNSError (not found), got %v (%T)", err, err)
 	}
-	if r := p.Stats().Retries; r["not-sent"]+r["conn-lost"] > 0 {
+	if r := p.Stats().Retries; r.NotSent+r.ConnLost > 0 {
 		t.Fatalf("an unknown host was retried: %v", r)
 	}
 }
@@ -418,7 +418,7 @@ func TestCloseReturnsWhileConnectionsAreHeld(t *testing.T) {
 	// pgxpool destroys a released connection of a closed pool in the background.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		st := p.Stats()
-		if st.Total == 0 && st.CheckedOut == 0 {
+		if st.TotalConns == 0 && st.AcquiredConns == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
