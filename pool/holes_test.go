@@ -495,17 +495,5 @@ func TestPoolTimeoutDuringADeadPingCarriesItsCause(t *testing.T) {
 // config.Config nor a pool.Option reaches the pgx config yet).
 func newPoolWithLookup(t testing.TB, dsn string, lookup func(context.Context, string) ([]string, error), edit func(*config.Config)) (*pool.Pool, bool) {
 	t.Helper()
-	cfg, err := config.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(cfg)
-	}
-	p, err := pool.New(t.Context(), cfg, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.LookupFunc = lookup }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p, true
+	return newPool(t, dsn, edit, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.LookupFunc = lookup })), true
 }
