@@ -722,6 +722,7 @@ func (w *worker) stdQueryRow(ctx context.Context, c *call, _ context.CancelFunc)
 var faultKinds = []string{
 	"kill backends", "restart server", "pause server", "idle-session timeout", "proxy reset",
 	"stall then reset", "slow responses", "black-hole idle flows", "refuse connections",
+	"server gone",
 }
 
 // The fault proxy's StallResponses drops the server's bytes (they are lost, not delayed), so
@@ -792,6 +793,13 @@ func (r *contractRun) schedule(stop <-chan struct{}, rng *rand.Rand) {
 		case "refuse connections":
 			r.gate.refuse()
 			time.Sleep(d)
+			err = r.gate.open()
+		case "server gone":
+			// Every flow reset and new connections refused, for up to 6 s: longer than
+			// AcquireTimeout, so that waiting for a connection must end at its bound.
+			r.gate.refuse()
+			r.proxy.ResetAll()
+			time.Sleep(time.Duration(500+rng.IntN(5500)) * time.Millisecond)
 			err = r.gate.open()
 		}
 		r.mu.Lock()
