@@ -63,9 +63,10 @@ func (m PoolerMode) String() string {
 	return "PoolerMode(" + strconv.Itoa(int(m)) + ")"
 }
 
-// Defaults. Each [Config] field's comment says which one it takes. The seed's SQLAlchemy
-// settings (pool_size=10, max_overflow=20, pool_timeout=30, pool_recycle=300,
-// pool_pre_ping=True) are kept where they were right and bounded where they were open-ended.
+// Defaults. Each [Config] field's comment says which one it takes. Sizes, the acquire wait
+// and the lifetime match what services commonly give SQLAlchemy (pool_size=10,
+// max_overflow=20, pool_timeout=30, pool_recycle=300); what such a setup leaves open-ended
+// (pings, connection attempts, idle flows) gets a bound.
 const (
 	// DefaultSize is the number of connections the pool keeps (SQLAlchemy pool_size=10).
 	DefaultSize = 10
@@ -186,11 +187,12 @@ type Config struct {
 	// Connection string: pool_max_conn_idle_time.
 	IdleTimeout time.Duration
 	// Pooler says whether a transaction-mode pooler sits in front of PostgreSQL. Parse sets
-	// PoolerTransaction when a host name contains "-pooler." (Neon) or the connection string
-	// says pooler=transaction, and PoolerNone otherwise or for pooler=none.
+	// PoolerTransaction when a host name contains "-pooler." (Neon), or ends in
+	// ".pooler.supabase.com" with port 6543 (Supabase), or the connection string says
+	// pooler=transaction; PoolerNone otherwise or for pooler=none or session.
 	Pooler PoolerMode
 	// KeepChannelBinding keeps channel_binding from the connection string. By default it is
-	// removed, as the seed did, and a warning added. Connection string:
+	// removed and a warning added to Warnings. Connection string:
 	// pgsteady_keep_channel_binding=true. Default false.
 	KeepChannelBinding bool
 	// AllowInsecure allows sslmode disable, allow or prefer (a plaintext path) to a host that
@@ -264,13 +266,18 @@ func (c *Config) Validate() error {
 	return err
 }
 
+// validate checks the fields in the style of [retry.Policy.Validate]: one if per rule, the
+// rules grouped by kind, and the first broken rule is the error.
 func (c *Config) validate() error {
-	dur := func(field string, d time.Duration, ok bool, limit string) error {
-		if ok {
-			return nil
+	for _, check := range []func() error{c.validateSize, c.validateTimes, c.validateModes, c.validateState} {
+		if err := check(); err != nil {
+			return err
 		}
-		return &Error{Field: field, Value: d.String(), Limit: limit}
 	}
+	return nil
+}
+
+func (c *Config) validateSize() error {
 	if c.Size < 1 {
 		return &Error{Field: "Size", Value: strconv.Itoa(c.Size), Limit: ">= 1"}
 	}
@@ -281,32 +288,47 @@ func (c *Config) validate() error {
 		return &Error{Field: "Overflow", Value: strconv.Itoa(c.Overflow),
 			Limit: fmt.Sprintf("<= %d (Size + Overflow must fit in int32)", math.MaxInt32-c.Size)}
 	}
-	checks := []error{
-		dur("AcquireTimeout", c.AcquireTimeout, c.AcquireTimeout > 0, "> 0"),
-		dur("Recycle", c.Recycle, c.Recycle > 0, "> 0"),
-		dur("RecycleJitter", c.RecycleJitter, c.RecycleJitter >= 0 && c.RecycleJitter <= c.Recycle,
-			"between 0 and Recycle ("+c.Recycle.String()+")"),
+	return nil
+}
+
+// validateTimes checks the durations, in field order.
+func (c *Config) validateTimes() error {
+	bad := func(field string, d time.Duration, limit string) error {
+		return &Error{Field: field, Value: d.String(), Limit: limit}
 	}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
+	if c.AcquireTimeout <= 0 {
+		return bad("AcquireTimeout", c.AcquireTimeout, "> 0")
 	}
+	if c.Recycle <= 0 {
+		return bad("Recycle", c.Recycle, "> 0")
+	}
+	if c.RecycleJitter < 0 || c.RecycleJitter > c.Recycle {
+		return bad("RecycleJitter", c.RecycleJitter, "between 0 and Recycle ("+c.Recycle.String()+")")
+	}
+	if c.PrePingAfter < 0 {
+		return bad("PrePingAfter", c.PrePingAfter, ">= 0")
+	}
+	if c.PingTimeout <= 0 {
+		return bad("PingTimeout", c.PingTimeout, "> 0")
+	}
+	if c.ConnectTimeout <= 0 {
+		return bad("ConnectTimeout", c.ConnectTimeout, "> 0")
+	}
+	if c.KeepAlive == 0 {
+		return bad("KeepAlive", c.KeepAlive, "> 0, or < 0 to disable keepalives")
+	}
+	if c.HealthCheckPeriod <= 0 {
+		return bad("HealthCheckPeriod", c.HealthCheckPeriod, "> 0")
+	}
+	if c.IdleTimeout <= 0 {
+		return bad("IdleTimeout", c.IdleTimeout, "> 0")
+	}
+	return nil
+}
+
+func (c *Config) validateModes() error {
 	if c.PrePing < PrePingIdle || c.PrePing > PrePingNever {
 		return &Error{Field: "PrePing", Value: c.PrePing.String(), Limit: "PrePingIdle, PrePingAlways or PrePingNever"}
-	}
-	checks = []error{
-		dur("PrePingAfter", c.PrePingAfter, c.PrePingAfter >= 0, ">= 0"),
-		dur("PingTimeout", c.PingTimeout, c.PingTimeout > 0, "> 0"),
-		dur("ConnectTimeout", c.ConnectTimeout, c.ConnectTimeout > 0, "> 0"),
-		dur("KeepAlive", c.KeepAlive, c.KeepAlive != 0, "> 0, or < 0 to disable keepalives"),
-		dur("HealthCheckPeriod", c.HealthCheckPeriod, c.HealthCheckPeriod > 0, "> 0"),
-		dur("IdleTimeout", c.IdleTimeout, c.IdleTimeout > 0, "> 0"),
-	}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
 	}
 	if c.Pooler < PoolerNone || c.Pooler > PoolerTransaction {
 		return &Error{Field: "Pooler", Value: c.Pooler.String(), Limit: "PoolerNone or PoolerTransaction"}
@@ -314,6 +336,11 @@ func (c *Config) validate() error {
 	if err := c.Retry.Validate(); err != nil {
 		return &Error{Field: "Retry", Err: err}
 	}
+	return nil
+}
+
+// validateState checks what depends on the connection string Parse read.
+func (c *Config) validateState() error {
 	if c.st == nil {
 		return nil
 	}

@@ -54,8 +54,12 @@ func parseURLDSN(s string) (*dsn, error) {
 	}
 	p := s[len(scheme):]
 	head := scheme
+	var rawAt bool
 	// Like libpq, only '/' stops the search for the userinfo terminator.
 	if i := strings.IndexAny(p, "@/"); i >= 0 && p[i] == '@' {
+		if j := lastUserinfoAt(p, i); j > i {
+			i, rawAt = j, true
+		}
 		user, password, has := strings.Cut(p[:i], ":")
 		if has {
 			d.hasPassword = true
@@ -70,10 +74,43 @@ func parseURLDSN(s string) (*dsn, error) {
 	q := queryStart(p)
 	if q < 0 {
 		d.prefix, d.suffix = head, p
-		return d, nil
+		return d, rawAtError(rawAt, nil)
 	}
 	d.prefix, d.suffix = head, p[:q]
-	query := p[q+1:]
+	err := d.parseQuery(p[q+1:])
+	return d, rawAtError(rawAt, err)
+}
+
+// errRawAt means the host list of a URL holds a '@': a user name or password with a raw '@'
+// that libpq and pgx cut at the first '@', reading the rest as the host. The dsn returned
+// with it is split at the last '@' instead, as the writer meant, so that its redacted form
+// masks the whole password.
+var errRawAt = errors.New("raw @ in the user name or password")
+
+func rawAtError(rawAt bool, err error) error {
+	if rawAt {
+		return errRawAt
+	}
+	return err
+}
+
+// lastUserinfoAt returns the index of the last '@' in the host list that follows the '@' at
+// p[at], or at when the host list holds none. No host name, address, port or socket
+// directory holds a '@'; one there is the rest of a user name or password.
+func lastUserinfoAt(p string, at int) int {
+	hosts := p[at+1:]
+	end, ok := hostListEnd(hosts)
+	if !ok {
+		return at
+	}
+	if j := strings.LastIndexByte(hosts[:end], '@'); j >= 0 {
+		return at + 1 + j
+	}
+	return at
+}
+
+// parseQuery reads the key=value pairs of a URL's query.
+func (d *dsn) parseQuery(query string) error {
 	var err error
 	for query != "" {
 		pair := query
@@ -95,55 +132,74 @@ func parseURLDSN(s string) (*dsn, error) {
 		prm.badValue = verr != nil
 		d.params = append(d.params, prm)
 	}
-	return d, err
+	return err
 }
 
 // queryStart returns the index of the '?' that starts the query in p (the part of a URL after
 // the userinfo, starting with '@' if there was one), or -1. It walks the host list as pgconn
 // does, so a '?' inside an IPv6 bracket is not taken for the query.
 func queryStart(p string) int {
-	i := 0
+	start := 0
 	if strings.HasPrefix(p, "@") {
-		i = 1
+		start = 1
 	}
-	for {
-		if i < len(p) && p[i] == '[' {
-			end := strings.IndexByte(p[i:], ']')
-			if end < 0 {
-				return -1 // pgx rejects it
-			}
-			i += end + 1
-		} else {
-			j := strings.IndexAny(p[i:], ":/?,")
-			if j < 0 {
-				return -1
-			}
-			i += j
-		}
-		if i < len(p) && p[i] == ':' {
-			j := strings.IndexAny(p[i:], "/?,")
-			if j < 0 {
-				return -1
-			}
-			i += j
-		}
-		if i < len(p) && p[i] == ',' {
-			i++
-			continue
-		}
-		break
+	end, ok := hostListEnd(p[start:])
+	if !ok {
+		return -1 // pgx rejects it
 	}
-	if i < len(p) && p[i] == '/' {
-		j := strings.IndexByte(p[i:], '?')
-		if j < 0 {
-			return -1
-		}
-		return i + j
-	}
-	if i < len(p) && p[i] == '?' {
+	i := start + end
+	switch {
+	case i == len(p):
+		return -1
+	case p[i] == '?':
 		return i
+	case p[i] == '/':
+		if j := strings.IndexByte(p[i:], '?'); j >= 0 {
+			return i + j
+		}
 	}
 	return -1
+}
+
+// hostListEnd returns the length of the comma-separated host[:port] list at the start of p,
+// walked as pgconn walks it; ok is false when a '[' is not closed (pgx rejects that).
+func hostListEnd(p string) (end int, ok bool) {
+	for {
+		n, ok := netlocEnd(p[end:])
+		if !ok {
+			return 0, false
+		}
+		end += n
+		if end < len(p) && p[end] == ',' {
+			end++
+			continue
+		}
+		return end, true
+	}
+}
+
+// netlocEnd returns the length of the host[:port] at the start of p.
+func netlocEnd(p string) (int, bool) {
+	i := indexOrLen(p, ":/?,")
+	if strings.HasPrefix(p, "[") {
+		end := strings.IndexByte(p, ']')
+		if end < 0 {
+			return 0, false
+		}
+		i = end + 1
+	}
+	if i < len(p) && p[i] == ':' {
+		i += indexOrLen(p[i:], "/?,")
+	}
+	return i, true
+}
+
+// indexOrLen returns the index of the first byte of s in chars, or len(s).
+func indexOrLen(s, chars string) int {
+	if i := strings.IndexAny(s, chars); i >= 0 {
+		return i
+	}
+	return len(s)
 }
 
 // uriDecode follows pgconn's uriDecode: leading and trailing spaces skipped, interior raw
@@ -209,50 +265,46 @@ func parseKVDSN(s string) (*dsn, error) {
 		if key == "" || strings.ContainsAny(key, kvSpace) {
 			return d, errDSNSyntax
 		}
-		s = strings.TrimLeft(s[eq+1:], kvSpace)
-		var val string
-		switch {
-		case len(s) == 0:
-		case s[0] != '\'':
-			end := 0
-			for ; end < len(s); end++ {
-				if isKVSpace(s[end]) {
-					break
-				}
-				if s[end] == '\\' {
-					end++
-					if end == len(s) {
-						break
-					}
-				}
-			}
-			val = unescapeKV(s[:end])
-			s = s[end:]
-		default:
-			s = s[1:]
-			end := 0
-			for ; end < len(s); end++ {
-				if s[end] == '\'' {
-					break
-				}
-				if s[end] == '\\' {
-					end++
-					if end == len(s) {
-						return d, errDSNSyntax
-					}
-				}
-			}
-			if end == len(s) {
-				return d, errDSNSyntax
-			}
-			val = unescapeKV(s[:end])
-			s = s[end+1:]
+		val, rest, err := scanKVValue(strings.TrimLeft(s[eq+1:], kvSpace))
+		if err != nil {
+			return d, err
 		}
+		s = rest
 		raw := start[:len(start)-len(s)]
 		d.params = append(d.params, dsnParam{key: key, value: val, raw: raw})
 		s = strings.TrimLeft(s, kvSpace)
 	}
 	return d, nil
+}
+
+// scanKVValue reads one value at the start of s, quoted or not, and returns it unescaped
+// with the rest of s.
+func scanKVValue(s string) (val, rest string, err error) {
+	if s == "" {
+		return "", "", nil
+	}
+	if s[0] != '\'' {
+		end := 0
+		for ; end < len(s) && !isKVSpace(s[end]); end++ {
+			if s[end] == '\\' {
+				end++
+				if end == len(s) {
+					break
+				}
+			}
+		}
+		return unescapeKV(s[:end]), s[end:], nil
+	}
+	s = s[1:]
+	for end := 0; end < len(s); end++ {
+		switch s[end] {
+		case '\'':
+			return unescapeKV(s[:end]), s[end+1:], nil
+		case '\\':
+			end++
+		}
+	}
+	return "", "", errDSNSyntax // no closing quote, or a backslash at the end
 }
 
 // unescapeKV drops each backslash and keeps the byte after it, as libpq does.

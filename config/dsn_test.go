@@ -79,6 +79,15 @@ func TestDSNTakeLookupAdd(t *testing.T) {
 	if _, ok, _ := d.take("pool_size"); ok {
 		t.Errorf("pool_size still there after take")
 	}
+}
+
+func TestDSNTakeAddAndRender(t *testing.T) {
+	t.Parallel()
+	d, err := parseDSN("postgres://u:pw@h/d?a=1&pool_size=2&b=%33&pool_size=4&dbname=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.take("pool_size")
 	d.add("sslmode", "require")
 	if got, want := d.String(), "postgres://u:pw@h/d?a=1&b=%33&dbname=x&sslmode=require"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
@@ -89,8 +98,11 @@ func TestDSNTakeLookupAdd(t *testing.T) {
 	if got, want := d.String(), "postgres://u:pw@h/d"; got != want {
 		t.Errorf("String() with no parameters left = %q, want %q", got, want)
 	}
+}
 
-	d, _ = parseDSN("postgres://h/d?pool_size=%zz")
+func TestDSNTakeEdgeCases(t *testing.T) {
+	t.Parallel()
+	d, _ := parseDSN("postgres://h/d?pool_size=%zz")
 	if _, ok, bad := d.take("pool_size"); !ok || !bad {
 		t.Errorf("undecodable value: ok %v bad %v, want both", ok, bad)
 	}

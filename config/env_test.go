@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -45,7 +46,7 @@ func TestFromEnvDBVariables(t *testing.T) {
 		wantSSLModeQuery, wantInConn string
 	}{
 		{
-			name:     "seed variables, defaults",
+			name:     "DB_* variables, defaults",
 			env:      dbEnv(nil),
 			wantHost: "ep-patient-lake-a816cbtn-pooler.eastus2.azure.neon.tech", wantPort: 5432,
 			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb",
@@ -83,6 +84,30 @@ func TestFromEnvDBVariables(t *testing.T) {
 			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb",
 		},
 		{
+			name:     "DB_HOST with a port",
+			env:      dbEnv(map[string]string{"DB_HOST": "db.example.com:5433"}),
+			wantHost: "db.example.com", wantPort: 5433,
+			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb", wantTLS: true,
+		},
+		{
+			name:     "DB_HOST with a port, DB_PORT the same",
+			env:      dbEnv(map[string]string{"DB_HOST": "db.example.com:5433", "DB_PORT": "5433"}),
+			wantHost: "db.example.com", wantPort: 5433,
+			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb", wantTLS: true,
+		},
+		{
+			name:     "DB_HOST bracketed IPv6 with a port",
+			env:      dbEnv(map[string]string{"DB_HOST": "[2001:db8::7]:6543"}),
+			wantHost: "2001:db8::7", wantPort: 6543,
+			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb", wantTLS: true,
+		},
+		{
+			name:     "Supabase transaction pooler from DB_HOST with its port",
+			env:      dbEnv(map[string]string{"DB_HOST": "aws-0-eu-central-1.pooler.supabase.com:6543"}),
+			wantHost: "aws-0-eu-central-1.pooler.supabase.com", wantPort: 6543,
+			wantUser: "neondb_owner", wantPW: "npg_S3cret", wantDB: "neondb", wantTLS: true, wantPooler: PoolerTransaction,
+		},
+		{
 			name:     "empty DB_PASSWORD lets PGPASSWORD in",
 			env:      dbEnv(map[string]string{"DB_PASSWORD": "", "PGPASSWORD": "fromPG"}),
 			wantHost: "ep-patient-lake-a816cbtn-pooler.eastus2.azure.neon.tech", wantPort: 5432,
@@ -112,16 +137,22 @@ func TestFromEnvDBVariables(t *testing.T) {
 				t.Errorf("got host=%q port=%d user=%q db=%q (password ok: %v)",
 					cc.Host, cc.Port, cc.User, cc.Database, cc.Password == tc.wantPW)
 			}
-			if got := cc.TLSConfig != nil; got != tc.wantTLS {
-				t.Errorf("TLS = %v, want %v", got, tc.wantTLS)
-			}
-			if tc.wantTLS && len(cc.Fallbacks) != 0 {
-				t.Errorf("%d fallbacks, want none (no plaintext fallback)", len(cc.Fallbacks))
-			}
+			checkTLSOnly(t, cc, tc.wantTLS)
 			if strings.Contains(c.String(), "npg_S3cret") {
 				t.Errorf("String() shows the password")
 			}
 		})
+	}
+}
+
+// checkTLSOnly checks that cc uses TLS when wantTLS, with no plaintext fallback.
+func checkTLSOnly(t *testing.T, cc *pgx.ConnConfig, wantTLS bool) {
+	t.Helper()
+	if got := cc.TLSConfig != nil; got != wantTLS {
+		t.Errorf("TLS = %v, want %v", got, wantTLS)
+	}
+	if wantTLS && len(cc.Fallbacks) != 0 {
+		t.Errorf("%d fallbacks, want none (no plaintext fallback)", len(cc.Fallbacks))
 	}
 }
 
@@ -164,6 +195,10 @@ func TestFromEnvErrors(t *testing.T) {
 		{"DB_PORT not a number", dbEnv(map[string]string{"DB_PORT": "54x"}), "DB_PORT"},
 		{"DB_PORT 0", dbEnv(map[string]string{"DB_PORT": "0"}), "DB_PORT"},
 		{"DB_PORT too big", dbEnv(map[string]string{"DB_PORT": "65536"}), "DB_PORT"},
+		{"DB_PORT disagrees with DB_HOST's port", dbEnv(map[string]string{"DB_HOST": "db.example.com:5433", "DB_PORT": "5432"}), "DB_PORT"},
+		{"DB_HOST with a port that is not a number", dbEnv(map[string]string{"DB_HOST": "db.example.com:54x"}), "DB_HOST"},
+		{"DB_HOST bracketed without a port", dbEnv(map[string]string{"DB_HOST": "[2001:db8::7]"}), "DB_HOST"},
+		{"DB_HOST with a port out of range", dbEnv(map[string]string{"DB_HOST": "db.example.com:70000"}), "DB_HOST"},
 		{"DB_SSLMODE unknown", dbEnv(map[string]string{"DB_SSLMODE": "required"}), "DB_SSLMODE"},
 		{"DB_SSLMODE disable to remote", dbEnv(map[string]string{"DB_SSLMODE": "disable"}), "DB_SSLMODE"},
 		{"bad DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://u:npg_S3cret@h/d?pool_size=-1"}, "pool_size"},

@@ -34,8 +34,8 @@ func ExampleParse() {
 	// warning: channel_binding=require removed from the connection string (pgx then uses PGCHANNELBINDING or "prefer"); set pgsteady_keep_channel_binding=true or Config.KeepChannelBinding to keep it
 }
 
-// The seed's SQLAlchemy engine options can ride along in the connection string; they are
-// read and removed before pgx sees it. String never shows the password.
+// SQLAlchemy's pool options can ride along in the connection string; they are read and
+// removed before pgx sees it. String never shows the password.
 func ExampleParse_sqlAlchemyKeys() {
 	cfg, err := config.Parse("host=db.example.com user=app password='s3cret pw' dbname=app " +
 		"pool_size=5 max_overflow=10 pool_timeout=10 pool_recycle=600 pool_pre_ping=true")
@@ -48,7 +48,33 @@ func ExampleParse_sqlAlchemyKeys() {
 	// host=db.example.com user=app password=xxxxx dbname=app sslmode=require Size=5 Overflow=10 AcquireTimeout=10s Recycle=10m0s RecycleJitter=1m0s PrePing=always PrePingAfter=1s PingTimeout=2s ConnectTimeout=10s KeepAlive=30s HealthCheckPeriod=30s IdleTimeout=2m0s Pooler=none
 }
 
-// The seed's DB_* variables; the password is escaped into the URL, whatever it contains.
+// A URL copied from a Python service's SQLAlchemy settings names the driver in its scheme;
+// Parse drops it and says so. Supabase's transaction pooler (port 6543) is recognised.
+func ExampleParse_sqlAlchemyURL() {
+	cfg, err := config.Parse("postgresql+psycopg2://postgres.abcd:s3cret@aws-0-eu-central-1.pooler.supabase.com:6543/postgres?pool_size=5")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("pooler:", cfg.Pooler, "size:", cfg.Size)
+	for _, w := range cfg.Warnings {
+		fmt.Println("warning:", w)
+	}
+	// Output:
+	// pooler: transaction size: 5
+	// warning: postgresql+psycopg2:// read as postgresql:// (+psycopg2 names a Python driver for SQLAlchemy; pgx needs none)
+}
+
+// A password pasted with a raw '@' is refused (libpq and pgx would read its tail as the
+// host), and the error masks all of it.
+func ExampleParse_rawAtInPassword() {
+	_, err := config.Parse("postgres://app:p@ss@db.example.com/app")
+	fmt.Println(err)
+	// Output:
+	// config: connection string must be a URL with each '@' in the user name or password written as %40, got postgres://app:xxxxx@db.example.com/app
+}
+
+// DB_* variables; the password is escaped into the URL, whatever it contains.
 func ExampleFromEnv() {
 	restore := setenv(map[string]string{
 		"DATABASE_URL": "",

@@ -35,71 +35,101 @@ func FuzzParse(f *testing.F) {
 		"postgres://u:S3cretPW@h/d?pool_size=%zz",
 		"postgres://u:S3cretPW@h/d?pool_size=1=2",
 		"host=h password=S3cretPW pool_szie=4",
+		// Forms people paste: SQLAlchemy URLs, Supabase's pooler, raw '@' and ':' in passwords.
+		"postgresql+psycopg2://u:S3cretPW@db.example.com/d?pool_size=2&pool_pre_ping=true",
+		"postgresql+psycopg://u:S3cretPW@db.example.com:5432/d?sslmode=verify-full",
+		"postgresql+asyncpg://postgres.abcd:S3cretPW@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
+		"postgres://postgres.abcd:S3cretPW@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+		"postgresql+psycopg2://u:p@S3cretPW@db.example.com/d",
+		"postgres://u:p@ss:S3cretPW@db.example.com:5432/d?pool_size=3",
+		"postgres://u@server:S3cretPW@db.example.com/d",
+		"postgres://u:p@S3cretPW@[::1]:5432,db.example.com/d",
+		"postgres://u:S3cretPW@db.example.com:5432?application_name=a@b",
 	} {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if d, err := parseDSN(s); err == nil {
-			for _, k := range fileKeys {
-				if d.has(k) {
-					t.Skip()
-				}
-			}
-		}
-		orig, origErr := pgconn.ParseConfig(s)
-		var pw string
-		if origErr == nil && len(orig.Password) >= minSecretLen {
-			pw = orig.Password
-		}
-		shows := func(what, out string) {
-			if pw != "" && strings.Contains(out, pw) {
+	f.Fuzz(checkParse)
+}
+
+// checkParse is FuzzParse's check of one connection string.
+func checkParse(t *testing.T, s string) {
+	// pgx reads what Parse reads: the URL without a SQLAlchemy driver in its scheme.
+	pgxForm, _ := dropDriver(s)
+	d, splitErr := parseDSN(pgxForm)
+	if splitErr == nil && slices.ContainsFunc(fileKeys, d.has) {
+		t.Skip()
+	}
+	orig, origErr := pgconn.ParseConfig(pgxForm)
+	var pws []string
+	if origErr == nil && len(orig.Password) >= minSecretLen {
+		pws = append(pws, orig.Password)
+	}
+	if errors.Is(splitErr, errRawAt) && len(d.rawPassword) >= minSecretLen {
+		pws = append(pws, d.rawPassword) // the whole password, as its writer meant it
+	}
+	shows := func(what, out string) {
+		for _, pw := range pws {
+			if strings.Contains(out, pw) {
 				t.Fatalf("%s shows the password %q: %s", what, pw, out)
 			}
 		}
+	}
 
-		c, err := Parse(s)
-		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("Parse error %v is %T, not *Error", err, err)
-			}
-			shows("error", err.Error())
-			shows("error Value", e.Value)
-			var pce *pgconn.ParseConfigError
-			if errors.As(err, &pce) {
-				t.Fatalf("a *pgconn.ParseConfigError is in the chain")
-			}
-			return
-		}
-		shows("String()", c.String())
-		shows("Warnings", strings.Join(c.Warnings, "\n"))
-		if origErr != nil {
-			t.Fatalf("Parse accepted %q, which pgx refuses: %v", s, origErr)
-		}
+	c, err := Parse(s)
+	if err != nil {
+		checkParseError(t, err, shows)
+		return
+	}
+	shows("String()", c.String())
+	shows("Warnings", strings.Join(c.Warnings, "\n"))
+	if origErr != nil {
+		t.Fatalf("Parse accepted %q, which pgx refuses: %v", pgxForm, origErr)
+	}
+	if errors.Is(splitErr, errRawAt) {
+		t.Fatalf("Parse accepted %q, whose host list holds a '@'", s)
+	}
+	checkCleaned(t, c, orig)
+	if _, err := c.PgxPoolConfig(); err != nil {
+		t.Fatalf("PgxPoolConfig after a successful Parse: %v", err)
+	}
+}
 
-		got, err := pgconn.ParseConfig(c.st.conn)
-		if err != nil {
-			t.Fatalf("cleaned string %q does not parse: %v", c.st.shown, err)
-		}
-		if got.User != orig.User || got.Password != orig.Password || got.Database != orig.Database ||
-			!slices.Equal(servers(got), servers(orig)) {
-			t.Fatalf("cleaned string %q names another server than %q", c.st.shown, s)
-		}
-		for k, v := range orig.RuntimeParams {
-			if strings.HasPrefix(k, "pool_") || strings.HasPrefix(k, "pgsteady_") || k == "max_overflow" || k == "pooler" {
-				if _, ok := got.RuntimeParams[k]; ok {
-					t.Fatalf("%s still reaches the server", k)
-				}
-				continue
+// checkParseError checks that err is an *Error without the password or pgx's raw error.
+func checkParseError(t *testing.T, err error, shows func(what, out string)) {
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Parse error %v is %T, not *Error", err, err)
+	}
+	shows("error", err.Error())
+	shows("error Value", e.Value)
+	var pce *pgconn.ParseConfigError
+	if errors.As(err, &pce) {
+		t.Fatalf("a *pgconn.ParseConfigError is in the chain")
+	}
+}
+
+// checkCleaned checks that the cleaned connection string means to pgx what orig meant,
+// minus pgsteady's keys.
+func checkCleaned(t *testing.T, c *Config, orig *pgconn.Config) {
+	got, err := pgconn.ParseConfig(c.st.conn)
+	if err != nil {
+		t.Fatalf("cleaned string %q does not parse: %v", c.st.shown, err)
+	}
+	if got.User != orig.User || got.Password != orig.Password || got.Database != orig.Database ||
+		!slices.Equal(servers(got), servers(orig)) {
+		t.Fatalf("cleaned string %q names another server", c.st.shown)
+	}
+	for k, v := range orig.RuntimeParams {
+		if strings.HasPrefix(k, "pool_") || strings.HasPrefix(k, "pgsteady_") || k == "max_overflow" || k == "pooler" {
+			if _, ok := got.RuntimeParams[k]; ok {
+				t.Fatalf("%s still reaches the server", k)
 			}
-			if got.RuntimeParams[k] != v {
-				t.Fatalf("runtime parameter %s = %q, was %q", k, got.RuntimeParams[k], v)
-			}
+			continue
 		}
-		if _, err := c.PgxPoolConfig(); err != nil {
-			t.Fatalf("PgxPoolConfig after a successful Parse: %v", err)
+		if got.RuntimeParams[k] != v {
+			t.Fatalf("runtime parameter %s = %q, was %q", k, got.RuntimeParams[k], v)
 		}
-	})
+	}
 }
 
 // FuzzDBURL checks that the URL built from DB_* variables gives pgx back exactly the user,

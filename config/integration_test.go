@@ -33,7 +33,7 @@ func newPool(t *testing.T, c *Config) *pgxpool.Pool {
 	return pool
 }
 
-// dbVarsFrom splits a harness URL into the seed's DB_* variables.
+// dbVarsFrom splits a harness URL into DB_* variables.
 func dbVarsFrom(t *testing.T, dsn string) map[string]string {
 	t.Helper()
 	u, err := url.Parse(dsn)

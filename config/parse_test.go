@@ -81,21 +81,27 @@ func TestParseKeys(t *testing.T) {
 				if !tc.check(c) {
 					t.Fatalf("Parse(%q) = %v: check failed", dsn, c)
 				}
-				for _, k := range consumedKeys {
-					if strings.Contains(c.st.conn, k+"=") {
-						t.Fatalf("cleaned string %q still holds %s", c.st.conn, k)
-					}
-				}
-				pc, err := pgconn.ParseConfig(c.st.conn)
-				if err != nil {
-					t.Fatalf("cleaned string does not parse: %v", err)
-				}
-				for k := range pc.RuntimeParams {
-					if strings.HasPrefix(k, "pool") || strings.HasPrefix(k, "pgsteady") || k == "max_overflow" {
-						t.Fatalf("runtime parameter %q would reach the server", k)
-					}
-				}
+				checkKeysRemoved(t, c)
 			})
+		}
+	}
+}
+
+// checkKeysRemoved checks that none of pgsteady's keys is left in c's connection string.
+func checkKeysRemoved(t *testing.T, c *Config) {
+	t.Helper()
+	for _, k := range keyRules {
+		if strings.Contains(c.st.conn, k.key+"=") {
+			t.Fatalf("cleaned string %q still holds %s", c.st.conn, k.key)
+		}
+	}
+	pc, err := pgconn.ParseConfig(c.st.conn)
+	if err != nil {
+		t.Fatalf("cleaned string does not parse: %v", err)
+	}
+	for k := range pc.RuntimeParams {
+		if strings.HasPrefix(k, "pool") || strings.HasPrefix(k, "pgsteady") || k == "max_overflow" {
+			t.Fatalf("runtime parameter %q would reach the server", k)
 		}
 	}
 }
@@ -326,15 +332,7 @@ func TestParseSSLMode(t *testing.T) {
 			if got := strings.Contains(c.st.conn, "sslmode=require"); got != tc.wantAdded && !strings.Contains(tc.dsn, "sslmode=require") {
 				t.Errorf("sslmode=require added = %v, want %v (%q)", got, tc.wantAdded, c.st.conn)
 			}
-			pc, err := c.PgxPoolConfig()
-			if err != nil {
-				t.Fatal(err)
-			}
-			allTLS := pc.ConnConfig.TLSConfig != nil
-			for _, f := range pc.ConnConfig.Fallbacks {
-				allTLS = allTLS && f.TLSConfig != nil
-			}
-			if tc.wantAllTLS && !allTLS {
+			if tc.wantAllTLS && !allTLS(t, c) {
 				t.Errorf("some attempt goes without TLS")
 			}
 			if !tc.wantAllTLS && !tc.wantNoTLSOK {
@@ -342,6 +340,20 @@ func TestParseSSLMode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// allTLS reports whether every attempt of c's pgx configuration uses TLS.
+func allTLS(t *testing.T, c *Config) bool {
+	t.Helper()
+	pc, err := c.PgxPoolConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := pc.ConnConfig.TLSConfig != nil
+	for _, f := range pc.ConnConfig.Fallbacks {
+		all = all && f.TLSConfig != nil
+	}
+	return all
 }
 
 func TestParsePooler(t *testing.T) {
@@ -357,6 +369,12 @@ func TestParsePooler(t *testing.T) {
 		{"pooler=transaction", "host=pgbouncer.internal user=u pooler=transaction", PoolerTransaction},
 		{"-pooler without dot", "host=my-pooler user=u sslmode=require", PoolerNone},
 		{"pooler + exec mode exec", "host=h.example.com user=u pooler=transaction default_query_exec_mode=exec", PoolerTransaction},
+		{"supabase transaction pooler", "postgres://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres", PoolerTransaction},
+		{"supabase pooler, upper case and trailing dot", "host=AWS-0-US-EAST-1.POOLER.SUPABASE.COM. port=6543 user=u", PoolerTransaction},
+		{"supabase session pooler (port 5432)", "postgres://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres", PoolerNone},
+		{"supabase direct host on 6543", "postgres://u:pw@db.abcd.supabase.co:6543/postgres", PoolerNone},
+		{"supabase pooler, pooler=session", "postgres://u:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres?pooler=session", PoolerNone},
+		{"supabase pooler, second host", "postgres://u:pw@db.example.com,aws-0-eu-central-1.pooler.supabase.com:6543/postgres", PoolerTransaction},
 		{"pooler + simple protocol", "host=h.example.com user=u pooler=transaction default_query_exec_mode=simple_protocol", PoolerTransaction},
 	}
 	for _, tc := range tests {
@@ -377,8 +395,12 @@ func TestParseChannelBinding(t *testing.T) {
 	if strings.Contains(c.st.conn, "channel_binding") {
 		t.Errorf("channel_binding still in %q", c.st.conn)
 	}
-	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "channel_binding=require removed") {
-		t.Errorf("Warnings = %q, want one about channel_binding", c.Warnings)
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "channel_binding=require removed") ||
+		!strings.Contains(c.Warnings[0], "pgsteady_keep_channel_binding=true") {
+		t.Errorf("Warnings = %q, want one saying channel_binding was removed and how to keep it", c.Warnings)
+	}
+	if strings.Contains(c.Warnings[0], "npg_S3cret") {
+		t.Errorf("warning shows the password: %s", c.Warnings[0])
 	}
 	pc, err := c.PgxPoolConfig()
 	if err != nil {
@@ -485,5 +507,126 @@ func TestParseErrorsHideThePassword(t *testing.T) {
 				t.Fatalf("error chain holds a *pgconn.ParseConfigError with the raw string")
 			}
 		})
+	}
+}
+
+// A password pasted with a raw '@' (or '@' and ':') is cut at the first '@' by libpq and pgx,
+// and the rest of it is read as the host. Parse refuses such a URL, and its error masks the
+// whole password, not only the part before the first '@'.
+func TestParseRawAtInUserinfo(t *testing.T) {
+	clearEnv(t)
+	const tail = "Hunter2-secret"
+	tests := []struct {
+		name, dsn, password string
+	}{
+		{"raw @ in password", "postgres://app:p@" + tail + "@db.example.com/app", "p@" + tail},
+		{"raw @ in password, sslmode disable", "postgres://app:p@" + tail + "@db.example.com/app?sslmode=disable", "p@" + tail},
+		{"raw @ and : in password", "postgres://app:p@ss:" + tail + "@db.example.com:5432/app", "p@ss:" + tail},
+		{"two raw @ in password", "postgres://app:p@x@" + tail + "@db.example.com/app?pool_size=3", "p@x@" + tail},
+		{"user@server form (old Azure)", "postgres://app@myserver:" + tail + "@db.example.com/app", tail},
+		{"postgresql scheme, multi-host", "postgresql://app:p@" + tail + "@a.example.com,b.example.com/app", "p@" + tail},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.dsn)
+			if err == nil {
+				t.Fatalf("Parse(%q) succeeded; pgx would read part of the password as the host", tc.dsn)
+			}
+			e := asError(t, err)
+			if e.Field != "connection string" || e.Limit == "" {
+				t.Errorf("error %v: want Field %q and a Limit", err, "connection string")
+			}
+			for _, s := range []string{err.Error(), e.Value, e.Limit} {
+				if strings.Contains(s, tail) || strings.Contains(s, tc.password) {
+					t.Fatalf("error shows the password (or its tail): %v", err)
+				}
+			}
+			if !strings.Contains(e.Value, "example.com") {
+				t.Errorf("error %v does not show the host", err)
+			}
+		})
+	}
+}
+
+// A '@' after the host list, in the query of a URL without a path, is not part of the
+// userinfo: pgx reads such a URL as before.
+func TestParseAtInQueryIsNotUserinfo(t *testing.T) {
+	clearEnv(t)
+	c := mustParse(t, "postgres://app:pw@db.example.com:5432?application_name=a@b")
+	pc, err := pgconn.ParseConfig(c.st.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.Host != "db.example.com" || pc.Password != "pw" || pc.RuntimeParams["application_name"] != "a@b" {
+		t.Fatalf("host %q application_name %q", pc.Host, pc.RuntimeParams["application_name"])
+	}
+}
+
+// A URL written for SQLAlchemy names the Python driver in its scheme. Parse reads it as
+// postgresql:// and says so in a warning.
+func TestParseSQLAlchemyScheme(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		dsn, driver string
+	}{
+		{"postgresql+psycopg2://app:S3cret-pw@db.example.com:5432/app?pool_size=4", "psycopg2"},
+		{"postgresql+psycopg://app:S3cret-pw@db.example.com:5432/app?pool_size=4", "psycopg"},
+		{"postgresql+asyncpg://app:S3cret-pw@db.example.com:5432/app?pool_size=4", "asyncpg"},
+		{"postgresql+pg8000://app:S3cret-pw@db.example.com:5432/app?pool_size=4", "pg8000"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.driver, func(t *testing.T) {
+			c := mustParse(t, tc.dsn)
+			if !strings.HasPrefix(c.st.conn, "postgresql://") {
+				t.Errorf("cleaned string %q does not start with postgresql://", c.st.shown)
+			}
+			if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "+"+tc.driver) {
+				t.Errorf("Warnings = %q, want one naming +%s", c.Warnings, tc.driver)
+			}
+			pc, err := c.PgxPoolConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cc := pc.ConnConfig
+			if cc.Host != "db.example.com" || cc.User != "app" || cc.Password != "S3cret-pw" || c.Size != 4 {
+				t.Errorf("host %q user %q size %d (password ok: %v)", cc.Host, cc.User, c.Size, cc.Password == "S3cret-pw")
+			}
+		})
+	}
+}
+
+func TestParseSQLAlchemySchemeErrorsHideThePassword(t *testing.T) {
+	clearEnv(t)
+	const pw = "Hunter2-secret"
+	for _, dsn := range []string{
+		"postgresql+psycopg2://app:" + pw + "@db.example.com:bad/app",
+		"postgresql+asyncpg://app:" + pw + "@db.example.com/app?pool_size=0",
+		"postgresql+psycopg://app:p@" + pw + "@db.example.com/app",
+	} {
+		_, err := Parse(dsn)
+		if err == nil {
+			t.Fatalf("Parse(%q) succeeded", dsn)
+		}
+		asError(t, err)
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+// Only a driver name (lower-case letters, digits, '_') after "postgresql+" is dropped: other
+// strings are left for pgx to judge, and it refuses them.
+func TestParseSQLAlchemySchemeOnlyDriverNames(t *testing.T) {
+	clearEnv(t)
+	for _, dsn := range []string{
+		"postgresql+://app:pw@db.example.com/app",
+		"postgresql+Psycopg2://app:pw@db.example.com/app",
+		"postgresql+a b://app:pw@db.example.com/app",
+		"postgres+psycopg2://app:pw@db.example.com/app",
+		"mysql+pymysql://app:pw@db.example.com/app",
+	} {
+		if _, err := Parse(dsn); err == nil {
+			t.Errorf("Parse(%q) succeeded", dsn)
+		}
 	}
 }

@@ -12,15 +12,15 @@ import (
 // PgxPoolConfig validates c and returns a new *pgxpool.Config, made by [pgxpool.ParseConfig]
 // from the cleaned connection string, carrying every option:
 //
-//	pgxpool.Config        from
-//	MaxConns              Size + Overflow
-//	MinConns              Size with WarmUp, else 0
-//	MaxConnLifetime       Recycle
-//	MaxConnLifetimeJitter RecycleJitter
-//	MaxConnIdleTime       IdleTimeout
-//	HealthCheckPeriod     HealthCheckPeriod
-//	ShouldPing            PrePing and PrePingAfter
-//	PingTimeout           PingTimeout
+//	pgxpool.Config                   from Config
+//	MaxConns                         Size + Overflow
+//	MinConns                         Size with WarmUp, else 0
+//	MaxConnLifetime                  Recycle
+//	MaxConnLifetimeJitter            RecycleJitter
+//	MaxConnIdleTime                  IdleTimeout
+//	HealthCheckPeriod                HealthCheckPeriod
+//	ShouldPing                       PingDue, with PrePing and PrePingAfter as at this call
+//	PingTimeout                      PingTimeout
 //	ConnConfig.ConnectTimeout        ConnectTimeout
 //	ConnConfig.DialFunc              a net.Dialer with ConnectTimeout and TCP keepalive (KeepAlive)
 //	ConnConfig.DefaultQueryExecMode  QueryExecModeExec with PoolerTransaction (unless the
@@ -52,7 +52,8 @@ func (c *Config) PgxPoolConfig() (*pgxpool.Config, error) {
 	pc.MaxConnIdleTime = c.IdleTimeout
 	pc.HealthCheckPeriod = c.HealthCheckPeriod
 	pc.PingTimeout = c.PingTimeout
-	pc.ShouldPing = shouldPing(c.PrePing, c.PrePingAfter)
+	rule := Config{PrePing: c.PrePing, PrePingAfter: c.PrePingAfter} // later edits of c do not reach the pool
+	pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool { return rule.PingDue(p.IdleDuration) }
 
 	cc := pc.ConnConfig
 	cc.ConnectTimeout = c.ConnectTimeout
@@ -66,15 +67,26 @@ func (c *Config) PgxPoolConfig() (*pgxpool.Config, error) {
 	return pc, nil
 }
 
-// shouldPing returns the pgxpool ShouldPing hook for mode.
-func shouldPing(mode PrePingMode, after time.Duration) func(context.Context, pgxpool.ShouldPingParams) bool {
-	switch mode {
+// PingDue reports whether a pooled connection that has been idle for idle must be pinged
+// before it is handed out:
+//
+//	PrePing         ping due
+//	PrePingIdle     when idle > PrePingAfter
+//	PrePingAlways   always
+//	PrePingNever    never
+//
+// It is the one statement of the pre-ping rule. The ShouldPing hook that
+// [Config.PgxPoolConfig] builds returns PingDue(IdleDuration); package pool replaces that
+// hook with one that pings by itself, and it asks PingDue whether a ping is due. PingDue is
+// pure: it reads only PrePing and PrePingAfter.
+func (c *Config) PingDue(idle time.Duration) bool {
+	switch c.PrePing {
 	case PrePingAlways:
-		return func(context.Context, pgxpool.ShouldPingParams) bool { return true }
+		return true
 	case PrePingNever:
-		return func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+		return false
 	}
-	return func(_ context.Context, p pgxpool.ShouldPingParams) bool { return p.IdleDuration > after }
+	return idle > c.PrePingAfter
 }
 
 // newDialer returns the dialer for every connection: connect timeout, and TCP keepalive

@@ -109,7 +109,7 @@ func TestPgxPoolConfigRevalidates(t *testing.T) {
 	}
 }
 
-func TestShouldPing(t *testing.T) {
+func TestPingDue(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		mode  PrePingMode
@@ -120,6 +120,7 @@ func TestShouldPing(t *testing.T) {
 		{PrePingIdle, time.Second, 0, false},
 		{PrePingIdle, time.Second, time.Second, false},
 		{PrePingIdle, time.Second, time.Second + 1, true},
+		{PrePingIdle, 0, 0, false},
 		{PrePingIdle, 0, 1, true},
 		{PrePingIdle, time.Minute, 30 * time.Second, false},
 		{PrePingAlways, time.Second, 0, true},
@@ -128,9 +129,31 @@ func TestShouldPing(t *testing.T) {
 		{PrePingNever, time.Second, time.Hour, false},
 	}
 	for _, tc := range tests {
-		f := shouldPing(tc.mode, tc.after)
-		if got := f(context.Background(), pgxpool.ShouldPingParams{IdleDuration: tc.idle}); got != tc.want {
-			t.Errorf("%v after %v, idle %v: ping = %v, want %v", tc.mode, tc.after, tc.idle, got, tc.want)
+		c := Config{PrePing: tc.mode, PrePingAfter: tc.after}
+		if got := c.PingDue(tc.idle); got != tc.want {
+			t.Errorf("%v after %v, idle %v: PingDue = %v, want %v", tc.mode, tc.after, tc.idle, got, tc.want)
+		}
+	}
+}
+
+// The ShouldPing hook of PgxPoolConfig answers as PingDue does, with the settings of the
+// moment it was built.
+func TestShouldPingIsPingDue(t *testing.T) {
+	clearEnv(t)
+	for _, mode := range []PrePingMode{PrePingIdle, PrePingAlways, PrePingNever} {
+		c := mustParse(t, remote)
+		c.PrePing, c.PrePingAfter = mode, 5*time.Second
+		pc, err := c.PgxPoolConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := *c
+		c.PrePing, c.PrePingAfter = PrePingAlways, 0 // edits after PgxPoolConfig do not count
+		for _, idle := range []time.Duration{0, time.Millisecond, 5 * time.Second, 5*time.Second + 1, time.Hour} {
+			got := pc.ShouldPing(context.Background(), pgxpool.ShouldPingParams{IdleDuration: idle})
+			if got != want.PingDue(idle) {
+				t.Errorf("%v, idle %v: ShouldPing = %v, PingDue = %v", mode, idle, got, want.PingDue(idle))
+			}
 		}
 	}
 }

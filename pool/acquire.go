@@ -144,7 +144,7 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (*pgxpool.Conn, err
 	return nil, err
 }
 
-func (p *Pool) timeoutError(start time.Time, bound string) error {
+func (p *Pool) timeoutError(start time.Time, bound string) *TimeoutError {
 	s := p.pgx.Stat()
 	return &TimeoutError{
 		Waited:  time.Since(start),

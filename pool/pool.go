@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -243,15 +244,30 @@ func (p *Pool) Ping(ctx context.Context) error {
 
 // retry takes over after the first attempt of a call that began at start and returned err:
 // when err is of a class in on, fn runs again under the call's retry policy
-// ([retry.Continue] owns every stop condition). A closed pool stops the retries.
+// ([retry.Continue] owns every stop condition). A closed pool stops the retries. Retries of
+// connection failures that ran into the call's acquire budget end as a *TimeoutError naming
+// AcquireTimeout, with the last failure as its LastErr.
 func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err error, fn func(context.Context) error) error {
 	if err == nil {
 		return nil
 	}
-	return retry.Continue(ctx, p.policy.WithRetryOn(on), start, err, func(ctx context.Context) error {
+	err = retry.Continue(ctx, p.policy.WithRetryOn(on), start, err, func(ctx context.Context) error {
 		if p.closed.Load() {
 			return retry.Stop(ErrClosed)
 		}
 		return fn(ctx)
 	})
+	var re *retry.Error
+	var te *TimeoutError
+	if errors.As(err, &re) && errors.As(re.Err, &te) {
+		return te // a later attempt's acquire budget ran out: that is the whole story
+	}
+	if p.policy.MaxElapsed == p.cfg.AcquireTimeout && errors.As(err, &re) && re.Class == retry.NotSent &&
+		strings.HasPrefix(re.Bound, "MaxElapsed") {
+		p.stats.acquireTimeouts.Add(1)
+		te = p.timeoutError(start, "AcquireTimeout "+p.cfg.AcquireTimeout.String())
+		te.LastErr = re.Err
+		return te
+	}
+	return err
 }

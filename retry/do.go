@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -142,7 +143,7 @@ func loop(ctx context.Context, p Policy, start time.Time, err error, fn func(con
 			}
 			return &Error{Attempts: attempt, Class: class, Err: err}
 		}
-		giveUp := &Error{Attempts: attempt, Class: class, Err: err}
+		giveUp := &Error{Attempts: attempt, Class: class, Err: err, Bound: "the context"}
 		if ctx.Err() != nil {
 			return giveUp
 		}
@@ -151,9 +152,11 @@ func loop(ctx context.Context, p Policy, start time.Time, err error, fn func(con
 		}
 		delay := b.NextBackOff()
 		if delay == backoff.Stop {
-			return giveUp // MaxAttempts
+			giveUp.Bound = "MaxAttempts " + strconv.Itoa(p.MaxAttempts)
+			return giveUp
 		}
 		if p.MaxElapsed > 0 && time.Since(start)+delay > p.MaxElapsed {
+			giveUp.Bound = "MaxElapsed " + p.MaxElapsed.String()
 			return giveUp
 		}
 		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {

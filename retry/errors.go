@@ -20,6 +20,9 @@ type Error struct {
 	Class Class
 	// Err is the error of the last attempt.
 	Err error
+	// Bound names the limit that ended the retries ("MaxElapsed 15s", "MaxAttempts 5", "the
+	// context"), or is empty when the last error was of a class the policy does not retry.
+	Bound string
 }
 
 // Error returns "retry: gave up after N attempts (class): " followed by the
@@ -29,7 +32,11 @@ func (e *Error) Error() string {
 	if e.Attempts == 1 {
 		noun = " attempt"
 	}
-	msg := "retry: gave up after " + strconv.Itoa(e.Attempts) + noun + " (" + e.Class.String() + ")"
+	msg := "retry: gave up after " + strconv.Itoa(e.Attempts) + noun + " (" + e.Class.String()
+	if e.Bound != "" {
+		msg += "; " + e.Bound + " ran out"
+	}
+	msg += ")"
 	if e.Err == nil {
 		return msg
 	}

@@ -109,7 +109,7 @@ func ExampleError() {
 	// Output:
 	// attempts: 3 class: conn-lost
 	// still an EOF: true
-	// retry: gave up after 3 attempts (conn-lost): read licence: unexpected EOF
+	// retry: gave up after 3 attempts (conn-lost; MaxAttempts 3 ran out): read licence: unexpected EOF
 }
 
 func ExamplePolicy_WithRetryOn() {
