@@ -4,6 +4,13 @@
 // NAT gateway after 350 s): once a flow has carried no bytes for longer than a threshold, every
 // later byte in either direction is swallowed, and neither side gets a RST or a FIN.
 //
+// Beside the userspace proxy the package makes faults in the kernel, where TCP itself meets
+// them: a [Hole] drops the packets of a loopback port (nftables), so keepalive probes,
+// retransmissions and TCP_USER_TIMEOUT behave as on a dead network path; a [Tracker] is a hop
+// with connection tracking that forgets idle flows, as a NAT does, and that TCP keepalive keeps
+// open. The proxy cannot show either: it terminates TCP on both sides, so keepalive probes and
+// retransmissions end at its own sockets and never reach its idle timer.
+//
 // It is a test tool: it listens on 127.0.0.1 only.
 package faultproxy
 
@@ -21,7 +28,7 @@ import (
 // for concurrent use.
 type Proxy struct {
 	ln     net.Listener
-	target string
+	target atomic.Pointer[string]
 
 	latency       atomic.Int64 // time.Duration added to every chunk, each direction
 	blackholeIdle atomic.Int64 // time.Duration; 0 = off
@@ -45,10 +52,16 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, flows: map[*flow]struct{}{}}
+	return serve(ln, target), nil
+}
+
+// serve starts a proxy accepting on ln.
+func serve(ln net.Listener, target string) *Proxy {
+	p := &Proxy{ln: ln, flows: map[*flow]struct{}{}}
+	p.target.Store(&target)
 	p.wg.Add(1)
 	go p.accept()
-	return p, nil
+	return p
 }
 
 // Start is [New] for a test: it fails tb if the proxy cannot start, and closes the proxy when
@@ -65,6 +78,11 @@ func Start(tb testing.TB, target string) *Proxy {
 
 // Addr is the proxy's listening address, 127.0.0.1:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetTarget sends the flows accepted from now on to target (host:port); open flows stay with the
+// old one. A proxy address then works as a stable name that moves at a failover, for clients
+// that cannot be given a LookupFunc.
+func (p *Proxy) SetTarget(target string) { p.target.Store(&target) }
 
 // SetLatency delays every chunk of bytes by d in each direction (so a round trip costs 2*d more).
 func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
@@ -121,7 +139,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		s, err := net.DialTimeout("tcp", *p.target.Load(), 5*time.Second)
 		if err != nil {
 			abort(c)
 			continue

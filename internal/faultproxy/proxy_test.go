@@ -3,6 +3,8 @@ package faultproxy_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -115,5 +117,46 @@ func TestStallResponsesLetsRequestsThrough(t *testing.T) {
 	var n int
 	if err := other.QueryRow(ctx, "SELECT count(*) FROM stall_probe WHERE id = $1", t.Name()).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("rows = %d (err %v), want 1: the server must have run the insert", n, err)
+	}
+}
+
+func TestSetTargetMovesNewFlowsOnly(t *testing.T) {
+	t.Parallel()
+	// Two stand-in servers that each answer a connection with their name.
+	serve := func(name string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(name))
+				c.Close()
+			}
+		}()
+		return ln.Addr().String()
+	}
+	a, b := serve("a"), serve("b")
+	p := faultproxy.Start(t, a)
+	read := func() string {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		got, _ := io.ReadAll(c)
+		return string(got)
+	}
+	if got := read(); got != "a" {
+		t.Fatalf("before SetTarget: reached %q, want a", got)
+	}
+	p.SetTarget(b)
+	if got := read(); got != "b" {
+		t.Fatalf("after SetTarget: reached %q, want b", got)
 	}
 }

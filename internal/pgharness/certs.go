@@ -21,7 +21,8 @@ type tlsMaterial struct {
 	keyPEM  []byte
 }
 
-// newTLSMaterial makes a CA and a server certificate valid for 127.0.0.1, ::1 and localhost.
+// newTLSMaterial makes a CA and a server certificate valid for 127.0.0.1, ::1, localhost and
+// [StableName].
 func newTLSMaterial() (*tlsMaterial, error) {
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -57,7 +58,7 @@ func newTLSMaterial() (*tlsMaterial, error) {
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     []string{"localhost", StableName},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)

@@ -11,6 +11,18 @@
 // published port stays the same. [Server.TerminateBackends], [Server.SetIdleSessionTimeout] and
 // [Server.Pause] inject the other server-side faults; package faultproxy adds network faults.
 //
+// # Failover
+//
+// [StartPair] starts a [Pair]: a primary and a streaming-replication standby made from the same
+// image (pg_basebackup over the Docker bridge), with the same passwords and certificate.
+// [Pair.Failover] fences the old primary ([OldPrimaryReadOnly]: default_transaction_read_only,
+// writes fail with 25006; or [OldPrimaryStopped]), promotes the standby and moves [StableName]
+// to it. The stable name is served by a [Resolver] that the test puts in pgx's
+// ConnConfig.LookupFunc: pgx looks names up on every connect, and a lookup may return host:port,
+// so the name can move between servers published on different ports; connections already open
+// stay on the old primary, as after a real DNS change. [MultiHostDSN] lists several servers for
+// target_session_attrs.
+//
 // # Images
 //
 // With $PGSTEADY_TEST_IMAGE set, that image is used. Otherwise the image tagged [LocalImage] is

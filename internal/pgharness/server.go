@@ -83,7 +83,13 @@ type Server struct {
 
 // Start brings up a fresh server with TLS on, SCRAM password authentication and hostssl only.
 // Ports are published on 127.0.0.1 alone. The caller must call [Server.Close].
-func Start(ctx context.Context, opts Options) (s *Server, err error) {
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	return start(ctx, opts, nil)
+}
+
+// start is [Start]; with like non-nil the new server gets like's passwords and TLS material
+// (a standby must share them with its primary).
+func start(ctx context.Context, opts Options, like *Server) (s *Server, err error) {
 	setDefaultEnv()
 	if os.Getenv("PGSTEADY_HARNESS_LOG") == "" {
 		tclog.SetDefault(tclog.NewNoopLogger())
@@ -92,7 +98,7 @@ func Start(ctx context.Context, opts Options) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgharness: no Docker engine answers: %w", err)
 	}
-	s = &Server{docker: docker, appPassword: randomHex(16), suPassword: randomHex(16)}
+	s = &Server{docker: docker}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -100,9 +106,12 @@ func Start(ctx context.Context, opts Options) (s *Server, err error) {
 		}
 	}()
 	removeStale(ctx, docker)
-	if s.tls, err = newTLSMaterial(); err != nil {
-		return s, err
+	if like == nil {
+		if like, err = newCredentials(); err != nil {
+			return s, err
+		}
 	}
+	s.appPassword, s.suPassword, s.tls = like.appPassword, like.suPassword, like.tls
 	if s.dir, err = os.MkdirTemp("", "pgharness-"); err != nil {
 		return s, fmt.Errorf("pgharness: %w", err)
 	}
@@ -154,6 +163,15 @@ func Start(ctx context.Context, opts Options) (s *Server, err error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// newCredentials makes fresh passwords and TLS material, held in a Server that is not started.
+func newCredentials() (*Server, error) {
+	m, err := newTLSMaterial()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{appPassword: randomHex(16), suPassword: randomHex(16), tls: m}, nil
 }
 
 // setDefaultEnv points testcontainers at loopback and turns its reaper off unless the user said
