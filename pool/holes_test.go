@@ -20,8 +20,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/faultproxy"
 	"github.com/pgsteady/pgsteady/internal/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/retry"
 )
 
 // outcome is what a call run by within did.
@@ -450,6 +452,77 @@ func TestTxWhoseFnCommitsStoresOnceWithoutTxClosedError(t *testing.T) {
 	}
 	if err != nil {
 		t.Logf("(a clear error is allowed: %v)", err)
+	}
+}
+
+// Hole 6: a flow that went dead while a statement was in flight, with no caller deadline, hung
+// for about 15 minutes: the kernel retransmits unacknowledged data that long (tcp_retries2),
+// and keepalive probes are not sent while data is unacknowledged. The pool's bound is the
+// config's DeadFlowAfter (TCP keepalive for a flow waiting for an answer, TCP_USER_TIMEOUT for
+// data not acknowledged).
+//
+// The fault must be one the kernel sees. The fault proxy's own stall or black hole cannot
+// play it: the proxy's kernel acknowledges every byte, so neither keepalive nor
+// TCP_USER_TIMEOUT ever fires, and only a read deadline could end the wait (which would also
+// end long statements on a healthy flow). faultproxy.BlackHole drops the packets of the flows
+// on the proxy's port in the kernel (nftables), as a NAT that forgot the flow or a vanished
+// host does.
+func TestStatementOnADeadFlowFailsWithinDeadFlowAfter(t *testing.T) {
+	cases := []struct {
+		name string
+		sql  string
+		// holeAfter is when the flow dies, from the start of the statement.
+		holeAfter time.Duration
+	}{
+		// The statement is sent into a flow that is already dead: its bytes are never
+		// acknowledged (TCP_USER_TIMEOUT's case; 15 minutes before the fix).
+		{name: "statement sent into the dead flow", sql: "SELECT 1", holeAfter: 0},
+		// The flow dies while the server works on the statement: the client has nothing
+		// unacknowledged and waits for an answer (keepalive's case).
+		{name: "answer lost while the server works", sql: "SELECT pg_sleep(1)", holeAfter: 300 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := freshDB(t)
+			proxy := newProxy(t)
+			p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) {
+				c.Size, c.Overflow = 1, 0
+				c.KeepAlive = time.Second // DeadFlowAfter: 1 s + 3 probes 1 s apart
+			})
+			cfg := p.Config()
+			bound := cfg.DeadFlowAfter()
+			_, port, err := net.SplitHostPort(proxy.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			portN, _ := strconv.Atoi(port)
+			// The pool's one connection was just used (by New): no pre-ping will look at it.
+			var hole *faultproxy.Hole
+			makeHole := func() { hole = faultproxy.BlackHole(t, portN, faultproxy.DropExisting) }
+			if tc.holeAfter == 0 {
+				makeHole()
+			} else {
+				timer := time.AfterFunc(tc.holeAfter, makeHole)
+				defer timer.Stop()
+			}
+			var execErr error
+			watchdog := 3 * bound
+			o := within(t, watchdog, func() { _, execErr = p.Exec(context.Background(), tc.sql) })
+			if !o.done {
+				o.whenDone(t, 30*time.Second)
+			}
+			if hole != nil {
+				hole.Close() // lets a call still stuck finish, and the test end
+			}
+			mustReturn(t, "Exec on a flow that died", o, watchdog)
+			t.Logf("Exec: %v (DeadFlowAfter %v)", execErr, bound)
+			if execErr == nil {
+				t.Fatal("Exec succeeded on a dead flow: the black hole did not happen")
+			}
+			if c := retry.Classify(execErr); c != retry.ConnLost {
+				t.Errorf("want a lost connection (the statement may have run), got class %v: %v", c, execErr)
+			}
+		})
 	}
 }
 
