@@ -722,7 +722,7 @@ func (w *worker) stdQueryRow(ctx context.Context, c *call, _ context.CancelFunc)
 var faultKinds = []string{
 	"kill backends", "restart server", "pause server", "idle-session timeout", "proxy reset",
 	"stall then reset", "slow responses", "black-hole idle flows", "refuse connections",
-	"server gone",
+	"server gone", "dead flows", "host vanished",
 }
 
 // The fault proxy's StallResponses drops the server's bytes (they are lost, not delayed), so
@@ -749,10 +749,13 @@ func (r *contractRun) schedule(stop <-chan struct{}, rng *rand.Rand) {
 		}
 		kind := faultKinds[rng.IntN(len(faultKinds))]
 		d := time.Duration(300+rng.IntN(1700)) * time.Millisecond
-		f := &fault{kind: kind, start: time.Now(), hold: kind == "pause server" || kind == "stall then reset" || kind == "slow responses"}
+		f := &fault{kind: kind, start: time.Now(), hold: kind == "pause server" || kind == "stall then reset" || kind == "slow responses" || kind == "dead flows" || kind == "host vanished"}
 		latency := time.Duration(200+rng.IntN(800)) * time.Millisecond
-		if kind == "slow responses" {
+		switch kind {
+		case "slow responses":
 			f.extra = 2 * latency // a chunk sent at the end of the window arrives this much later, each way
+		case "dead flows", "host vanished":
+			f.extra = r.cfg.DeadFlowAfter() // a flow dead until the end of the window fails this much later
 		}
 		r.mu.Lock()
 		r.faults = append(r.faults, f)
@@ -794,6 +797,20 @@ func (r *contractRun) schedule(stop <-chan struct{}, rng *rand.Rand) {
 			r.gate.refuse()
 			time.Sleep(d)
 			err = r.gate.open()
+		case "dead flows", "host vanished":
+			// Packets of the pool's flows dropped in the kernel (the gate's port): a NAT that
+			// forgot its flows (open ones die, new ones pass), or a host gone from the network
+			// (new connects time out too). Keepalive and TCP_USER_TIMEOUT see it, as they do
+			// a real dead path.
+			mode := faultproxy.DropExisting
+			if kind == "host vanished" {
+				mode = faultproxy.DropAll
+			}
+			var h *faultproxy.Hole
+			if h, err = faultproxy.NewBlackHole(r.gate.port(), mode); err == nil {
+				time.Sleep(d)
+				err = h.Close()
+			}
 		case "server gone":
 			// Every flow reset and new connections refused, for up to 6 s: longer than
 			// AcquireTimeout, so that waiting for a connection must end at its bound.
@@ -1282,6 +1299,13 @@ func (g *gate) serve(ln net.Listener) {
 			g.wg.Go(func() { pipe(c, s) })
 		}
 	})
+}
+
+// port is the gate's port.
+func (g *gate) port() int {
+	_, p, _ := net.SplitHostPort(g.addr)
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // refuse closes the listener: connects are refused until open.
