@@ -229,8 +229,8 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 				t.Error(v)
 			}
 			t.Errorf("faults of the run (from its start):\n%s", r.timeline())
-			t.Errorf("%d violations; replay with:\n\tgo test -count=1 -run 'TestContract/seed=%d$' ./pool/ -contract.seed=%d -contract.run=%v -contract.workers=%d -v",
-				len(r.violations), seed, seed, *contractRunLen, *contractWorkers)
+			t.Errorf("%d violations; replay with:\n\tgo test -count=1 -run 'TestContract/seed=%d$' ./pool/ -contract.seed=%d -contract.run=%v -contract.workers=%d -contract.slack=%v -v",
+				len(r.violations), seed, seed, *contractRunLen, *contractWorkers, *contractSlack)
 		}
 	}()
 	s := srv
@@ -344,6 +344,7 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 	closed = true
 	t.Logf("Close with %s held returned after %v", held.what, time.Since(closeStart).Round(time.Millisecond))
 	held.after(r)
+	r.checkClosed(closeStart)
 	close(monStop)
 	<-monDone
 	r.checkStatsAfterClose()
@@ -1058,6 +1059,42 @@ func (r *contractRun) noPanic(what string, fn func()) {
 	fn()
 }
 
+// checkClosed checks the errors around Close: no call that ended before Close began returned
+// ErrClosed, and after Close every method of the pool returns ErrClosed at once (and writes
+// nothing: its keys are checked with the others).
+func (r *contractRun) checkClosed(closeStart time.Time) {
+	r.mu.Lock()
+	for _, c := range r.calls {
+		if !c.end.IsZero() && c.end.Before(closeStart) && errors.Is(c.err, pool.ErrClosed) {
+			r.violations = append(r.violations, fmt.Sprintf("%v returned ErrClosed before Close: %v", c, c.err))
+		}
+	}
+	r.mu.Unlock()
+	w := &worker{r: r, id: -1, rng: rand.New(rand.NewPCG(r.seed, 1<<32))}
+	for _, op := range ops {
+		if strings.HasPrefix(op.name, "StdDB") {
+			continue // database/sql's own error ("sql: database is closed")
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.one(op.name, op.run)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			r.violate("%s after Close did not return within 5 s", op.name)
+			continue
+		}
+		r.mu.Lock()
+		c := r.calls[len(r.calls)-1]
+		r.mu.Unlock()
+		if !errors.Is(c.err, pool.ErrClosed) {
+			r.violate("%v after Close: want ErrClosed, got %v", c, c.err)
+		}
+	}
+}
+
 // ---- goroutines ----
 
 var goroutineHeader = regexp.MustCompile(`^goroutine (\d+) `)
@@ -1151,6 +1188,10 @@ func (r *contractRun) checkWrites() {
 	for _, c := range calls {
 		if c.wrong != "" {
 			r.violate("%v returned a wrong result: %s (err %v)", c, c.wrong, c.err)
+		}
+		var te *pool.TimeoutError
+		if errors.As(c.err, &te) && te.Bound == "" {
+			r.violate("%v: a TimeoutError that does not name the bound that ran out: %v", c, c.err)
 		}
 		if c.end.IsZero() {
 			continue // reported as never returning
