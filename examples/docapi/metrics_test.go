@@ -110,7 +110,7 @@ func TestMetricsThroughOpenTelemetry(t *testing.T) {
 	}{
 		{"db_client_connection_count", []string{name, `db_client_connection_state="idle"`}, func(v float64) bool { return v >= 0 }, ">= 0"},
 		{"db_client_connection_count", []string{name, `db_client_connection_state="used"`}, func(v float64) bool { return v >= 0 }, ">= 0"},
-		{"db_client_connection_max", []string{name}, func(v float64) bool { return v == float64(p.Stats().Max) }, "Stats().Max"},
+		{"db_client_connection_max", []string{name}, func(v float64) bool { return v == float64(p.Stats().MaxConns) }, "Stats().MaxConns"},
 		{"db_client_connection_idle_max", []string{name}, func(v float64) bool { return v == float64(p.Stats().Size) }, "Stats().Size"},
 		{"db_client_connection_timeouts_total", []string{name}, func(v float64) bool { return v == 0 }, "0"},
 		{"pgsteady_pool_connection_opened_total", []string{name}, func(v float64) bool { return v >= 1 }, ">= 1"},

@@ -38,7 +38,7 @@
 // db_client_connection_wait_time_seconds (a histogram), pgsteady_pool_retries_total and so on.
 //
 // The state is "idle" or "used"; the count leaves out connections still being opened, so
-// idle + used can be below [pool.Stats].Total for a moment. idle.max is the
+// idle + used can be below [pool.Stats].TotalConns for a moment. idle.max is the
 // pool's Size (a connection given back while Size are idle is closed); max is Size + Overflow.
 // wait_time records every acquire attempt, in seconds: a failed one has error.type "timeout"
 // (it ended in [pool.ErrPoolTimeout]), "canceled" (the caller's ctx), "closed"

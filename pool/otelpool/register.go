@@ -49,9 +49,9 @@ func Register(p *pool.Pool, mp metric.MeterProvider, opts ...Option) (metric.Reg
 	used := metric.WithAttributeSet(attribute.NewSet(name, stateKey.String("used")))
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := p.Stats()
-		o.ObserveInt64(count, int64(st.CheckedIn), idle)
-		o.ObserveInt64(count, int64(st.CheckedOut), used)
-		o.ObserveInt64(maxConns, int64(st.Max), all)
+		o.ObserveInt64(count, int64(st.IdleConns), idle)
+		o.ObserveInt64(count, int64(st.AcquiredConns), used)
+		o.ObserveInt64(maxConns, int64(st.MaxConns), all)
 		o.ObserveInt64(idleMax, int64(st.Size), all)
 		o.ObserveInt64(pending, int64(st.Waiting), all)
 		o.ObserveInt64(timeouts, st.AcquireTimeouts, all)

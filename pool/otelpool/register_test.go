@@ -45,9 +45,9 @@ func TestConnectionGaugesMatchStats(t *testing.T) {
 			attr   attribute.KeyValue
 			value  int64
 		}{
-			"idle":     {"db.client.connection.count", attribute.String("db.client.connection.state", "idle"), int64(st.CheckedIn)},
-			"used":     {"db.client.connection.count", attribute.String("db.client.connection.state", "used"), int64(st.CheckedOut)},
-			"max":      {"db.client.connection.max", poolName, int64(st.Max)},
+			"idle":     {"db.client.connection.count", attribute.String("db.client.connection.state", "idle"), int64(st.IdleConns)},
+			"used":     {"db.client.connection.count", attribute.String("db.client.connection.state", "used"), int64(st.AcquiredConns)},
+			"max":      {"db.client.connection.max", poolName, int64(st.MaxConns)},
 			"idle.max": {"db.client.connection.idle.max", poolName, int64(st.Size)},
 			"pending":  {"db.client.connection.pending_requests", poolName, int64(st.Waiting)},
 			"timeouts": {"db.client.connection.timeouts", poolName, st.AcquireTimeouts},
