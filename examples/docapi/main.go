@@ -106,7 +106,7 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 		return err
 	}
 	defer tel.close()
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(tel.observe(requestObserver{})))
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{}))
 	if err != nil {
 		return err
 	}

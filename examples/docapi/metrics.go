@@ -22,7 +22,6 @@ import (
 
 	"github.com/pgsteady/pgsteady/pool"
 	"github.com/pgsteady/pgsteady/pool/otelpool"
-	"github.com/pgsteady/pgsteady/retry"
 )
 
 // poolName is the db.client.connection.pool.name of docapi's pool in its metrics.
@@ -172,11 +171,6 @@ func newTelemetry() (*telemetry, error) {
 	return t, nil
 }
 
-// observe returns the pool.Observer to give pool.New: the telemetry's, and also others.
-func (t *telemetry) observe(others ...pool.Observer) pool.Observer {
-	return observers(append([]pool.Observer{t.observer}, others...))
-}
-
 // register publishes p's Stats.
 func (t *telemetry) register(p *pool.Pool) error {
 	reg, err := otelpool.Register(p, t.provider, otelpool.WithPoolName(poolName))
@@ -203,43 +197,5 @@ func withTelemetry(t *telemetry) serverOption {
 	return func(s *server) {
 		t.app.Store(s.metrics)
 		s.metrics.exposition = promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
-	}
-}
-
-// observers sends each event to every one of its observers, in order.
-type observers []pool.Observer
-
-// Acquired implements pool.Observer.
-func (obs observers) Acquired(ctx context.Context, wait time.Duration, err error) {
-	for _, o := range obs {
-		o.Acquired(ctx, wait, err)
-	}
-}
-
-// Retrying implements pool.Observer.
-func (obs observers) Retrying(ctx context.Context, attempt int, class retry.Class, err error, delay time.Duration) {
-	for _, o := range obs {
-		o.Retrying(ctx, attempt, class, err, delay)
-	}
-}
-
-// PingFailed implements pool.Observer.
-func (obs observers) PingFailed(ctx context.Context, idle time.Duration, err error) {
-	for _, o := range obs {
-		o.PingFailed(ctx, idle, err)
-	}
-}
-
-// ConnClosed implements pool.Observer.
-func (obs observers) ConnClosed(reason string) {
-	for _, o := range obs {
-		o.ConnClosed(reason)
-	}
-}
-
-// Committed implements pool.Observer.
-func (obs observers) Committed(ctx context.Context, outcome string) {
-	for _, o := range obs {
-		o.Committed(ctx, outcome)
 	}
 }

@@ -40,7 +40,7 @@ func TestMetricsThroughOpenTelemetry(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), pool.WithObserver(tel.observe(requestObserver{})))
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{}))
 	if err != nil {
 		t.Fatal(err)
 	}
