@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +29,7 @@ type metrics struct {
 	requests map[int]int64    // by status code
 	logins   map[string]int64 // by result: ok, failed, throttled, busy
 
-	exposition http.Handler // serves /metrics when set (withTelemetry); else metricsHandler writes it
+	exposition http.Handler // serves /metrics (withTelemetry)
 }
 
 func newMetrics() *metrics {
@@ -52,69 +48,16 @@ func (m *metrics) login(result string) {
 	m.mu.Unlock()
 }
 
-// metricsHandler serves GET /metrics in the Prometheus exposition format. With telemetry
-// (withTelemetry, as run sets up) it serves the pool's OpenTelemetry metrics (package otelpool)
-// and docapi's request and login counts through the OpenTelemetry Prometheus exporter; without,
-// it writes the pool's [pool.Stats] and the same counts in the text format (version 0.0.4) by
-// hand. Like /healthz it needs no token: it holds no user data, and scrapers rarely carry one.
+// metricsHandler serves GET /metrics in the Prometheus exposition format: the pool's
+// OpenTelemetry metrics (package otelpool) and docapi's request and login counts, through the
+// OpenTelemetry Prometheus exporter (withTelemetry). Like /healthz it needs no token: it holds
+// no user data, and scrapers rarely carry one.
 func (s *server) metricsHandler(w http.ResponseWriter, r *http.Request) {
-	if s.metrics.exposition != nil {
-		s.metrics.exposition.ServeHTTP(w, r)
+	if s.metrics.exposition == nil {
+		http.NotFound(w, r)
 		return
 	}
-	st := s.pool.Stats()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	b := bufio.NewWriter(w)
-	defer b.Flush()
-	metric := func(name, typ, help string, samples ...sample) {
-		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-		for _, smp := range samples {
-			if smp.labels != "" {
-				fmt.Fprintf(b, "%s{%s} %d\n", name, smp.labels, smp.v)
-			} else {
-				fmt.Fprintf(b, "%s %d\n", name, smp.v)
-			}
-		}
-	}
-	one := func(v int64) sample { return sample{v: v} }
-
-	metric("pgsteady_pool_size", "gauge", "Configured permanent connections (Size).", one(int64(st.Size)))
-	metric("pgsteady_pool_max_connections", "gauge", "Most connections the pool opens (Size + Overflow).", one(int64(st.MaxConns)))
-	metric("pgsteady_pool_connections", "gauge", "Open connections, by state.",
-		sample{`state="idle"`, int64(st.IdleConns)},
-		sample{`state="in_use"`, int64(st.AcquiredConns)},
-		sample{`state="other"`, int64(max(0, st.TotalConns-st.IdleConns-st.AcquiredConns))})
-	metric("pgsteady_pool_overflow_connections", "gauge", "Open connections beyond Size.", one(int64(st.OverflowConns)))
-	metric("pgsteady_pool_waiting", "gauge", "Callers waiting for a connection.", one(int64(st.Waiting)))
-	metric("pgsteady_pool_acquires_total", "counter", "Connection acquire attempts.", one(st.AcquireCount))
-	metric("pgsteady_pool_acquire_timeouts_total", "counter", "Acquire attempts that timed out.", one(st.AcquireTimeouts))
-	metric("pgsteady_pool_retries_total", "counter", "Retries, by error class.",
-		sample{`class="conflict"`, st.Retries.Conflict},
-		sample{`class="conn-lost"`, st.Retries.ConnLost},
-		sample{`class="not-sent"`, st.Retries.NotSent})
-	metric("pgsteady_pool_failed_pings_total", "counter", "Pre-pings that failed.", one(st.FailedPings))
-	metric("pgsteady_pool_connections_opened_total", "counter", "Connections opened.", one(st.Opened))
-	metric("pgsteady_pool_connections_recycled_total", "counter", "Connections closed for age or idleness.", one(st.Recycled))
-	metric("pgsteady_pool_connections_overflow_closed_total", "counter", "Connections closed on release while Size were idle.", one(st.OverflowClosed))
-	metric("pgsteady_pool_connections_destroyed_total", "counter", "Connections closed because they failed.", one(st.Destroyed))
-
-	s.metrics.mu.Lock()
-	var reqs, logins []sample
-	for _, code := range slices.Sorted(maps.Keys(s.metrics.requests)) {
-		reqs = append(reqs, sample{`code="` + strconv.Itoa(code) + `"`, s.metrics.requests[code]})
-	}
-	for _, result := range slices.Sorted(maps.Keys(s.metrics.logins)) {
-		logins = append(logins, sample{`result="` + result + `"`, s.metrics.logins[result]})
-	}
-	s.metrics.mu.Unlock()
-	metric("docapi_http_requests_total", "counter", "HTTP requests answered, by status code.", reqs...)
-	metric("docapi_logins_total", "counter", "Login attempts, by result (ok, failed, throttled, busy).", logins...)
-}
-
-type sample struct {
-	labels string
-	v      int64
+	s.metrics.exposition.ServeHTTP(w, r)
 }
 
 // telemetry is docapi's OpenTelemetry metrics pipeline: an SDK MeterProvider whose reader is
