@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/pace"
 	"github.com/pgsteady/pgsteady/retry"
 )
 
@@ -45,7 +46,7 @@ type Pool struct {
 	lastConnErr lastConnErr
 	budgets     budgets
 	logs        logLimiter
-	pace        *pacer       // paces new connections while recovering; nil: never
+	pace        *pace.Pacer  // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
 	horizon     horizon
 	stopBg      chan struct{} // closed by Close: ends the keepalive loop
@@ -138,7 +139,7 @@ func WithPgxConfig(edit func(*pgxpool.Config)) Option {
 // make New fail, and nothing is left running. With cfg.WarmUp it also opens cfg.Size
 // connections. ctx bounds this start-up only.
 func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error) {
-	o := options{grace: DefaultCloseGrace, paceRate: defaultConnectRate, paceBurst: defaultConnectBurst}
+	o := options{grace: DefaultCloseGrace, paceRate: pace.DefaultRate, paceBurst: pace.DefaultBurst}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -164,7 +165,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	}
 	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: observerOf(o.observers), resolve: !o.noResolve, stopBg: make(chan struct{})}
 	if o.paceRate > 0 {
-		p.pace = newPacer(o.paceRate, o.paceBurst)
+		p.pace = pace.New(o.paceRate, o.paceBurst)
 	}
 	if o.horizon > 0 {
 		p.horizon.d.Store(int64(o.horizon))
@@ -373,7 +374,7 @@ func (p *Pool) beforeConnect(ctx context.Context) error {
 		return nil
 	}
 	p.stats.paced.Add(1)
-	return p.pace.wait(ctx)
+	return p.pace.Wait(ctx)
 }
 
 // failoverSuspected reacts to an error that says the server is no longer a primary (25006

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/internal/xact"
 	"github.com/pgsteady/pgsteady/retry"
 )
 
@@ -102,9 +103,9 @@ func (p *Pool) txOnce(ctx context.Context, start time.Time, opts pgx.TxOptions, 
 	}
 	defer p.release(c) // a connection left in a transaction is destroyed
 	var t pgx.Tx
-	var ref xactRef
+	var ref xact.Ref
 	if p.resolve && opts.AccessMode != pgx.ReadOnly {
-		t, ref, err = beginWithXact(ctx, c, opts)
+		t, ref, err = xact.Begin(ctx, c, opts)
 	} else {
 		t, err = c.BeginTx(ctx, opts)
 	}
@@ -131,12 +132,12 @@ func (p *Pool) txOnce(ctx context.Context, start time.Time, opts pgx.TxOptions, 
 // commit commits t, the transaction ref of a call that began at start. A COMMIT whose answer
 // was lost is resolved (see Tx): it returns nil when the transaction committed, a NotSent
 // error when it aborted, and retry.Stop(*AmbiguousCommitError) when the outcome stays unknown.
-func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xactRef) error {
+func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xact.Ref) error {
 	err := t.Commit(ctx)
 	outcome := CommitOK
 	switch {
 	case err == nil:
-	case !commitUncertain(err):
+	case !xact.Uncertain(err):
 		outcome = CommitRolledBack
 	default:
 		outcome, err = p.resolveCommit(ctx, start, ref, err)
@@ -148,34 +149,34 @@ func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xactRe
 }
 
 // resolveCommit finds out what became of a transaction whose COMMIT failed with cerr.
-func (p *Pool) resolveCommit(ctx context.Context, start time.Time, ref xactRef, cerr error) (string, error) {
+func (p *Pool) resolveCommit(ctx context.Context, start time.Time, ref xact.Ref, cerr error) (string, error) {
 	ambiguous := func(why error) (string, error) {
 		p.stats.ambiguous.Add(1)
 		if why != nil {
 			cerr = errors.Join(cerr, why)
 		}
-		return CommitAmbiguous, retry.Stop(&AmbiguousCommitError{Err: cerr, Xid: ref.xid})
+		return CommitAmbiguous, retry.Stop(&AmbiguousCommitError{Err: cerr, Xid: ref.Xid()})
 	}
-	if ref.xid == 0 || ctx.Err() != nil {
+	if ref.Xid() == 0 || ctx.Err() != nil {
 		return ambiguous(nil)
 	}
 	rctx, cancel := context.WithDeadline(ctx, start.Add(p.cfg.AcquireTimeout))
-	st, lerr := resolveXact(rctx, p.pgx, ref)
+	st, lerr := xact.Resolve(rctx, p.pgx, ref)
 	cancel()
 	switch st {
-	case xactCommitted:
+	case xact.Committed:
 		p.stats.resolvedCommitted.Add(1)
-		p.logs.info(ctx, p.log, "pgsteady: lost COMMIT resolved: committed", "xid", ref.xid)
+		p.logs.info(ctx, p.log, "pgsteady: lost COMMIT resolved: committed", "xid", ref.Xid())
 		return CommitResolvedCommitted, nil
-	case xactAborted:
+	case xact.Aborted:
 		p.stats.resolvedAborted.Add(1)
-		p.logs.info(ctx, p.log, "pgsteady: lost COMMIT resolved: rolled back, running the transaction again", "xid", ref.xid)
+		p.logs.info(ctx, p.log, "pgsteady: lost COMMIT resolved: rolled back, running the transaction again", "xid", ref.Xid())
 		return CommitResolvedAborted, &commitAbortedError{cerr}
 	}
 	if lerr == nil {
 		lerr = errors.New("pool: the transaction's status is no longer kept (pg_xact_status is NULL)")
 	}
-	return ambiguous(fmt.Errorf("pool: resolving transaction %d: %s: %w", ref.xid, st, lerr))
+	return ambiguous(fmt.Errorf("pool: resolving transaction %d: %s: %w", ref.Xid(), st, lerr))
 }
 
 // rollback rolls tx back, bounded in time even when the caller's ctx is done.
@@ -198,7 +199,7 @@ type fnTx struct {
 	pgx.Tx
 	p         *Pool
 	start     time.Time
-	ref       xactRef
+	ref       xact.Ref
 	state     int
 	commitErr error // as commit returned it, retry.Stop included
 }

@@ -1,4 +1,7 @@
-package pool
+// Package xact resolves a COMMIT whose answer was lost (PostgreSQL 13 and later): package pool
+// learns a transaction's id with BEGIN ([Begin]) and, when COMMIT's outcome is uncertain
+// ([Uncertain]), asks the server what became of it ([Resolve]).
+package xact
 
 import (
 	"context"
@@ -27,14 +30,14 @@ import (
 //
 //	b := &pgx.Batch{}
 //	b.BeginTx(opts)                 // BEGIN, first in the batch
-//	b.Queue(currentXactSQL)         // the id, in the same round trip
-//	tx, ref, err := beginWithXact(ctx, conn, opts)   // does the above
+//	b.Queue(currentSQL)         // the id, in the same round trip
+//	tx, ref, err := Begin(ctx, conn, opts)   // does the above
 //	... fn(tx) ...
 //	err = tx.Commit(ctx)
-//	if commitUncertain(err) {                        // the answer was lost
+//	if Uncertain(err) {                        // the answer was lost
 //	    // ctx may be what ended COMMIT: give the lookup a budget of its own
 //	    rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
-//	    st, lerr := resolveXact(rctx, p.pgx, ref)    // on another connection
+//	    st, lerr := Resolve(rctx, p.pgx, ref)    // on another connection
 //	    cancel()
 //	    committed: return nil; aborted: rerun fn under the policy;
 //	    in progress or unknown: *AmbiguousCommitError{Xid: ref.xid, Err: errors.Join(err, lerr)}
@@ -51,13 +54,13 @@ import (
 // the assignment, but asked at BEGIN it is always NULL, and asked with COMMIT
 // its answer is lost together with COMMIT's.
 
-// currentXactSQL learns the id of the current transaction (as text, so that
-// pgx needs no codec for xid8) and the server's crash stamp (see xactRef).
-const currentXactSQL = "SELECT pg_current_xact_id()::text, " + crashStampSQL
+// currentSQL learns the id of the current transaction (as text, so that
+// pgx needs no codec for xid8) and the server's crash stamp (see Ref).
+const currentSQL = "SELECT pg_current_xact_id()::text, " + crashStampSQL
 
-// xactStatusSQL asks for the status of a transaction by its id, passed as
+// statusSQL asks for the status of a transaction by its id, passed as
 // text, and the server's crash stamp.
-const xactStatusSQL = "SELECT pg_xact_status($1::text::xid8), " + crashStampSQL
+const statusSQL = "SELECT pg_xact_status($1::text::xid8), " + crashStampSQL
 
 // crashStampSQL changes when the server recovers from a crash, and differs
 // between two servers, but not across a clean restart: PostgreSQL discards
@@ -67,7 +70,7 @@ const xactStatusSQL = "SELECT pg_xact_status($1::text::xid8), " + crashStampSQL
 // postmaster reinitialises after a backend crashed.) Any role may read it.
 const crashStampSQL = "coalesce(pg_stat_get_bgwriter_stat_reset_time()::text, '')"
 
-// xactRef identifies a transaction for resolveXact.
+// Ref identifies a transaction for Resolve.
 //
 // The id alone is not enough. A server that crashes loses the WAL it had not
 // yet written, and with it every trace of a transaction that had not
@@ -83,70 +86,79 @@ const crashStampSQL = "coalesce(pg_stat_get_bgwriter_stat_reset_time()::text, ''
 // would say committed. A clean restart keeps the stamp (its shutdown
 // checkpoint records the next id, so nothing is reused), and its lost commits
 // stay resolvable.
-type xactRef struct {
+type Ref struct {
 	xid   uint64 // pg_current_xact_id(); 0: not known
 	stamp string // crashStampSQL's answer when the id was learned
 }
 
-// xactStatus is what the server knows of a transaction.
-type xactStatus int
+// NewRef refers to transaction xid on a server whose crash stamp was stamp.
+func NewRef(xid uint64, stamp string) Ref { return Ref{xid: xid, stamp: stamp} }
+
+// Xid is the transaction's id (pg_current_xact_id()); 0 when it is not known.
+func (r Ref) Xid() uint64 { return r.xid }
+
+// Stamp is the server's crash stamp when the id was learned.
+func (r Ref) Stamp() string { return r.stamp }
+
+// Status is what the server knows of a transaction.
+type Status int
 
 const (
-	// xactUnknown: the status cannot be learned: NULL (the id is older than
+	// Unknown: the status cannot be learned: NULL (the id is older than
 	// the commit log kept), an id in the future (after a failover), or the
 	// lookup failed.
-	xactUnknown xactStatus = iota
-	// xactCommitted: the transaction committed.
-	xactCommitted
-	// xactAborted: it rolled back, or its backend died before it committed.
-	xactAborted
-	// xactInProgress: its backend is still running it, for example still
+	Unknown Status = iota
+	// Committed: the transaction committed.
+	Committed
+	// Aborted: it rolled back, or its backend died before it committed.
+	Aborted
+	// InProgress: its backend is still running it, for example still
 	// committing, or unaware yet that its client is gone.
-	xactInProgress
+	InProgress
 )
 
-func (s xactStatus) String() string {
+func (s Status) String() string {
 	switch s {
-	case xactCommitted:
+	case Committed:
 		return "committed"
-	case xactAborted:
+	case Aborted:
 		return "aborted"
-	case xactInProgress:
+	case InProgress:
 		return "in progress"
 	default:
 		return "unknown"
 	}
 }
 
-// parseXactStatus maps pg_xact_status's answer; NULL (nil) is unknown.
-func parseXactStatus(s *string) xactStatus {
+// ParseStatus maps pg_xact_status's answer; NULL (nil) is unknown.
+func ParseStatus(s *string) Status {
 	if s == nil {
-		return xactUnknown
+		return Unknown
 	}
 	switch *s {
 	case "committed":
-		return xactCommitted
+		return Committed
 	case "aborted":
-		return xactAborted
+		return Aborted
 	case "in progress":
-		return xactInProgress
+		return InProgress
 	}
-	return xactUnknown
+	return Unknown
 }
 
-// batchSender sends a batch on one connection: *pgx.Conn and *pgxpool.Conn.
-type batchSender interface {
+// BatchSender sends a batch on one connection: *pgx.Conn and *pgxpool.Conn.
+type BatchSender interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// beginWithXact begins a transaction with opts on c and learns what
-// identifies it in the same round trip: BEGIN and currentXactSQL go in one
+// Begin begins a transaction with opts on c and learns what
+// identifies it in the same round trip: BEGIN and currentSQL go in one
 // batch (pgx's Batch.BeginTx). On error the transaction, if it was begun, is
 // rolled back, and the returned Tx is nil.
-func beginWithXact(ctx context.Context, c batchSender, opts pgx.TxOptions) (pgx.Tx, xactRef, error) {
+func Begin(ctx context.Context, c BatchSender, opts pgx.TxOptions) (pgx.Tx, Ref, error) {
 	b := &pgx.Batch{}
 	b.BeginTx(opts)
-	b.Queue(currentXactSQL)
+	b.Queue(currentSQL)
 	br := c.SendBatch(ctx, b)
 	tx := br.Tx()
 	var text, stamp string
@@ -163,32 +175,32 @@ func beginWithXact(ctx context.Context, c batchSender, opts pgx.TxOptions) (pgx.
 			tx.Rollback(rctx)
 			cancel()
 		}
-		return nil, xactRef{}, err
+		return nil, Ref{}, err
 	}
 	xid, err := strconv.ParseUint(text, 10, 64)
 	if err != nil {
-		return nil, xactRef{}, errors.Join(errors.New("pool: pg_current_xact_id() answered "+strconv.Quote(text)), err)
+		return nil, Ref{}, errors.Join(errors.New("xact: pg_current_xact_id() answered "+strconv.Quote(text)), err)
 	}
-	return tx, xactRef{xid: xid, stamp: stamp}, nil
+	return tx, Ref{xid: xid, stamp: stamp}, nil
 }
 
-// rowQuerier runs one query: *pgxpool.Pool (a connection of its own for each
+// RowQuerier runs one query: *pgxpool.Pool (a connection of its own for each
 // call) and *pgx.Conn satisfy it.
-type rowQuerier interface {
+type RowQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // Waits between two lookups: doubling from the first to the last.
 const (
-	xactPollFirst = 10 * time.Millisecond
-	xactPollMax   = 250 * time.Millisecond
+	pollFirst = 10 * time.Millisecond
+	pollMax   = 250 * time.Millisecond
 )
 
-// errXidReused is resolveXact's reason for unknown when the server crashed
-// or failed over since the transaction began (see xactRef).
-var errXidReused = errors.New("pool: the server recovered from a crash or failed over since the transaction began; its id may belong to another transaction now")
+// ErrIDReused is Resolve's reason for unknown when the server crashed
+// or failed over since the transaction began (see Ref).
+var ErrIDReused = errors.New("xact: the server recovered from a crash or failed over since the transaction began; its id may belong to another transaction now")
 
-// resolveXact asks q for the status of transaction ref until it is
+// Resolve asks q for the status of transaction ref until it is
 // committed or aborted, or known to be unknowable, or ctx ends; ctx alone
 // bounds it, so give it a deadline. It polls while the transaction is in
 // progress and while the lookup fails with an error that may pass (the
@@ -197,24 +209,24 @@ var errXidReused = errors.New("pool: the server recovered from a crash or failed
 //
 // It returns the last status seen and, when that is not committed or
 // aborted, why: nil for NULL (the id is too old), the *pgconn.PgError with
-// SQLSTATE 22023 for an id in the future, errXidReused when the server
+// SQLSTATE 22023 for an id in the future, ErrIDReused when the server
 // crashed or failed over since the id was learned and the answer is not
 // aborted, the lookup's last error, or ctx.Err() when ctx ended with the
 // transaction still in progress. An id of 0 (never learned) is unknown at
 // once. The query runs with the simple protocol, so it works through
 // PgBouncer in transaction mode and other poolers that keep no prepared
 // statements.
-func resolveXact(ctx context.Context, q rowQuerier, ref xactRef) (xactStatus, error) {
+func Resolve(ctx context.Context, q RowQuerier, ref Ref) (Status, error) {
 	if ref.xid == 0 {
-		return xactUnknown, errors.New("pool: no transaction id to look up")
+		return Unknown, errors.New("xact: no transaction id to look up")
 	}
 	arg := strconv.FormatUint(ref.xid, 10)
-	wait := xactPollFirst
+	wait := pollFirst
 	for {
 		var s *string
 		var stamp string
-		err := q.QueryRow(ctx, xactStatusSQL, pgx.QueryExecModeSimpleProtocol, arg).Scan(&s, &stamp)
-		st := parseXactStatus(s)
+		err := q.QueryRow(ctx, statusSQL, pgx.QueryExecModeSimpleProtocol, arg).Scan(&s, &stamp)
+		st := ParseStatus(s)
 		if final, ferr, done := lookupSettled(ctx, ref, st, stamp, err); done {
 			return final, ferr
 		}
@@ -225,35 +237,35 @@ func resolveXact(ctx context.Context, q rowQuerier, ref xactRef) (xactStatus, er
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			if st == xactInProgress {
+			if st == InProgress {
 				return st, ctx.Err()
 			}
-			return xactUnknown, errors.Join(err, ctx.Err())
+			return Unknown, errors.Join(err, ctx.Err())
 		case <-t.C:
 		}
-		wait = min(2*wait, xactPollMax)
+		wait = min(2*wait, pollMax)
 	}
 }
 
-// lookupSettled judges one answer of the status lookup: whether resolveXact is done, and with
+// lookupSettled judges one answer of the status lookup: whether Resolve is done, and with
 // what. It goes on polling while the transaction is in progress, and while the lookup failed
 // with an error that may pass.
-func lookupSettled(ctx context.Context, ref xactRef, st xactStatus, stamp string, err error) (xactStatus, error, bool) {
+func lookupSettled(ctx context.Context, ref Ref, st Status, stamp string, err error) (Status, error, bool) {
 	switch {
-	case err == nil && stamp != ref.stamp && st != xactAborted:
-		return xactUnknown, errXidReused, true
-	case err == nil && st != xactInProgress:
+	case err == nil && stamp != ref.stamp && st != Aborted:
+		return Unknown, ErrIDReused, true
+	case err == nil && st != InProgress:
 		return st, nil, true
 	case err == nil:
 		return st, nil, false
-	case ctx.Err() != nil, futureXact(err), !retry.Idempotent.Has(retry.Classify(err)):
-		return xactUnknown, err, true
+	case ctx.Err() != nil, futureID(err), !retry.Idempotent.Has(retry.Classify(err)):
+		return Unknown, err, true
 	}
 	return st, nil, false
 }
 
-// commitUncertain reports whether err, returned by Tx.Commit, leaves the outcome of the COMMIT
-// unknown, so that it must be resolved (resolveXact) before anything is retried or reported.
+// Uncertain reports whether err, returned by Tx.Commit, leaves the outcome of the COMMIT
+// unknown, so that it must be resolved (Resolve) before anything is retried or reported.
 // The outcome is known when:
 //
 //	| err                                              | outcome                                  |
@@ -269,7 +281,7 @@ func lookupSettled(ctx context.Context, ref xactRef, st xactStatus, stamp string
 // flight. [retry.Classify] says Permanent for the latter (the caller gave up), but pgx sent the
 // COMMIT and closed the connection before its answer came: the transaction may have
 // committed. Checking only Classify(err) == ConnLost misses that case.
-func commitUncertain(err error) bool {
+func Uncertain(err error) bool {
 	if err == nil || errors.Is(err, pgx.ErrTxClosed) || errors.Is(err, pgx.ErrTxCommitRollback) {
 		return false
 	}
@@ -284,10 +296,10 @@ func commitUncertain(err error) bool {
 	return true
 }
 
-// futureXact reports whether err is pg_xact_status's answer for an id the
+// futureID reports whether err is pg_xact_status's answer for an id the
 // server has not assigned yet: SQLSTATE 22023 invalid_parameter_value,
 // "transaction ID N is in the future" (xid8funcs.c, TransactionIdInRecentPast).
-func futureXact(err error) bool {
+func futureID(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "22023"
 }

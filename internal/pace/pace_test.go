@@ -1,4 +1,4 @@
-package pool
+package pace
 
 import (
 	"context"
@@ -18,14 +18,14 @@ import (
 
 // paceTimes runs n waits on p from n goroutines started together and returns, sorted by
 // goroutine, how long after the start each wait returned (fake time: call inside a bubble).
-func paceTimes(t *testing.T, p *pacer, n int) []time.Duration {
+func paceTimes(t *testing.T, p *Pacer, n int) []time.Duration {
 	t.Helper()
 	start := time.Now()
 	got := make([]time.Duration, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			if err := p.wait(context.Background()); err != nil {
+			if err := p.Wait(context.Background()); err != nil {
 				t.Errorf("wait: %v", err)
 			}
 			got[i] = time.Since(start)
@@ -52,7 +52,7 @@ func TestPacerSpendsTheBurstAtOnceThenPacesAtTheRate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				p := newPacer(tt.rate, tt.burst)
+				p := New(tt.rate, tt.burst)
 				p.rnd = func() float64 { return tt.jitter }
 				got := paceTimes(t, p, tt.n)
 				slices.Sort(got)
@@ -68,7 +68,7 @@ func TestPacerSpendsTheBurstAtOnceThenPacesAtTheRate(t *testing.T) {
 
 func TestPacerJitterSpreadsWaitersWithinOneInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := newPacer(10, 1) // the real random source
+		p := New(10, 1) // the real random source
 		got := paceTimes(t, p, 50)
 		slices.Sort(got)
 		// The k-th wait (k >= 1) is due at k*100 ms and returns within one more interval.
@@ -89,7 +89,7 @@ func TestPacerJitterSpreadsWaitersWithinOneInterval(t *testing.T) {
 func TestPacerNeverExceedsBurstPlusRateInAnyWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const rate, burst, n = 10.0, 4, 60
-		p := newPacer(rate, burst)
+		p := New(rate, burst)
 		got := paceTimes(t, p, n)
 		slices.Sort(got)
 		// A token bucket with jitter of at most one interval: any window of w holds at most
@@ -110,7 +110,7 @@ func TestPacerNeverExceedsBurstPlusRateInAnyWindow(t *testing.T) {
 
 func TestPacerRefillsToTheBurstAfterAQuietSpell(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := newPacer(10, 3)
+		p := New(10, 3)
 		p.rnd = func() float64 { return 0 }
 		paceTimes(t, p, 3) // empty the bucket
 		time.Sleep(time.Hour)
@@ -127,15 +127,15 @@ func TestPacerRefillsToTheBurstAfterAQuietSpell(t *testing.T) {
 
 func TestPacerWaitEndsWithItsContextAndGivesTheTokenBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := newPacer(1, 1)
+		p := New(1, 1)
 		p.rnd = func() float64 { return 0 }
-		if err := p.wait(context.Background()); err != nil {
+		if err := p.Wait(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		if err := p.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		if err := p.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("wait past its deadline: %v, want context.DeadlineExceeded", err)
 		}
 		if d := time.Since(start); d != 100*time.Millisecond {
@@ -143,7 +143,7 @@ func TestPacerWaitEndsWithItsContextAndGivesTheTokenBack(t *testing.T) {
 		}
 		// The abandoned reservation was returned: the next token is due 1 s after the first.
 		start = time.Now()
-		if err := p.wait(context.Background()); err != nil {
+		if err := p.Wait(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if d := time.Since(start); d != 900*time.Millisecond {
@@ -154,10 +154,10 @@ func TestPacerWaitEndsWithItsContextAndGivesTheTokenBack(t *testing.T) {
 
 func TestPacerOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		for name, p := range map[string]*pacer{"nil": nil, "rate 0": newPacer(0, 1), "negative rate": newPacer(-1, 1)} {
+		for name, p := range map[string]*Pacer{"nil": nil, "rate 0": New(0, 1), "negative rate": New(-1, 1)} {
 			start := time.Now()
 			for range 1000 {
-				if err := p.wait(context.Background()); err != nil {
+				if err := p.Wait(context.Background()); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 			}
@@ -167,7 +167,7 @@ func TestPacerOff(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if err := newPacer(0, 1).wait(ctx); !errors.Is(err, context.Canceled) {
+		if err := New(0, 1).Wait(ctx); !errors.Is(err, context.Canceled) {
 			t.Fatalf("wait with a cancelled context: %v, want context.Canceled", err)
 		}
 	})
@@ -175,12 +175,12 @@ func TestPacerOff(t *testing.T) {
 
 func TestPacerDefaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		got := paceTimes(t, newPacer(defaultConnectRate, defaultConnectBurst), 14)
+		got := paceTimes(t, New(DefaultRate, DefaultBurst), 14)
 		slices.Sort(got)
 		// The burst at once, 10 more within the next second plus one jitter interval.
 		for i, d := range got {
-			if i < defaultConnectBurst && d != 0 || d > 1100*time.Millisecond {
-				t.Fatalf("return times %v: want %d at once and all within 1.1 s", got, defaultConnectBurst)
+			if i < DefaultBurst && d != 0 || d > 1100*time.Millisecond {
+				t.Fatalf("return times %v: want %d at once and all within 1.1 s", got, DefaultBurst)
 			}
 		}
 	})
@@ -241,9 +241,9 @@ type stormResult struct {
 
 // storm runs pools pgxpools of workers busy workers each (a statement of 50 ms in a loop, 50 ms
 // pause after an error, as a service retrying requests) against s, stops the server for a
-// second and starts it again, and logs every dial and every established connection. newPacer,
-// when not nil, gives each pool its own pacer in BeforeConnect.
-func storm(t *testing.T, s *pgharness.Server, pools, workers int, newPacer func() *pacer) stormResult {
+// second and starts it again, and logs every dial and every established connection. New,
+// when not nil, gives each pool its own Pacer in BeforeConnect.
+func storm(t *testing.T, s *pgharness.Server, pools, workers int, New func() *Pacer) stormResult {
 	t.Helper()
 	ctx := context.Background()
 	log := &connLog{}
@@ -279,9 +279,9 @@ func storm(t *testing.T, s *pgharness.Server, pools, workers int, newPacer func(
 			log.mu.Unlock()
 			return nil
 		}
-		if newPacer != nil {
-			pc := newPacer()
-			cfg.BeforeConnect = func(ctx context.Context, _ *pgx.ConnConfig) error { return pc.wait(ctx) }
+		if New != nil {
+			pc := New()
+			cfg.BeforeConnect = func(ctx context.Context, _ *pgx.ConnConfig) error { return pc.Wait(ctx) }
 		}
 		if ps[i], err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 			t.Fatal(err)
@@ -349,11 +349,11 @@ func storm(t *testing.T, s *pgharness.Server, pools, workers int, newPacer func(
 	return r
 }
 
-// TestPacerPreventsAReconnectStorm runs the storm the pacer exists for: 30 pools (30 replicas
+// TestPacerPreventsAReconnectStorm runs the storm the Pacer exists for: 30 pools (30 replicas
 // of a service) of 5 busy connections each against one server that stops for a second and
 // comes back. It reports dials and established connections per 100 ms from the moment the
-// server accepts again, without a pacer, with the default pacer, and with a slow one (2/s,
-// burst 1), and checks each pacer's bound: in any 100 ms at most
+// server accepts again, without a Pacer, with the default Pacer, and with a slow one (2/s,
+// burst 1), and checks each Pacer's bound: in any 100 ms at most
 // pools * (burst + rate * (100 ms + one jitter interval)) dials.
 func TestPacerPreventsAReconnectStorm(t *testing.T) {
 	if testing.Short() {
@@ -370,13 +370,13 @@ func TestPacerPreventsAReconnectStorm(t *testing.T) {
 	const pools, workers = 30, 5
 	tests := []struct {
 		name        string
-		rate        float64 // 0: no pacer
+		rate        float64 // 0: no Pacer
 		burst       int
 		peakOver100 int // filled in
 	}{
 		{name: "unpaced"},
-		{name: "default pacer", rate: defaultConnectRate, burst: defaultConnectBurst},
-		{name: "slow pacer", rate: 2, burst: 1},
+		{name: "default Pacer", rate: DefaultRate, burst: DefaultBurst},
+		{name: "slow Pacer", rate: 2, burst: 1},
 	}
 	bound := func(rate float64, burst int) int {
 		return int(float64(pools) * (float64(burst) + rate*0.2) * 1.25) // + 25% for scheduling
@@ -384,9 +384,9 @@ func TestPacerPreventsAReconnectStorm(t *testing.T) {
 	for i := range tests {
 		tt := &tests[i]
 		t.Run(tt.name, func(t *testing.T) {
-			var np func() *pacer
+			var np func() *Pacer
 			if tt.rate > 0 {
-				np = func() *pacer { return newPacer(tt.rate, tt.burst) }
+				np = func() *Pacer { return New(tt.rate, tt.burst) }
 			}
 			r := storm(t, s, pools, workers, np)
 			tt.peakOver100 = maxIn(r.dials, 100*time.Millisecond)
@@ -403,7 +403,7 @@ func TestPacerPreventsAReconnectStorm(t *testing.T) {
 		})
 	}
 	if b := bound(2, 1); tests[0].peakOver100 <= b {
-		t.Errorf("unpaced: peak %d dials in 100 ms, not above the slow pacer's bound %d: the test made no storm", tests[0].peakOver100, b)
+		t.Errorf("unpaced: peak %d dials in 100 ms, not above the slow Pacer's bound %d: the test made no storm", tests[0].peakOver100, b)
 	}
 }
 

@@ -1,4 +1,4 @@
-package pool_test
+package xact_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/pgsteady/pgsteady/internal/faultproxy"
 	"github.com/pgsteady/pgsteady/internal/pgharness"
-	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/internal/xact"
 	"github.com/pgsteady/pgsteady/retry"
 )
 
@@ -81,9 +81,9 @@ func TestResolveXact(t *testing.T) {
 			defer cancel()
 			conn, lookup, _ := xactDB(ctx, t, target)
 
-			begin := func() (pgx.Tx, pool.XactRef) {
+			begin := func() (pgx.Tx, xact.Ref) {
 				t.Helper()
-				tx, ref, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+				tx, ref, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 				if err != nil {
 					t.Fatalf("begin: %v", err)
 				}
@@ -95,17 +95,17 @@ func TestResolveXact(t *testing.T) {
 				}
 				return tx, ref
 			}
-			resolve := func(d time.Duration, ref pool.XactRef) (pool.XactStatus, error) {
+			resolve := func(d time.Duration, ref xact.Ref) (xact.Status, error) {
 				rctx, cancel := context.WithTimeout(ctx, d)
 				defer cancel()
-				return pool.ResolveXact(rctx, lookup, ref)
+				return xact.Resolve(rctx, lookup, ref)
 			}
 
 			tx, committed := begin()
 			if err := tx.Commit(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if st, err := resolve(10*time.Second, committed); st != pool.XactCommitted || err != nil {
+			if st, err := resolve(10*time.Second, committed); st != xact.Committed || err != nil {
 				t.Errorf("committed transaction: %v, %v", st, err)
 			}
 
@@ -113,7 +113,7 @@ func TestResolveXact(t *testing.T) {
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if st, err := resolve(10*time.Second, aborted); st != pool.XactAborted || err != nil {
+			if st, err := resolve(10*time.Second, aborted); st != xact.Aborted || err != nil {
 				t.Errorf("rolled back transaction: %v, %v", st, err)
 			}
 			if aborted.Xid() <= committed.Xid() {
@@ -123,7 +123,7 @@ func TestResolveXact(t *testing.T) {
 			// Still open: in progress until the budget ends.
 			tx, open := begin()
 			st, err := resolve(time.Second, open)
-			if st != pool.XactInProgress || !errors.Is(err, context.DeadlineExceeded) {
+			if st != xact.InProgress || !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("open transaction: %v, %v; want in progress and the deadline", st, err)
 			}
 			// Polling sees it commit.
@@ -133,23 +133,23 @@ func TestResolveXact(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 				tx.Commit(ctx)
 			}()
-			if st, err := resolve(10*time.Second, open); st != pool.XactCommitted || err != nil {
+			if st, err := resolve(10*time.Second, open); st != xact.Committed || err != nil {
 				t.Errorf("transaction committed while polling: %v, %v", st, err)
 			}
 			<-committing
 
 			// An id the server has not assigned, as after a failover to a standby that lagged:
 			// unknowable, not aborted.
-			future := pool.NewXactRef(aborted.Xid()+1_000_000, aborted.Stamp())
+			future := xact.NewRef(aborted.Xid()+1_000_000, aborted.Stamp())
 			st, err = resolve(10*time.Second, future)
 			var pgErr *pgconn.PgError
-			if st != pool.XactUnknown || !errors.As(err, &pgErr) || pgErr.Code != "22023" {
+			if st != xact.Unknown || !errors.As(err, &pgErr) || pgErr.Code != "22023" {
 				t.Errorf("future id: %v, %v; want unknown and SQLSTATE 22023", st, err)
 			} else {
 				t.Logf("future id: %v", err)
 			}
 
-			if st, err := resolve(time.Second, pool.NewXactRef(0, aborted.Stamp())); st != pool.XactUnknown || err == nil {
+			if st, err := resolve(time.Second, xact.NewRef(0, aborted.Stamp())); st != xact.Unknown || err == nil {
 				t.Errorf("id 0: %v, %v; want unknown and an error", st, err)
 			}
 		})
@@ -171,7 +171,7 @@ func TestResolveXactLostCommit(t *testing.T) {
 	}
 	defer conn.Close(context.Background())
 
-	tx, xid, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	tx, xid, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,12 +189,12 @@ func TestResolveXactLostCommit(t *testing.T) {
 	}
 	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer rcancel()
-	st, lerr := pool.ResolveXact(rctx, lookup, xid)
+	st, lerr := xact.Resolve(rctx, lookup, xid)
 	var n int
 	if err := lookup.QueryRow(ctx, "SELECT count(*) FROM uploads WHERE key = 'lost'").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if st != pool.XactCommitted || n != 1 {
+	if st != xact.Committed || n != 1 {
 		t.Errorf("lost commit resolved as %v (%v), and the row is there %d times; want committed and 1", st, lerr, n)
 	}
 }
@@ -215,8 +215,8 @@ func TestResolveXactUnreachable(t *testing.T) {
 
 	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer rcancel()
-	st, err := pool.ResolveXact(rctx, p, pool.NewXactRef(1000, "x"))
-	if st != pool.XactUnknown || err == nil {
+	st, err := xact.Resolve(rctx, p, xact.NewRef(1000, "x"))
+	if st != xact.Unknown || err == nil {
 		t.Errorf("unreachable server: %v, %v; want unknown and the lookup's error", st, err)
 	}
 	t.Logf("lookup error: %v", err)
@@ -227,16 +227,16 @@ func TestParseXactStatus(t *testing.T) {
 	str := func(s string) *string { return &s }
 	tests := []struct {
 		in   *string
-		want pool.XactStatus
+		want xact.Status
 	}{
-		{str("committed"), pool.XactCommitted},
-		{str("aborted"), pool.XactAborted},
-		{str("in progress"), pool.XactInProgress},
-		{nil, pool.XactUnknown}, // NULL: the id is older than the commit log kept
-		{str("something new"), pool.XactUnknown},
+		{str("committed"), xact.Committed},
+		{str("aborted"), xact.Aborted},
+		{str("in progress"), xact.InProgress},
+		{nil, xact.Unknown}, // NULL: the id is older than the commit log kept
+		{str("something new"), xact.Unknown},
 	}
 	for _, tt := range tests {
-		if got := pool.ParseXactStatus(tt.in); got != tt.want {
+		if got := xact.ParseStatus(tt.in); got != tt.want {
 			t.Errorf("parseXactStatus(%v) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
@@ -264,7 +264,7 @@ func BenchmarkTxXid(b *testing.B) {
 	}{
 		{"plain", func() (pgx.Tx, error) { return conn.BeginTx(ctx, pgx.TxOptions{}) }},
 		{"batch", func() (pgx.Tx, error) {
-			tx, _, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+			tx, _, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 			return tx, err
 		}},
 		{"roundtrip", func() (pgx.Tx, error) {
@@ -315,7 +315,7 @@ func TestCommitUncertain(t *testing.T) {
 		{"unknown", errors.New("boom"), true},
 	}
 	for _, tt := range tests {
-		if got := pool.CommitUncertain(tt.err); got != tt.want {
+		if got := xact.Uncertain(tt.err); got != tt.want {
 			t.Errorf("%s: commitUncertain(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
@@ -336,7 +336,7 @@ func TestCommitInterruptedByContext(t *testing.T) {
 	}
 	defer conn.Close(context.Background())
 
-	tx, xid, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	tx, xid, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,17 +348,17 @@ func TestCommitInterruptedByContext(t *testing.T) {
 	err = tx.Commit(cctx)
 	ccancel()
 	t.Logf("commit: %v (class %v)", err, retry.Classify(err))
-	if !pool.CommitUncertain(err) {
+	if !xact.Uncertain(err) {
 		t.Fatalf("commitUncertain(%v) = false", err)
 	}
 	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer rcancel()
-	st, lerr := pool.ResolveXact(rctx, lookup, xid)
+	st, lerr := xact.Resolve(rctx, lookup, xid)
 	var n int
 	if err := lookup.QueryRow(ctx, "SELECT count(*) FROM uploads WHERE key = 'interrupted'").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if st != pool.XactCommitted || n != 1 {
+	if st != xact.Committed || n != 1 {
 		t.Errorf("resolved as %v (%v), row there %d times; want committed and 1", st, lerr, n)
 	}
 }
@@ -375,7 +375,7 @@ func TestCommitRefusedIsKnown(t *testing.T) {
 		INSERT INTO keys VALUES ('a')`); err != nil {
 		t.Fatal(err)
 	}
-	tx, xid, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	tx, xid, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,11 +387,11 @@ func TestCommitRefusedIsKnown(t *testing.T) {
 	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
 		t.Fatalf("commit: %v, want SQLSTATE 23505", err)
 	}
-	if pool.CommitUncertain(err) {
+	if xact.Uncertain(err) {
 		t.Errorf("commitUncertain(%v) = true", err)
 	}
-	st, lerr := pool.ResolveXact(ctx, lookup, xid)
-	if st != pool.XactAborted {
+	st, lerr := xact.Resolve(ctx, lookup, xid)
+	if st != xact.Aborted {
 		t.Errorf("lookup says %v (%v), want aborted", st, lerr)
 	}
 }
@@ -403,25 +403,25 @@ func TestResolveXactStampChanged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	conn, lookup, _ := xactDB(ctx, t, xactTargets[0])
-	tx, committed, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	tx, committed, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tx, aborted, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	tx, aborted, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	other := func(r pool.XactRef) pool.XactRef { return pool.NewXactRef(r.Xid(), "2001-01-01 00:00:00+00") }
-	if st, err := pool.ResolveXact(ctx, lookup, other(committed)); st != pool.XactUnknown || !errors.Is(err, pool.ErrXidReused) {
+	other := func(r xact.Ref) xact.Ref { return xact.NewRef(r.Xid(), "2001-01-01 00:00:00+00") }
+	if st, err := xact.Resolve(ctx, lookup, other(committed)); st != xact.Unknown || !errors.Is(err, xact.ErrIDReused) {
 		t.Errorf("committed, stamp changed: %v, %v; want unknown, ErrXidReused", st, err)
 	}
-	if st, err := pool.ResolveXact(ctx, lookup, other(aborted)); st != pool.XactAborted || err != nil {
+	if st, err := xact.Resolve(ctx, lookup, other(aborted)); st != xact.Aborted || err != nil {
 		t.Errorf("aborted, stamp changed: %v, %v; want aborted", st, err)
 	}
 }
@@ -436,7 +436,7 @@ func TestResolveXactAfterCrash(t *testing.T) {
 	defer cancel()
 	conn, _, dsn := xactDB(ctx, t, xactTargets[0])
 
-	tx, lost, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	tx, lost, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +471,7 @@ func TestResolveXactAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx2, next, err := pool.BeginWithXact(ctx, c, pgx.TxOptions{})
+	tx2, next, err := xact.Begin(ctx, c, pgx.TxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,9 +494,9 @@ func TestResolveXactAfterCrash(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("the lost INSERT is there %d times: the crash did not lose it, the test proves nothing", n)
 	}
-	st, err := pool.ResolveXact(ctx, p, lost)
+	st, err := xact.Resolve(ctx, p, lost)
 	t.Logf("resolved as %v: %v", st, err)
-	if st == pool.XactCommitted || st == pool.XactInProgress {
+	if st == xact.Committed || st == xact.InProgress {
 		t.Errorf("a transaction lost in a crash resolved as %v", st)
 	}
 }
@@ -511,7 +511,7 @@ func TestCrashStampSurvivesCleanRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	conn, _, dsn := xactDB(ctx, t, xactTargets[0])
-	tx, before, err := pool.BeginWithXact(ctx, conn, pgx.TxOptions{})
+	tx, before, err := xact.Begin(ctx, conn, pgx.TxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,8 +526,8 @@ func TestCrashStampSurvivesCleanRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	st, err := pool.ResolveXact(ctx, p, before)
-	if st != pool.XactCommitted || err != nil {
+	st, err := xact.Resolve(ctx, p, before)
+	if st != xact.Committed || err != nil {
 		t.Errorf("committed before a clean restart, resolved after it as %v, %v", st, err)
 	}
 }
