@@ -1,4 +1,4 @@
-package xact_test
+package pool_test
 
 import (
 	"context"
