@@ -74,7 +74,8 @@
 //
 //   - A URL whose scheme names a Python driver, postgresql+driver:// as SQLAlchemy writes it
 //     (+psycopg2, +psycopg, +asyncpg, ...), is read as postgresql://, and a warning in
-//     [Config.Warnings] says so.
+//     [Config.Warnings] says so. In such a URL, ssl=require (asyncpg's spelling; any libpq
+//     sslmode value) is read as sslmode=require unless an sslmode key is given.
 //   - channel_binding is removed (pgx then uses PGCHANNELBINDING or its default, prefer), and
 //     a warning in [Config.Warnings] says so, unless pgsteady_keep_channel_binding=true (or,
 //     after Parse, KeepChannelBinding = true: the value is kept aside and PgxPoolConfig

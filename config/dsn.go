@@ -369,6 +369,26 @@ func (d *dsn) has(key string) bool {
 	return false
 }
 
+// sslAsSSLMode turns a URL's ssl=<sslmode value> (asyncpg's spelling, which SQLAlchemy URLs
+// for asyncpg carry) into sslmode=<value> when no sslmode key is given, and returns the value.
+// ssl=true, pgx's own alias for sslmode=require, and other values are left alone.
+func (d *dsn) sslAsSSLMode() (string, bool) {
+	if !d.url || d.has("sslmode") {
+		return "", false
+	}
+	v, ok := d.lookup("ssl")
+	switch {
+	case !ok:
+		return "", false
+	case v == "disable", v == "allow", v == "prefer", v == "require", v == "verify-ca", v == "verify-full":
+	default:
+		return "", false
+	}
+	d.take("ssl")
+	d.add("sslmode", v)
+	return v, true
+}
+
 // add appends key=value; value must need no quoting or escaping.
 func (d *dsn) add(key, value string) {
 	d.params = append(d.params, dsnParam{key: key, value: value, raw: key + "=" + value})
@@ -381,31 +401,40 @@ func (d *dsn) String() string { return d.render(false) }
 func (d *dsn) redacted() string { return d.render(true) }
 
 func (d *dsn) render(redact bool) string {
-	var b strings.Builder
 	if d.url {
-		b.WriteString(d.prefix)
-		if d.hasPassword {
-			if redact && d.rawPassword != "" {
-				b.WriteString(redactedMask)
-			} else {
-				b.WriteString(d.rawPassword)
-			}
-		}
-		b.WriteString(d.suffix)
-		for i, p := range d.params {
-			if i == 0 {
-				b.WriteByte('?')
-			} else {
-				b.WriteByte('&')
-			}
-			if redact && isSecretKey(p.key) {
-				b.WriteString(p.key + "=" + redactedMask)
-			} else {
-				b.WriteString(p.raw)
-			}
-		}
-		return b.String()
+		return d.renderURL(redact)
 	}
+	return d.renderKV(redact)
+}
+
+func (d *dsn) renderURL(redact bool) string {
+	var b strings.Builder
+	b.WriteString(d.prefix)
+	if d.hasPassword {
+		if redact && d.rawPassword != "" {
+			b.WriteString(redactedMask)
+		} else {
+			b.WriteString(d.rawPassword)
+		}
+	}
+	b.WriteString(d.suffix)
+	for i, p := range d.params {
+		if i == 0 {
+			b.WriteByte('?')
+		} else {
+			b.WriteByte('&')
+		}
+		if redact && isSecretKey(p.key) {
+			b.WriteString(p.key + "=" + redactedMask)
+		} else {
+			b.WriteString(p.raw)
+		}
+	}
+	return b.String()
+}
+
+func (d *dsn) renderKV(redact bool) string {
+	var b strings.Builder
 	for i, p := range d.params {
 		if i > 0 {
 			b.WriteByte(' ')
@@ -420,6 +449,11 @@ func (d *dsn) render(redact bool) string {
 		default:
 			b.WriteString(p.raw)
 		}
+	}
+	if isURL(b.String()) {
+		// A first key that starts like a URL (" postgres://?=0" is the key "postgres://?")
+		// stays a keyword/value string only behind the space it was written after.
+		return " " + b.String()
 	}
 	return b.String()
 }

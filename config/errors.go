@@ -6,7 +6,8 @@ import "strings"
 // string key such as "pool_size", an environment variable such as "DB_PORT", or a [Config]
 // field such as "Overflow"), the value found and the limit it broke. Every error returned by
 // [Parse], [FromEnv], [Config.Validate] and [Config.PgxPoolConfig] is an *Error; use
-// [errors.As] to get at it.
+// [errors.As] to get at it. An invalid [Config.Retry] is an *Error with Field "Retry" whose
+// Err is the *[retry.PolicyError] naming the policy's field: errors.As finds either.
 //
 // An Error never holds a password: not in its fields, not in Err, not in its text. When pgx's
 // own parser rejects a connection string, Err carries pgx's message with the connection string

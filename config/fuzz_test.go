@@ -45,6 +45,9 @@ func FuzzParse(f *testing.F) {
 		"postgres://u@server:S3cretPW@db.example.com/d",
 		"postgres://u:p@S3cretPW@[::1]:5432,db.example.com/d",
 		"postgres://u:S3cretPW@db.example.com:5432?application_name=a@b",
+		"postgresql+asyncpg://u:S3cretPW@db.example.com/d?ssl=require&pool_size=2",
+		"postgresql+asyncpg://u:S3cretPW@127.0.0.1/d?ssl=disable",
+		"postgresql+asyncpg://u:S3cretPW@db.example.com/d?ssl=true",
 	} {
 		f.Add(s)
 	}
@@ -87,6 +90,10 @@ func checkParse(t *testing.T, s string) {
 	}
 	if errors.Is(splitErr, errRawAt) {
 		t.Fatalf("Parse accepted %q, whose host list holds a '@'", s)
+	}
+	if pgxForm != s {
+		// A SQLAlchemy URL: ssl=<sslmode> may have become sslmode=<sslmode>.
+		delete(orig.RuntimeParams, "ssl")
 	}
 	checkCleaned(t, c, orig)
 	if _, err := c.PgxPoolConfig(); err != nil {

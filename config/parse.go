@@ -14,7 +14,8 @@ import (
 // takes them: from the PG* environment variables (PGHOST, PGUSER, PGPASSWORD, PGSSLMODE, ...)
 // and libpq's defaults; Parse("") takes everything from there. A URL whose scheme names a
 // Python driver, as SQLAlchemy writes them (postgresql+psycopg2://, postgresql+psycopg://,
-// postgresql+asyncpg://), is read as postgresql://, with a warning. See the package
+// postgresql+asyncpg://), is read as postgresql://, with a warning; in such a URL, ssl=require
+// (asyncpg's spelling, any libpq sslmode value) is read as sslmode=require. See the package
 // documentation for the keys it reads and what it changes.
 //
 // Every problem is an *[Error] naming the key, the value and the limit; no error contains the
@@ -36,14 +37,19 @@ func Parse(connString string) (*Config, error) {
 		}
 		return nil, parseError(perr, "…", sec)
 	}
+	var warnings []string
+	if warning != "" {
+		warnings = append(warnings, warning)
+		if v, ok := d.sslAsSSLMode(); ok {
+			warnings = append(warnings, "ssl="+v+" read as sslmode="+v+" (asyncpg's spelling; pgx reads ssl only as ssl=true)")
+		}
+	}
 	sec := d.secrets()
 	c, err := parse(d, &sec)
 	if err != nil {
 		return nil, sec.redactError(err)
 	}
-	if warning != "" {
-		c.Warnings = append([]string{warning}, c.Warnings...)
-	}
+	c.Warnings = append(warnings, c.Warnings...)
 	return c, nil
 }
 

@@ -630,3 +630,55 @@ func TestParseSQLAlchemySchemeOnlyDriverNames(t *testing.T) {
 		}
 	}
 }
+
+// asyncpg takes the sslmode as ssl=...; in a SQLAlchemy URL Parse reads it as sslmode.
+func TestParseSQLAlchemyAsyncpgSSL(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		dsn         string
+		wantSSLMode string // "" when ssl is not rewritten
+		wantErr     bool
+	}{
+		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=require", "require", false},
+		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=verify-full&sslrootcert=system", "verify-full", false},
+		{"postgresql+asyncpg://u:pw@127.0.0.1/d?ssl=disable", "disable", false},
+		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=disable", "", true}, // plaintext to a remote host
+		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=true", "", false},   // pgx's alias, left alone
+		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=require&sslmode=verify-full&sslrootcert=system", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.dsn, func(t *testing.T) {
+			c, err := Parse(tc.dsn)
+			if tc.wantErr {
+				if e := asError(t, err); e.Field != "sslmode" {
+					t.Fatalf("Parse = %v, want an sslmode error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantSSLMode == "" {
+				if len(c.Warnings) != 1 {
+					t.Errorf("Warnings = %q, want only the driver's", c.Warnings)
+				}
+				return
+			}
+			d, _ := parseDSN(c.st.conn)
+			if v, _ := d.lookup("sslmode"); v != tc.wantSSLMode || d.has("ssl") {
+				t.Errorf("cleaned string %q: want sslmode=%s and no ssl", c.st.shown, tc.wantSSLMode)
+			}
+			if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[1], "sslmode="+tc.wantSSLMode) {
+				t.Errorf("Warnings = %q, want the driver's and one about ssl", c.Warnings)
+			}
+		})
+	}
+	// In a plain postgres:// URL, ssl=require stays what pgx makes of it.
+	c, err := Parse("postgresql://u:pw@127.0.0.1/d?ssl=require")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := parseDSN(c.st.conn); !d.has("ssl") || d.has("sslmode") {
+		t.Errorf("plain URL rewritten: %q", c.st.shown)
+	}
+}

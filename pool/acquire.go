@@ -106,7 +106,7 @@ func (p *Pool) acquireRetry(ctx context.Context, start time.Time) (*pgxpool.Conn
 
 // acquire is one attempt of a call that began at start: wait for a connection until the call's
 // acquire budget (start + AcquireTimeout) or ctx ends.
-func (p *Pool) acquire(ctx context.Context, start time.Time) (*pgxpool.Conn, error) {
+func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, err error) {
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -118,28 +118,42 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (*pgxpool.Conn, err
 	budget := start.Add(p.cfg.AcquireTimeout)
 	bound := ""
 	if d, ok := ctx.Deadline(); !ok || d.After(budget) {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithDeadline(ctx, budget)
-		defer cancel()
+		if ctx.Done() == nil {
+			actx = &budgetCtx{Context: ctx, e: p.budgets.at(budget)}
+		} else {
+			var cancel context.CancelFunc
+			actx, cancel = context.WithDeadline(ctx, budget)
+			defer cancel()
+		}
 		bound = "AcquireTimeout " + p.cfg.AcquireTimeout.String()
 	}
+	var t0 time.Time
+	if p.obs != nil {
+		t0 = time.Now()
+	}
 	c, err := p.pgx.Acquire(actx)
+	if p.obs != nil {
+		defer func() { p.obs.Acquired(ctx, time.Since(t0), err) }()
+	}
 	if err == nil {
 		return c, nil
-	}
-	if p.closed.Load() {
-		return nil, ErrClosed
 	}
 	if actx.Err() == context.DeadlineExceeded && !errors.Is(ctx.Err(), context.Canceled) {
 		if bound == "" {
 			bound = "the caller's deadline"
 		}
 		p.stats.acquireTimeouts.Add(1)
-		return nil, p.timeoutError(start, bound)
+		err = p.timeoutError(start, bound)
+		return nil, err
+	}
+	if p.closed.Load() {
+		err = ErrClosed
+		return nil, err
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		p.lastConnErr.set(err)
+		p.outage()
 	}
 	return nil, err
 }

@@ -3,20 +3,20 @@ package pool
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/pgsteady/pgsteady/config"
 )
 
 // connState is what the pool knows of one open connection.
 type connState struct {
-	idle atomic.Bool // counted in connTable.idle
-	peek peeker      // looks into the socket without reading from it
+	idle     atomic.Bool            // counted in connTable.idle
+	lastUsed atomic.Int64           // unix nanoseconds of its last release by the pool
+	why      atomic.Pointer[string] // why the pool condemned it, if it did
+	peek     peeker                 // looks into the socket without reading from it
 }
 
 // connTable tracks the open connections, and how many of them are idle: pgxpool's hooks tell
@@ -49,9 +49,20 @@ func (t *connTable) get(c *pgx.Conn) *connState {
 // itself so that it learns of failures), and TCP_USER_TIMEOUT bounds dead flows in flight.
 func (p *Pool) install(pc *pgxpool.Config) {
 	pc.ConnConfig.DialFunc = withUserTimeout(pc.ConnConfig.DialFunc, p.cfg.DeadFlowAfter())
-	userAfterConnect, userBeforeClose := pc.AfterConnect, pc.BeforeClose
+	userAfterConnect, userBeforeClose, userBeforeConnect := pc.AfterConnect, pc.BeforeClose, pc.BeforeConnect
+	pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+		if err := p.beforeConnect(ctx); err != nil {
+			return err
+		}
+		if userBeforeConnect != nil {
+			return userBeforeConnect(ctx, cc)
+		}
+		return nil
+	}
 	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		p.conns.m.Store(c, &connState{peek: newPeeker(c)})
+		st := &connState{peek: newPeeker(c)}
+		st.lastUsed.Store(time.Now().UnixNano())
+		p.conns.m.Store(c, st)
 		if userAfterConnect != nil {
 			if err := userAfterConnect(ctx, c); err != nil {
 				p.conns.m.Delete(c)
@@ -80,10 +91,12 @@ func (p *Pool) release(c *pgxpool.Conn) {
 		c.Release() // pgxpool destroys it
 		return
 	}
-	if p.conns.idle.Add(1) > int64(p.cfg.Size) {
-		p.conns.idle.Add(-1)
+	if !reserveIdle(&p.conns.idle, p.cfg.Size) {
 		p.conns.m.Delete(pc)
 		p.stats.overflowClosed.Add(1)
+		if p.obs != nil {
+			p.obs.ConnClosed(CloseOverflow)
+		}
 		raw := c.Hijack()
 		p.bg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -93,6 +106,7 @@ func (p *Pool) release(c *pgxpool.Conn) {
 		return
 	}
 	st.idle.Store(true)
+	st.lastUsed.Store(time.Now().UnixNano())
 	c.Release()
 }
 
@@ -108,15 +122,29 @@ func (p *Pool) closing(c *pgx.Conn) {
 	st := p.conns.get(c)
 	p.conns.m.Delete(c)
 	p.notIdle(st)
-	p.stats.closed.Add(1)
+	reason := CloseAged
+	if st != nil {
+		if why := st.why.Load(); why != nil {
+			reason = *why
+		}
+	}
 	if c.IsClosed() {
-		// The connection failed (pgx closed it on an error). pgx's asynchronous close may wait
-		// up to 15 s for the server to answer a Terminate, and pgxpool keeps the pool slot until
-		// then: on a black-holed flow callers would queue behind corpses. Closing the socket
-		// ends that at once.
+		// The connection failed (pgx closed it on an error), or the pool condemned it. pgx's
+		// asynchronous close may wait up to 15 s for the server to answer a Terminate, and
+		// pgxpool keeps the pool slot until then: on a black-holed flow callers would queue
+		// behind corpses. Closing the socket ends that at once.
 		hardClose(c)
-		p.stats.broken.Add(1)
-		p.log.Warn("pgsteady: connection destroyed", "reason", "broken")
+		if reason == CloseAged {
+			reason = CloseBroken
+		}
+		if reason == CloseBroken {
+			p.stats.broken.Add(1)
+		}
+		p.outage()
+		p.logs.warn(context.Background(), p.log, "pgsteady: connection destroyed", "reason", reason)
+	}
+	if p.obs != nil {
+		p.obs.ConnClosed(reason)
 	}
 }
 
@@ -129,65 +157,13 @@ func hardClose(c *pgx.Conn) {
 	nc.Close()
 }
 
-// peekAfter is the idle time below which not even the peek is done: a connection handed back
-// and out again within a millisecond (a busy pool) is spared the system call.
-const peekAfter = time.Millisecond
-
-// shouldPing runs on every acquire, before pgxpool hands the connection out. It decides and does
-// the pre-ping itself, so that the pool learns of failures; when it returns true pgxpool pings
-// a connection that is already closed, which fails at once and makes pgxpool destroy it and
-// try another.
-func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) bool {
-	c := params.Conn
-	st := p.conns.get(c)
-	p.notIdle(st)
-	lastUsed := time.Now().Add(-params.IdleDuration).UnixNano()
-	if lastUsed <= p.conns.staleBefore.Load() {
-		p.kill(c, "older than a connection that failed its ping")
-		return true
-	}
-	switch {
-	case p.cfg.PrePing == config.PrePingAlways,
-		p.cfg.PrePing == config.PrePingIdle && params.IdleDuration > p.cfg.PrePingAfter:
-	default:
-		// No ping due. A free check remains: a server that closed the connection (an
-		// administrator's kill, an idle-session timeout, a restart) has already sent its FATAL
-		// and FIN, which sit in the socket. Peeking finds them without a round trip.
-		if params.IdleDuration < peekAfter || st == nil || !st.peek.suspicious() {
-			return false
-		}
-	}
-	pctx, cancel := context.WithTimeout(ctx, p.cfg.PingTimeout)
-	err := c.Ping(pctx)
-	cancel()
-	if err == nil {
+// reserveIdle counts one more idle connection in idle unless size are already counted, and
+// reports whether it did. Concurrent releases cannot overshoot: each reserves its place
+// before it gives its connection back.
+func reserveIdle(idle *atomic.Int64, size int) bool {
+	if idle.Add(1) > int64(size) {
+		idle.Add(-1)
 		return false
 	}
-	p.stats.failedPings.Add(1)
-	// Condemn the connections idle at least as long as this one, and with PrePingIdle every
-	// connection that would need a ping now: whatever killed this one (a NAT's idle cut, a
-	// restart, a mass kill) has most likely killed them too, and a fresh connection costs less
-	// than one more ping timeout.
-	cut := lastUsed
-	if p.cfg.PrePing == config.PrePingIdle {
-		cut = max(cut, time.Now().Add(-p.cfg.PrePingAfter).UnixNano())
-	}
-	for {
-		old := p.conns.staleBefore.Load()
-		if cut <= old || p.conns.staleBefore.CompareAndSwap(old, cut) {
-			break
-		}
-	}
-	p.lastConnErr.set(fmt.Errorf("pre-ping of a connection idle %v failed: %w", params.IdleDuration.Round(time.Millisecond), err))
-	p.log.Info("pgsteady: pre-ping failed", "idle", params.IdleDuration, "err", err)
-	p.kill(c, "failed its ping")
 	return true
-}
-
-// kill closes c at once so that pgxpool's ping fails and it destroys the connection.
-func (p *Pool) kill(c *pgx.Conn, why string) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	c.Close(ctx) // marks pgx's connection closed and closes the socket, without waiting
-	p.log.Debug("pgsteady: closing connection", "reason", why)
 }

@@ -963,13 +963,13 @@ func (r *contractRun) monitor(stop <-chan struct{}) {
 
 func (r *contractRun) checkStats(s pool.Stats, when string) {
 	switch {
-	case s.Total > s.Max:
-		r.violate("Stats%s: Total %d > Max %d: %+v", when, s.Total, s.Max, s)
-	case s.Total < 0 || s.CheckedIn < 0 || s.CheckedOut < 0 || s.Overflow < 0 || s.Waiting < 0:
+	case s.TotalConns > s.MaxConns:
+		r.violate("Stats%s: Total %d > Max %d: %+v", when, s.TotalConns, s.MaxConns, s)
+	case s.TotalConns < 0 || s.IdleConns < 0 || s.AcquiredConns < 0 || s.OverflowConns < 0 || s.Waiting < 0:
 		r.violate("Stats%s: a negative count: %+v", when, s)
-	case s.CheckedIn+s.CheckedOut > s.Total:
-		r.violate("Stats%s: idle %d + in use %d > total %d: %+v", when, s.CheckedIn, s.CheckedOut, s.Total, s)
-	case s.Acquires < 0 || s.AcquireTimeouts < 0 || s.FailedPings < 0 || s.Opened < 0 || s.Destroyed < 0:
+	case s.IdleConns+s.AcquiredConns > s.TotalConns:
+		r.violate("Stats%s: idle %d + in use %d > total %d: %+v", when, s.IdleConns, s.AcquiredConns, s.TotalConns, s)
+	case s.AcquireCount < 0 || s.AcquireTimeouts < 0 || s.FailedPings < 0 || s.Opened < 0 || s.Destroyed < 0:
 		r.violate("Stats%s: a negative counter: %+v", when, s)
 	}
 }
@@ -978,7 +978,7 @@ func (r *contractRun) checkStatsAfterClose() {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s := r.p.Stats()
-		if s.Total == 0 && s.CheckedOut == 0 && s.Waiting == 0 {
+		if s.TotalConns == 0 && s.AcquiredConns == 0 && s.Waiting == 0 {
 			r.checkStats(s, " after Close")
 			return
 		}

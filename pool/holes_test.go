@@ -347,7 +347,7 @@ func TestUnknownHostFailsFastAsPermanent(t *testing.T) {
 	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
 		t.Fatalf("want the *net.DNSError (not found), got %v (%T)", err, err)
 	}
-	if r := p.Stats().Retries; r["not-sent"]+r["conn-lost"] > 0 {
+	if r := p.Stats().Retries; r.NotSent+r.ConnLost > 0 {
 		t.Fatalf("an unknown host was retried: %v", r)
 	}
 }
@@ -417,7 +417,7 @@ func TestCloseReturnsWhileConnectionsAreHeld(t *testing.T) {
 	// pgxpool destroys a released connection of a closed pool in the background.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		st := p.Stats()
-		if st.Total == 0 && st.CheckedOut == 0 {
+		if st.TotalConns == 0 && st.AcquiredConns == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -561,21 +561,8 @@ func TestPoolTimeoutDuringADeadPingCarriesItsCause(t *testing.T) {
 }
 
 // newPoolWithLookup builds a pool like newPool whose connections resolve host names with
-// lookup. It reports false while the pool offers no way to set pgx's LookupFunc (neither
-// config.Config nor a pool.Option reaches the pgx config yet).
+// lookup.
 func newPoolWithLookup(t testing.TB, dsn string, lookup func(context.Context, string) ([]string, error), edit func(*config.Config)) *pool.Pool {
 	t.Helper()
-	cfg, err := config.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(cfg)
-	}
-	p, err := pool.New(t.Context(), cfg, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.LookupFunc = lookup }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
+	return newPool(t, dsn, edit, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.LookupFunc = lookup }))
 }

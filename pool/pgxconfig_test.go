@@ -1,9 +1,12 @@
 package pool_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,24 +18,6 @@ import (
 	"github.com/pgsteady/pgsteady/internal/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 )
-
-// newPoolWith builds a pool on dsn with options.
-func newPoolWith(t *testing.T, dsn string, edit func(*config.Config), opts ...pool.Option) *pool.Pool {
-	t.Helper()
-	cfg, err := config.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(cfg)
-	}
-	p, err := pool.New(t.Context(), cfg, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
 
 // sqlTracer records the SQL of every query pgx starts.
 type sqlTracer struct {
@@ -59,7 +44,7 @@ func TestUserTracerSeesEveryAttemptOfARetriedQuery(t *testing.T) {
 	dsn := freshDB(t)
 	proxy := newProxy(t)
 	tr := &sqlTracer{seen: map[string]int{}}
-	p := newPoolWith(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) { c.Size, c.Overflow = 1, 0 },
+	p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) { c.Size, c.Overflow = 1, 0 },
 		pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.Tracer = tr }))
 	const q = "SELECT pg_sleep(0.5), 1"
 	go func() {
@@ -84,7 +69,7 @@ func TestTypeRegisteredInAfterConnectWorksOnEveryConnection(t *testing.T) {
 	}
 	registered := 0
 	var mu sync.Mutex
-	p := newPoolWith(t, dsn, func(c *config.Config) { c.Size, c.Overflow = 2, 0 },
+	p := newPool(t, dsn, func(c *config.Config) { c.Size, c.Overflow = 2, 0 },
 		pool.WithPgxConfig(func(pc *pgxpool.Config) {
 			pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 				dt, err := c.LoadType(ctx, "mood")
@@ -195,4 +180,44 @@ func TestUserAfterConnectErrorFailsTheConnectionNotThePool(t *testing.T) {
 	if errors.As(err, &pe) {
 		t.Fatalf("unexpected server error %v", pe)
 	}
+}
+
+func TestNewLogsTheRemovedChannelBinding(t *testing.T) {
+	dsn := freshDB(t)
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	cfg, err := config.Parse(dsn + "&channel_binding=require")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pool.New(t.Context(), cfg, pool.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	out := buf.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "channel_binding") {
+		t.Fatalf("New did not log the removal of channel_binding; log:\n%s", out)
+	}
+	if strings.Contains(out, srv.Password()) {
+		t.Fatal("the log shows the password")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the pool's concurrent log calls.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -12,28 +12,43 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/retry"
 )
 
-// ErrClosed is returned by every method of a closed [Pool].
-var ErrClosed = errors.New("pool: closed")
+// ErrClosed is returned by every method of a closed [Pool]. [retry.MayRetryLater] says true
+// for it: a server shutting down its pool is a transient condition for its clients.
+var ErrClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string       { return "pool: closed" }
+func (closedError) MayRetryLater() bool { return true }
 
 // Pool is a resilient PostgreSQL connection pool on top of [pgxpool.Pool]. It is safe for
 // concurrent use. It has pgxpool's query methods, so it satisfies the DBTX interface that sqlc
 // generates for pgx/v5. See the package documentation for the contract of each method: what
 // it retries, how long it can take, and which errors it returns.
 type Pool struct {
-	pgx    *pgxpool.Pool
-	cfg    config.Config
-	policy retry.Policy // cfg.Retry, with the pool's OnRetry hook and the call budget
-	grace  time.Duration
-	log    *slog.Logger
-	conns  connTable
-	stats  counters
+	pgx     *pgxpool.Pool
+	cfg     config.Config
+	policy  retry.Policy // cfg.Retry, with the pool's OnRetry hook and the call budget
+	grace   time.Duration
+	log     *slog.Logger
+	obs     Observer // nil: none
+	resolve bool     // resolve lost COMMITs (WithoutCommitResolution turns it off)
+	conns   connTable
+	stats   counters
 
 	lastConnErr lastConnErr
+	budgets     budgets
+	logs        logLimiter
+	pace        *pacer       // paces new connections while recovering; nil: never
+	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
+	horizon     horizon
+	stopBg      chan struct{} // closed by Close: ends the keepalive loop
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -52,15 +67,45 @@ const DefaultCloseGrace = 5 * time.Second
 type Option func(*options)
 
 type options struct {
-	logger *slog.Logger
-	grace  time.Duration
-	pgx    []func(*pgxpool.Config)
+	paceRate  float64
+	paceBurst int
+	noResolve bool
+	observer  Observer
+	horizon   time.Duration
+	logger    *slog.Logger
+	grace     time.Duration
+	pgx       []func(*pgxpool.Config)
 }
 
 // WithLogger makes the pool log one line per retry (Info) and per connection destroyed because
-// it failed (Warn), with the error class and attempt. Messages never contain the password.
-// Without it the pool logs nothing.
+// it failed (Warn), with the error class and attempt, and the config's warnings at New.
+// Messages never contain the password. Without it the pool logs only the config's warnings
+// (to [slog.Default]).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithIdleHorizon fixes the idle horizon instead of learning it: connections idle at least d
+// are replaced before use without a ping, and idle connections are pinged in the background
+// once idle d/2, so that a NAT or load balancer that drops flows idle d (Azure's load
+// balancer: 4 minutes; AWS NAT gateway: 350 s) never gets to. Without it the pool learns the
+// horizon from pings that find no answer, and relaxes it when connections idle longer prove
+// alive; [Stats.IdleHorizon] shows it.
+func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horizon = d } }
+
+// WithConnectPacing sets how fast the pool opens connections while it recovers from an outage
+// (for recoverFor after a connection broke, a ping or a connect failed, or a failover was
+// suspected): burst at once, then rate a second, each wait with a random jitter of up to one
+// interval, so that many replicas of a service coming back together do not open thousands of
+// connections in the same instant (a TLS handshake storm). Default 10 a second after a burst
+// of 4; rate <= 0 turns pacing off. Outside recovery, connections open as fast as callers need.
+func WithConnectPacing(rate float64, burst int) Option {
+	return func(o *options) { o.paceRate, o.paceBurst = rate, burst }
+}
+
+// WithoutCommitResolution makes [Pool.Tx] report every COMMIT whose answer was lost as an
+// *[AmbiguousCommitError] without asking the server what became of it, and skip learning the
+// transaction id with BEGIN. Use it for servers older than PostgreSQL 13 (no
+// pg_current_xact_id) or poolers that refuse the lookup.
+func WithoutCommitResolution() Option { return func(o *options) { o.noResolve = true } }
 
 // WithCloseGrace sets how long [Pool.Close] waits for connections that callers still hold
 // (unclosed Rows, an acquired connection, a transaction left open) before it closes their
@@ -93,7 +138,7 @@ func WithPgxConfig(edit func(*pgxpool.Config)) Option {
 // make New fail, and nothing is left running. With cfg.WarmUp it also opens cfg.Size
 // connections. ctx bounds this start-up only.
 func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error) {
-	o := options{grace: DefaultCloseGrace}
+	o := options{grace: DefaultCloseGrace, paceRate: defaultConnectRate, paceBurst: defaultConnectBurst}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -107,18 +152,30 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace}
+	// The config's warnings (a channel_binding removed, a SQLAlchemy URL rewritten) are
+	// logged even without WithLogger: they say the pool connects differently than the
+	// connection string reads.
+	warnTo := o.logger
+	if warnTo == nil {
+		warnTo = slog.Default()
+	}
+	for _, w := range cfg.Warnings {
+		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
+	}
+	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: o.observer, resolve: !o.noResolve, stopBg: make(chan struct{})}
+	if o.paceRate > 0 {
+		p.pace = newPacer(o.paceRate, o.paceBurst)
+	}
+	if o.horizon > 0 {
+		p.horizon.d.Store(int64(o.horizon))
+		p.horizon.fixed = true
+	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.policy = callPolicy(cfg.Retry, cfg.AcquireTimeout)
-	userHook := cfg.Retry.OnRetry
 	p.policy.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
-		p.stats.retried(class)
-		p.log.Info("pgsteady: retrying", "class", class.String(), "attempt", attempt, "delay", delay, "err", err)
-		if userHook != nil {
-			userHook(attempt, err, class, delay)
-		}
+		p.retrying(context.Background(), attempt, err, class, delay)
 	}
 	for _, edit := range o.pgx {
 		edit(pc)
@@ -127,6 +184,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	if p.pgx, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		return nil, fmt.Errorf("pool: %w", err)
 	}
+	p.bg.Go(func() { p.keepAlive(p.stopBg) })
 	if cfg.LazyStart {
 		return p, nil
 	}
@@ -191,6 +249,7 @@ func (p *Pool) startConn(ctx context.Context) (c *pgxpool.Conn, err error) {
 func (p *Pool) Close() {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
+		close(p.stopBg)
 		p.stdMu.Lock()
 		for _, db := range p.std {
 			db.Close()
@@ -215,6 +274,7 @@ func (p *Pool) Close() {
 			p.log.Warn("pgsteady: closed connections still held after the close grace", "grace", p.grace, "connections", n)
 		}
 		p.bg.Wait()
+		p.budgets.stop()
 	})
 }
 
@@ -251,11 +311,22 @@ func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err
 	if err == nil {
 		return nil
 	}
-	err = retry.Continue(ctx, p.policy.WithRetryOn(on), start, err, func(ctx context.Context) error {
+	if readOnly(err) {
+		p.failoverSuspected(ctx, err)
+	}
+	pol := p.policy.WithRetryOn(on)
+	pol.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
+		p.retrying(ctx, attempt, err, class, delay)
+	}
+	err = retry.Continue(ctx, pol, start, err, func(ctx context.Context) error {
 		if p.closed.Load() {
 			return retry.Stop(ErrClosed)
 		}
-		return fn(ctx)
+		err := fn(ctx)
+		if readOnly(err) {
+			p.failoverSuspected(ctx, err)
+		}
+		return err
 	})
 	var re *retry.Error
 	var te *TimeoutError
@@ -271,3 +342,91 @@ func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err
 	}
 	return err
 }
+
+// retrying counts, logs and reports a retry of a call whose context is ctx, and calls the
+// config's OnRetry hook.
+func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry.Class, delay time.Duration) {
+	p.stats.retried(class)
+	p.logs.info(ctx, p.log, "pgsteady: retrying", "class", class.String(), "attempt", attempt, "delay", delay, "err", err)
+	if p.obs != nil {
+		p.obs.Retrying(ctx, attempt, class, err, delay)
+	}
+	if p.cfg.Retry.OnRetry != nil {
+		p.cfg.Retry.OnRetry(attempt, err, class, delay)
+	}
+}
+
+// recoverFor is how long after an outage signal new connections are paced.
+const recoverFor = 10 * time.Second
+
+// outage records a sign that connections are being lost or refused: new connections are paced
+// for recoverFor.
+func (p *Pool) outage() {
+	if p.pace != nil {
+		p.recovering.Store(time.Now().Add(recoverFor).UnixNano())
+	}
+}
+
+// beforeConnect paces a new connection while the pool recovers from an outage.
+func (p *Pool) beforeConnect(ctx context.Context) error {
+	if p.pace == nil || time.Now().UnixNano() >= p.recovering.Load() {
+		return nil
+	}
+	p.stats.paced.Add(1)
+	return p.pace.wait(ctx)
+}
+
+// failoverSuspected reacts to an error that says the server is no longer a primary (25006
+// read-only transaction on a demoted primary): every connection opened before now is replaced
+// before its next use, without a ping, so that new ones go through the connection string's
+// host list (and target_session_attrs) and a fresh DNS lookup.
+func (p *Pool) failoverSuspected(ctx context.Context, err error) {
+	raise(&p.conns.staleBefore, time.Now().UnixNano())
+	p.stats.failovers.Add(1)
+	p.outage()
+	p.logs.warn(ctx, p.log, "pgsteady: the server is no longer writable (failover?): replacing every connection", "err", err)
+}
+
+// readOnly reports whether err is a write refused by a server that is not (or no longer) a
+// primary: SQLSTATE 25006 read_only_sql_transaction, which a demoted primary answers (AWS's
+// drivers, too, take it as the sign of a failover).
+func readOnly(err error) bool {
+	var pe *pgconn.PgError
+	return err != nil && errors.As(err, &pe) && pe.Code == "25006"
+}
+
+// Stat returns pgxpool's own statistics of the underlying pool (acquire counts and durations,
+// EmptyAcquireWaitTime, constructing, idle and acquired connections), as
+// [pgxpool.Pool.Stat] does. [Pool.Stats] adds the pool's own counters.
+func (p *Pool) Stat() *pgxpool.Stat { return p.pgx.Stat() }
+
+// AcquireFunc acquires a connection as [Pool.Acquire] does (acquire budget, retries of
+// NotSent), calls f with it and releases it, as [pgxpool.Pool.AcquireFunc] does. f's work is
+// not retried; f's error is returned as it is.
+func (p *Pool) AcquireFunc(ctx context.Context, f func(*pgxpool.Conn) error) error {
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.release(c)
+	return f(c)
+}
+
+// AcquireAllIdle acquires every idle connection without waiting, as
+// [pgxpool.Pool.AcquireAllIdle] does (for example to warm or check them); release each. They
+// are not pre-pinged.
+func (p *Pool) AcquireAllIdle(ctx context.Context) []*pgxpool.Conn {
+	if p.closed.Load() {
+		return nil
+	}
+	conns := p.pgx.AcquireAllIdle(ctx)
+	for _, c := range conns {
+		p.notIdle(p.conns.get(c.Conn()))
+	}
+	return conns
+}
+
+// Reset closes every idle connection and marks the ones in use to be closed when released, as
+// [pgxpool.Pool.Reset] does: use it after changing something every connection must see (a
+// rotated password, a failover the pool cannot detect by itself).
+func (p *Pool) Reset() { p.pgx.Reset() }

@@ -3,10 +3,11 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/retry"
 )
@@ -18,15 +19,43 @@ import (
 // wrote) before doing the work again. Err is the error COMMIT got.
 type AmbiguousCommitError struct {
 	Err error
+	// Xid is the transaction's id (pg_current_xact_id()), when the pool learned it: the caller
+	// can ask pg_xact_status(Xid) later, on the same server. 0 when unknown.
+	Xid uint64
 }
 
 // Error says that the outcome is unknown, and why.
 func (e *AmbiguousCommitError) Error() string {
-	return "pool: commit outcome unknown, COMMIT was sent but its answer was lost: " + e.Err.Error()
+	s := "pool: commit outcome unknown, COMMIT was sent but its answer was lost"
+	if e.Xid != 0 {
+		s += " (transaction " + strconv.FormatUint(e.Xid, 10) + ")"
+	}
+	return s + ": " + e.Err.Error()
 }
+
+// commitAbortedError is a COMMIT whose answer was lost and which the server then said had
+// aborted: nothing of the transaction applied, so Tx runs fn again.
+type commitAbortedError struct{ err error }
+
+func (e *commitAbortedError) Error() string {
+	return "pool: COMMIT's answer was lost, and the server says the transaction rolled back: " + e.err.Error()
+}
+
+func (e *commitAbortedError) Unwrap() error { return e.err }
+
+// SafeToRetry makes the retry package class it NotSent: the work provably did not apply.
+func (e *commitAbortedError) SafeToRetry() bool { return true }
 
 // Unwrap returns the error COMMIT got.
 func (e *AmbiguousCommitError) Unwrap() error { return e.Err }
+
+// RetryClass makes [retry.Classify] say Permanent, whatever COMMIT's error was: work that may
+// have committed must not be run again by an outer retry (a Tx inside Querier.Do).
+func (e *AmbiguousCommitError) RetryClass() retry.Class { return retry.Permanent }
+
+// MayRetryLater makes [retry.MayRetryLater] say true: the database was unreachable, and the
+// caller may try again once it has checked whether the work was done.
+func (e *AmbiguousCommitError) MayRetryLater() bool { return true }
 
 // Tx runs fn in a transaction and commits it. When fn or the commit fails with an error that
 // proves the transaction did not commit, the whole of fn runs again in a new transaction on
@@ -36,10 +65,21 @@ func (e *AmbiguousCommitError) Unwrap() error { return e.Err }
 // idempotent ones.
 //
 // When fn returns an error, the transaction is rolled back and that error is returned (wrapped
-// in a *[retry.Error] if earlier attempts were retried). When COMMIT fails, Tx returns an
-// *[AmbiguousCommitError] and never retries, unless the server itself answered that the
-// transaction rolled back (an ERROR such as a serialization failure at commit, or pgx's
-// [pgx.ErrTxCommitRollback]) or COMMIT provably never left the client.
+// in a *[retry.Error] if earlier attempts were retried).
+//
+// When COMMIT's answer is lost (the connection dropped, the server ended the session), Tx finds
+// out what happened instead of guessing: it learned the transaction's id with BEGIN, in the
+// same round trip (pg_current_xact_id(), PostgreSQL 13+), and asks pg_xact_status on another
+// connection, within the caller's deadline and the acquire budget: committed, Tx returns nil;
+// aborted, fn provably did not apply and runs again under the Retry policy; still in progress
+// when the budget ends, or unknowable (the id too old, the server crashed or failed over since,
+// the lookup impossible), Tx returns an *[AmbiguousCommitError] carrying the id, and never
+// retries. A COMMIT cut off because the caller's context ended is reported ambiguous at once:
+// the caller has no time left to wait for the answer. Read-only transactions
+// (TxOptions.AccessMode pgx.ReadOnly) and pools built with [WithoutCommitResolution] skip the
+// id and report a lost COMMIT as ambiguous. A COMMIT the server answered with an error (a
+// serialization failure at commit: retried; a deferred constraint: returned) or that provably
+// never left the client is never ambiguous.
 //
 // fn may call Commit or Rollback on its transaction itself: the commit then follows the same
 // rules (Commit returns the same errors Tx would), Tx returns the commit's result, and it
@@ -61,18 +101,24 @@ func (p *Pool) txOnce(ctx context.Context, start time.Time, opts pgx.TxOptions, 
 		return err
 	}
 	defer p.release(c) // a connection left in a transaction is destroyed
-	t, err := c.BeginTx(ctx, opts)
+	var t pgx.Tx
+	var ref xactRef
+	if p.resolve && opts.AccessMode != pgx.ReadOnly {
+		t, ref, err = beginWithXact(ctx, c, opts)
+	} else {
+		t, err = c.BeginTx(ctx, opts)
+	}
 	if err != nil {
 		return err
 	}
-	ft := &fnTx{Tx: t}
+	ft := &fnTx{Tx: t, p: p, start: start, ref: ref}
 	err = fn(ft)
 	switch {
 	case ft.state == txOpen && err != nil:
 		rollback(t)
 		return err
 	case ft.state == txOpen:
-		return commit(ctx, t)
+		return p.commit(ctx, start, t, ref)
 	case ft.state == txCommitted && err != nil:
 		return retry.Stop(err) // the commit may have applied: running fn again could apply it twice
 	case ft.state == txCommitted:
@@ -82,29 +128,54 @@ func (p *Pool) txOnce(ctx context.Context, start time.Time, opts pgx.TxOptions, 
 	}
 }
 
-// commit commits t. An error that does not prove the transaction rolled back is returned as
-// retry.Stop(*AmbiguousCommitError).
-func commit(ctx context.Context, t pgx.Tx) error {
+// commit commits t, the transaction ref of a call that began at start. A COMMIT whose answer
+// was lost is resolved (see Tx): it returns nil when the transaction committed, a NotSent
+// error when it aborted, and retry.Stop(*AmbiguousCommitError) when the outcome stays unknown.
+func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xactRef) error {
 	err := t.Commit(ctx)
-	if err == nil || rolledBack(err) {
-		return err
+	outcome := CommitOK
+	switch {
+	case err == nil:
+	case !commitUncertain(err):
+		outcome = CommitRolledBack
+	default:
+		outcome, err = p.resolveCommit(ctx, start, ref, err)
 	}
-	return retry.Stop(&AmbiguousCommitError{Err: err})
+	if p.obs != nil {
+		p.obs.Committed(ctx, outcome)
+	}
+	return err
 }
 
-// rolledBack reports whether a failed COMMIT provably did not commit: pgx saw the server
-// answer ROLLBACK (the transaction had failed), the server answered with an ERROR (a
-// serialization failure or deferred constraint at commit; an ERROR aborts the transaction,
-// whereas a FATAL can follow a commit that completed), or nothing was written to the socket.
-func rolledBack(err error) bool {
-	if errors.Is(err, pgx.ErrTxCommitRollback) {
-		return true
+// resolveCommit finds out what became of a transaction whose COMMIT failed with cerr.
+func (p *Pool) resolveCommit(ctx context.Context, start time.Time, ref xactRef, cerr error) (string, error) {
+	ambiguous := func(why error) (string, error) {
+		p.stats.ambiguous.Add(1)
+		if why != nil {
+			cerr = errors.Join(cerr, why)
+		}
+		return CommitAmbiguous, retry.Stop(&AmbiguousCommitError{Err: cerr, Xid: ref.xid})
 	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Severity == "ERROR"
+	if ref.xid == 0 || ctx.Err() != nil {
+		return ambiguous(nil)
 	}
-	return pgconn.SafeToRetry(err)
+	rctx, cancel := context.WithDeadline(ctx, start.Add(p.cfg.AcquireTimeout))
+	st, lerr := resolveXact(rctx, p.pgx, ref)
+	cancel()
+	switch st {
+	case xactCommitted:
+		p.stats.resolvedCommitted.Add(1)
+		p.logs.info(ctx, p.log, "pgsteady: lost COMMIT resolved: committed", "xid", ref.xid)
+		return CommitResolvedCommitted, nil
+	case xactAborted:
+		p.stats.resolvedAborted.Add(1)
+		p.logs.info(ctx, p.log, "pgsteady: lost COMMIT resolved: rolled back, running the transaction again", "xid", ref.xid)
+		return CommitResolvedAborted, &commitAbortedError{cerr}
+	}
+	if lerr == nil {
+		lerr = errors.New("pool: the transaction's status is no longer kept (pg_xact_status is NULL)")
+	}
+	return ambiguous(fmt.Errorf("pool: resolving transaction %d: %s: %w", ref.xid, st, lerr))
 }
 
 // rollback rolls tx back, bounded in time even when the caller's ctx is done.
@@ -125,6 +196,9 @@ const (
 // recorded, and a commit follows Tx's rules.
 type fnTx struct {
 	pgx.Tx
+	p         *Pool
+	start     time.Time
+	ref       xactRef
 	state     int
 	commitErr error // as commit returned it, retry.Stop included
 }
@@ -134,7 +208,7 @@ func (t *fnTx) Commit(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.state = txCommitted
-	t.commitErr = commit(ctx, t.Tx)
+	t.commitErr = t.p.commit(ctx, t.start, t.Tx, t.ref)
 	var amb *AmbiguousCommitError
 	if errors.As(t.commitErr, &amb) {
 		return amb

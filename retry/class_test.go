@@ -39,8 +39,8 @@ func TestClasses(t *testing.T) {
 		str  string
 	}{
 		{"empty", Set(), nil, "none"},
-		{"Safe", Safe, []Class{NotSent}, "not-sent"},
-		{"Idempotent", Idempotent, []Class{NotSent, ConnLost}, "not-sent|conn-lost"},
+		{"Safe: the work provably did not take effect", Safe, []Class{NotSent, Conflict}, "not-sent|conflict"},
+		{"Idempotent", Idempotent, []Class{NotSent, ConnLost, Conflict}, "not-sent|conn-lost|conflict"},
 		{"Transaction", Transaction, []Class{NotSent, ConnLost, Conflict}, "not-sent|conn-lost|conflict"},
 		{"Set matches the constants", Set(Conflict, NotSent, ConnLost), []Class{NotSent, ConnLost, Conflict}, "not-sent|conn-lost|conflict"},
 		{"duplicates", Set(ConnLost, ConnLost), []Class{ConnLost}, "conn-lost"},
@@ -65,7 +65,21 @@ func TestClasses(t *testing.T) {
 			}
 		})
 	}
-	if Transaction != Set(NotSent, ConnLost, Conflict) || Idempotent != Set(NotSent, ConnLost) || Safe != Set(NotSent) {
+	if Transaction != Set(NotSent, ConnLost, Conflict) || Idempotent != Set(NotSent, ConnLost, Conflict) || Safe != Set(NotSent, Conflict) {
 		t.Error("the named sets differ from Set of their classes")
+	}
+}
+
+// Each named set must contain the ones it extends: whatever is safe to retry
+// for any statement is safe for idempotent work and for a whole transaction.
+func TestSetsNest(t *testing.T) {
+	t.Parallel()
+	if Safe&^Idempotent != 0 || Idempotent&^Transaction != 0 {
+		t.Errorf("Safe %v, Idempotent %v, Transaction %v do not nest", Safe, Idempotent, Transaction)
+	}
+	for _, s := range []Classes{Safe, Idempotent, Transaction} {
+		if s.Has(Permanent) {
+			t.Errorf("%v retries permanent errors", s)
+		}
 	}
 }

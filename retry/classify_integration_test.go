@@ -338,3 +338,242 @@ func TestIntegrationSerializationFailure(t *testing.T) {
 		t.Errorf("points = %d, want 11: both updates, each once", points)
 	}
 }
+
+func TestIntegrationStaleCachedPlan(t *testing.T) {
+	s, ctx := integration(t)
+	t.Parallel()
+	dsn, err := s.NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := connectPgx(ctx, t, dsn) // pgx's default mode caches prepared statements
+	if _, err := conn.Exec(ctx, `CREATE TABLE licences (id int PRIMARY KEY, holder text NOT NULL);
+		INSERT INTO licences VALUES (1, 'Ada')`); err != nil {
+		t.Fatal(err)
+	}
+	read := func(ctx context.Context) error {
+		rows, err := conn.Query(ctx, "SELECT * FROM licences WHERE id = $1", 1)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		return rows.Err()
+	}
+	if err := read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connectPgx(ctx, t, dsn).Exec(ctx, "ALTER TABLE licences ADD COLUMN points int NOT NULL DEFAULT 0"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The prepared statement's result type changed under it: PostgreSQL
+	// refuses to run it, and pgx drops it from its cache.
+	err = read(ctx)
+	wantClass(t, err, retry.Conflict)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "0A000" {
+		t.Fatalf("want SQLSTATE 0A000, got %v", err)
+	}
+	t.Logf("routine %q", pgErr.Routine)
+	if retry.Discard(err) {
+		t.Error("Discard: the connection is fine after a stale plan")
+	}
+	// The next attempt, on the same connection, prepares it again.
+	calls := 0
+	err = retry.Do(ctx, retry.DefaultPolicy(), func(ctx context.Context) error {
+		calls++
+		return read(ctx)
+	})
+	if err != nil || calls != 1 {
+		t.Errorf("read after the stale plan: %d calls, %v", calls, err)
+	}
+}
+
+func TestIntegrationAutocommitSerializationFailure(t *testing.T) {
+	s, ctx := integration(t)
+	t.Parallel()
+	dsn, err := s.NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := connectPgx(ctx, t, dsn)
+	if _, err := setup.Exec(ctx, `CREATE TABLE licences (id int PRIMARY KEY, points int NOT NULL);
+		INSERT INTO licences VALUES (1, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	other := connectPgx(ctx, t, dsn)
+	mine := connectPgx(ctx, t, dsn)
+	// Every statement of mine runs alone, in its own REPEATABLE READ
+	// transaction.
+	if _, err := mine.Exec(ctx, "SET default_transaction_isolation = 'repeatable read'"); err != nil {
+		t.Fatal(err)
+	}
+
+	// other holds the row; my UPDATE takes its snapshot, waits for the lock,
+	// and when other commits, PostgreSQL aborts it with 40001.
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE licences SET points = points + 10 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	attempts := 0
+	var firstErr error
+	done := make(chan error, 1)
+	go func() {
+		done <- retry.Do(ctx, retry.DefaultPolicy(), func(ctx context.Context) error {
+			attempts++
+			_, err := mine.Exec(ctx, "UPDATE licences SET points = points + 1 WHERE id = $1", 1)
+			if attempts == 1 {
+				firstErr = err
+			}
+			return err
+		})
+	}()
+	waitForLockWait(ctx, t, setup)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Do with the default policy: %v", err)
+	}
+	wantClass(t, firstErr, retry.Conflict)
+	var pgErr *pgconn.PgError
+	if !errors.As(firstErr, &pgErr) || pgErr.Code != "40001" {
+		t.Errorf("want SQLSTATE 40001, got %v", firstErr)
+	}
+	if attempts != 2 {
+		t.Errorf("the statement ran %d times, want 2", attempts)
+	}
+	var points int
+	if err := setup.QueryRow(ctx, "SELECT points FROM licences WHERE id = 1").Scan(&points); err != nil {
+		t.Fatal(err)
+	}
+	if points != 11 {
+		t.Errorf("points = %d, want 11: both updates, each once", points)
+	}
+}
+
+// waitForLockWait waits until some backend of the database waits for a lock.
+func waitForLockWait(ctx context.Context, t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	for {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no backend waits for a lock")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func TestIntegrationReadOnlyAfterFailover(t *testing.T) {
+	s, ctx := integration(t)
+	t.Parallel()
+	dsn, err := s.NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := connectPgx(ctx, t, dsn)
+	if _, err := setup.Exec(ctx, `CREATE TABLE uploads (key text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	var db string
+	if err := setup.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	// New sessions of the database are read-only, as on a demoted primary:
+	// PostgreSQL answers their writes with the same 25006 a standby sends.
+	readOnly := func(on bool) {
+		stmt := "ALTER DATABASE " + pgx.Identifier{db}.Sanitize() + " RESET default_transaction_read_only"
+		if on {
+			stmt = "ALTER DATABASE " + pgx.Identifier{db}.Sanitize() + " SET default_transaction_read_only = on"
+		}
+		if _, err := setup.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readOnly(true)
+
+	// Each attempt opens its own connection, as a pool that discards the
+	// connection would; "failover" completes after the first attempt.
+	var errs []error
+	p := retry.DefaultPolicy()
+	p.OnRetry = func(int, error, retry.Class, time.Duration) { readOnly(false) }
+	err = retry.Do(ctx, p, func(ctx context.Context) error {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer c.Close(context.Background())
+		_, err = c.Exec(ctx, "INSERT INTO uploads VALUES ($1)", "k1")
+		if err != nil {
+			errs = append(errs, err)
+			if !retry.Discard(err) {
+				t.Errorf("Discard(%v) = false", err)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if len(errs) != 1 {
+		t.Fatalf("%d failed attempts, want 1: %v", len(errs), errs)
+	}
+	wantClass(t, errs[0], retry.Conflict)
+	var pgErr *pgconn.PgError
+	if !errors.As(errs[0], &pgErr) || pgErr.Code != "25006" {
+		t.Errorf("want SQLSTATE 25006, got %v", errs[0])
+	}
+	var n int
+	if err := setup.QueryRow(ctx, "SELECT count(*) FROM uploads").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("%d rows, want 1: the refused INSERT did not apply, the retried one did", n)
+	}
+}
+
+func TestIntegrationIdleTimeouts(t *testing.T) {
+	s, ctx := integration(t)
+	t.Parallel()
+	tests := []struct {
+		name  string
+		setup string
+		code  string
+	}{
+		{"idle_session_timeout", "SET idle_session_timeout = '100ms'", "57P05"},
+		{"idle_in_transaction_session_timeout", "SET idle_in_transaction_session_timeout = '100ms'; BEGIN", "25P03"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			conn := connectPgx(ctx, t, s.DSN())
+			if _, err := conn.Exec(ctx, tt.setup); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond) // let the server end the idle session
+			_, err := conn.Exec(ctx, "SELECT 1")
+			// The server ended the session before reading the statement: it
+			// never ran, whatever form the error takes.
+			wantClass(t, err, retry.NotSent)
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code != tt.code {
+				t.Errorf("SQLSTATE %s, want %s", pgErr.Code, tt.code)
+			}
+			if !retry.Discard(err) && !conn.IsClosed() {
+				t.Errorf("the connection is open and Discard(%v) = false", err)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,14 @@ type driverErr struct{ code, msg string }
 func (e *driverErr) Error() string    { return "pq: " + e.msg }
 func (e *driverErr) SQLState() string { return e.code }
 
+// pgsteadyErr stands for the error types of pgsteady's pool, which wrap
+// database errors without hiding them: it is declared in a package of the
+// pgsteady module (this test package).
+type pgsteadyErr struct{ err error }
+
+func (e *pgsteadyErr) Error() string { return "pool: " + e.err.Error() }
+func (e *pgsteadyErr) Unwrap() error { return e.err }
+
 func pgErr(code, msg string) *pgconn.PgError {
 	return &pgconn.PgError{Severity: "ERROR", Code: code, Message: msg}
 }
@@ -61,11 +70,18 @@ var classifyTests = []struct {
 	{"53300 too_many_connections", fatal("53300", "sorry, too many clients already"), retry.NotSent},
 	{"57P01 admin_shutdown", fatal("57P01", "terminating connection due to administrator command"), retry.ConnLost},
 	{"57P02 crash_shutdown", fatal("57P02", "terminating connection because of crash of another server process"), retry.ConnLost},
-	{"57P05 idle_session_timeout", fatal("57P05", "terminating connection due to idle-session timeout"), retry.ConnLost},
-	{"25P03 idle_in_transaction_session_timeout", fatal("25P03", "terminating connection due to idle-in-transaction timeout"), retry.ConnLost},
+	{"57P05 idle_session_timeout: raised only between statements", fatal("57P05", "terminating connection due to idle-session timeout"), retry.NotSent},
+	{"25P03 idle_in_transaction_session_timeout: raised only between statements", fatal("25P03", "terminating connection due to idle-in-transaction timeout"), retry.NotSent},
 	{"08006 connection_failure", fatal("08006", "connection failure"), retry.ConnLost},
 	{"08003 connection_does_not_exist", pgErr("08003", "connection does not exist"), retry.ConnLost},
-	{"08P01 protocol_violation (PgBouncer query_wait_timeout)", fatal("08P01", "query_wait_timeout"), retry.ConnLost},
+	{"08P01 protocol_violation, unknown message", fatal("08P01", "invalid frontend message type 0"), retry.ConnLost},
+	{"40001 serialization_failure, in autocommit too", pgErr("40001", "could not serialize access due to read/write dependencies among transactions"), retry.Conflict},
+	{"25006 read_only_sql_transaction (demoted primary)", pgErr("25006", "cannot execute INSERT in a read-only transaction"), retry.Conflict},
+	{"25006 during recovery", pgErr("25006", "cannot execute nextval() during recovery"), retry.Conflict},
+	{"0A000 cached plan must not change result type", pgErr("0A000", "cached plan must not change result type"), retry.Conflict},
+	{"0A000 cached plan, translated message, told by routine", &pgconn.PgError{Severity: "ERROR", Code: "0A000", Message: "le plan en cache ne doit pas modifier le type en résultat", Routine: "RevalidateCachedQuery"}, retry.Conflict},
+	{"0A000 other feature_not_supported", pgErr("0A000", "DISCARD ALL cannot run inside a transaction block"), retry.Permanent},
+	{"25P02 in_failed_sql_transaction", pgErr("25P02", "current transaction is aborted, commands ignored until end of transaction block"), retry.Permanent},
 	{"40001 serialization_failure", pgErr("40001", "could not serialize access due to concurrent update"), retry.Conflict},
 	{"40P01 deadlock_detected", pgErr("40P01", "deadlock detected"), retry.Conflict},
 	{"42601 syntax_error", pgErr("42601", `syntax error at or near "SELEC"`), retry.Permanent},
@@ -88,19 +104,32 @@ var classifyTests = []struct {
 	{"Neon other XX000", fatal("XX000", "The endpoint ID is not specified."), retry.Permanent},
 	{"provider text in user data does not count", pgErr("P0001", "Couldn't connect to compute node"), retry.Permanent},
 
+	// PgBouncer: SQLSTATE 08P01 for all of its own errors, told apart by message.
+	{"PgBouncer query_wait_timeout: never forwarded", fatal("08P01", "query_wait_timeout"), retry.NotSent},
+	{"PgBouncer client_idle_timeout", fatal("08P01", "client_idle_timeout"), retry.NotSent},
+	{"PgBouncer idle transaction timeout", fatal("08P01", "idle transaction timeout"), retry.NotSent},
+	{"PgBouncer full", fatal("08P01", "no more connections allowed (max_client_conn)"), retry.NotSent},
+	{"PgBouncer server login retry", fatal("08P01", "server login has been failing, try again later (server_login_retry)"), retry.NotSent},
+	{"PgBouncer server conn crashed", fatal("08P01", "server conn crashed?"), retry.ConnLost},
+	{"PgBouncer query_timeout", fatal("08P01", "query timeout"), retry.ConnLost},
+	{"PgBouncer text in user data does not count", pgErr("P0001", "query_wait_timeout"), retry.Permanent},
+
 	// Go errors from the connection.
 	{"io.ErrUnexpectedEOF", io.ErrUnexpectedEOF, retry.ConnLost},
 	{"io.EOF", io.EOF, retry.ConnLost},
 	{"pgconn.ErrConnClosed", pgconn.ErrConnClosed, retry.ConnLost},
 	{"dial refused", opErr("dial", sysErr("connect", syscall.ECONNREFUSED)), retry.NotSent},
 	{"dial timeout", opErr("dial", os.ErrDeadlineExceeded), retry.NotSent},
-	{"DNS failure", &net.DNSError{Err: "no such host", Name: "db.example", IsNotFound: true}, retry.NotSent},
+	{"DNS failure that may pass", &net.DNSError{Err: "server misbehaving", Name: "db.example", IsTemporary: true}, retry.NotSent},
+	{"DNS lookup timed out", &net.DNSError{Err: "i/o timeout", Name: "db.example", IsTimeout: true}, retry.NotSent},
+	{"host that does not exist (NXDOMAIN)", &net.DNSError{Err: "no such host", Name: "db.example", IsNotFound: true}, retry.Permanent},
 	{"read reset", opErr("read", sysErr("read", syscall.ECONNRESET)), retry.ConnLost},
 	{"write broken pipe", opErr("write", sysErr("write", syscall.EPIPE)), retry.ConnLost},
 	{"read deadline (TCP user timeout, keepalive)", opErr("read", os.ErrDeadlineExceeded), retry.ConnLost},
 	{"bare ECONNREFUSED", syscall.ECONNREFUSED, retry.NotSent},
 	{"bare ECONNRESET", syscall.ECONNRESET, retry.ConnLost},
 	{"bare ETIMEDOUT", syscall.ETIMEDOUT, retry.ConnLost},
+	{"driver.ErrBadConn", driver.ErrBadConn, retry.NotSent},
 
 	// pgconn.SafeToRetry.
 	{"SafeToRetry true, reset on write", &safeToRetryErr{true, opErr("write", sysErr("write", syscall.ECONNRESET))}, retry.NotSent},
@@ -120,17 +149,27 @@ var classifyTests = []struct {
 	{"unknown authority", x509.UnknownAuthorityError{}, retry.Permanent},
 	{"hostname mismatch", &tls.CertificateVerificationError{Err: x509.HostnameError{Host: "db"}}, retry.Permanent},
 
-	// Text only: libpq via other drivers and processes.
-	{"libpq SSL closed (the seed's error)", errors.New("SSL connection has been closed unexpectedly"), retry.ConnLost},
-	{"psycopg2 SSL closed", errors.New("(psycopg2.OperationalError) SSL connection has been closed unexpectedly\n\n[SQL: SELECT 1]"), retry.ConnLost},
-	{"libpq server closed", errors.New("server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request."), retry.ConnLost},
-	{"libpq admin shutdown text", errors.New("FATAL:  terminating connection due to administrator command"), retry.ConnLost},
-	{"libpq refused", errors.New(`connection to server at "127.0.0.1", port 5432 failed: Connection refused`), retry.NotSent},
-	{"libpq starting up", errors.New("FATAL:  the database system is starting up"), retry.NotSent},
-	{"libpq too many clients", errors.New("FATAL:  sorry, too many clients already"), retry.NotSent},
-	{"Neon waking, text only", errors.New("ERROR: Couldn't connect to compute node"), retry.NotSent},
-	{"Neon disabled, text only", errors.New("ERROR: Control plane request failed: endpoint is disabled"), retry.Permanent},
-	{"pgconn TLS refusal, text only", errors.New("server refused TLS connection"), retry.Permanent},
+	// libpq's wordings, from a driver that passes them on without a SQLSTATE.
+	{"libpq SSL closed (the seed's error)", &driverErr{"", "SSL connection has been closed unexpectedly"}, retry.ConnLost},
+	{"libpq server closed", &driverErr{"", "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request."}, retry.ConnLost},
+	{"libpq could not receive", &driverErr{"", "could not receive data from server: Connection timed out"}, retry.ConnLost},
+	{"libpq SSL SYSCALL EOF", &driverErr{"", "SSL SYSCALL error: EOF detected"}, retry.ConnLost},
+	{"libpq SSL SYSCALL Success", &driverErr{"", "SSL SYSCALL error: Success"}, retry.ConnLost},
+	{"libpq connection not open", &driverErr{"", "connection not open"}, retry.ConnLost},
+	{"libpq admin shutdown text", &driverErr{"", "FATAL:  terminating connection due to administrator command"}, retry.ConnLost},
+	{"libpq idle-session timeout, with the close appended", &driverErr{"", "FATAL:  terminating connection due to idle-session timeout\nserver closed the connection unexpectedly"}, retry.NotSent},
+	{"libpq idle-in-transaction timeout", &driverErr{"", "FATAL:  terminating connection due to idle-in-transaction timeout"}, retry.NotSent},
+	{"libpq refused", &driverErr{"08001", `connection to server at "127.0.0.1", port 5432 failed: Connection refused`}, retry.NotSent},
+	{"libpq starting up", &driverErr{"", "FATAL:  the database system is starting up"}, retry.NotSent},
+	{"libpq too many clients", &driverErr{"", "FATAL:  sorry, too many clients already"}, retry.NotSent},
+	{"Neon waking, from another driver", &driverErr{"XX000", "ERROR: Couldn't connect to compute node"}, retry.NotSent},
+	{"Neon disabled, from another driver", &driverErr{"XX000", "ERROR: Control plane request failed: endpoint is disabled"}, retry.Permanent},
+	{"pgconn TLS refusal, inside a pgconn error", &safeToRetryErr{false, errors.New("server refused TLS connection")}, retry.Permanent},
+
+	// Text alone says nothing about where an error came from.
+	{"bare libpq text", errors.New("SSL connection has been closed unexpectedly"), retry.Permanent},
+	{"bare psycopg2 text", errors.New("(psycopg2.OperationalError) SSL connection has been closed unexpectedly\n\n[SQL: SELECT 1]"), retry.Permanent},
+	{"bare refused text", errors.New("dial tcp 127.0.0.1:8080: connect: connection refused"), retry.Permanent},
 
 	// Everything else.
 	{"unknown", errors.New("boom"), retry.Permanent},
@@ -157,13 +196,19 @@ func checkClass(t *testing.T, err error, want retry.Class) {
 		{"bare", err},
 		{"fmt.Errorf %w", fmt.Errorf("query documents: %w", err)},
 		{"twice wrapped", fmt.Errorf("handler: %w", fmt.Errorf("store: %w", err))},
-		{"errors.Join with an unrelated error", errors.Join(errors.New("rollback skipped"), err)},
+		{"errors.Join with itself", errors.Join(err, err)},
 		{"*retry.Error", &retry.Error{Attempts: 3, Class: want, Err: err}},
+		{"a wrapper declared in pgsteady", &pgsteadyErr{err}},
 	}
 	for _, f := range forms {
 		if got := retry.Classify(f.err); got != want {
 			t.Errorf("%s: Classify(%v) = %v, want %v", f.name, f.err, got, want)
 		}
+	}
+	// A part that says nothing about the database makes a join Permanent.
+	joined := errors.Join(errors.New("licence number already taken"), err)
+	if got := retry.Classify(joined); got != retry.Permanent {
+		t.Errorf("joined with a business error: Classify(%v) = %v, want permanent", joined, got)
 	}
 }
 
@@ -195,9 +240,12 @@ func TestClassifyJoined(t *testing.T) {
 		{"conflict and not-sent", []error{notSent, conflict}, retry.Conflict},
 		{"permanent wins", []error{connLost, syntax, notSent}, retry.Permanent},
 		{"context error wins", []error{notSent, cancel}, retry.Permanent},
-		{"unknown parts are ignored", []error{unknown, notSent, nil}, retry.NotSent},
+		{"nil parts are ignored", []error{notSent, nil}, retry.NotSent},
+		{"an unknown part makes it permanent", []error{unknown, notSent, nil}, retry.Permanent},
+		{"a business error joined with a conflict", []error{errors.New("insufficient funds"), conflict}, retry.Permanent},
 		{"only unknown parts", []error{unknown, errors.New("other")}, retry.Permanent},
-		{"nested joins", []error{errors.Join(notSent, unknown), errors.Join(connLost)}, retry.ConnLost},
+		{"nested joins", []error{errors.Join(notSent, conflict), errors.Join(connLost)}, retry.ConnLost},
+		{"nested join with an unknown part", []error{errors.Join(notSent, unknown), errors.Join(connLost)}, retry.Permanent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -415,7 +415,7 @@ func TestDoRetryOn(t *testing.T) {
 		{"zero RetryOn does not retry conn-lost", 0, errConnLost, 1},
 		{"Safe does not retry conn-lost", Safe, errConnLost, 1},
 		{"Idempotent retries conn-lost", Idempotent, errConnLost, 3},
-		{"Idempotent does not retry conflict", Idempotent, errConflict, 1},
+		{"Idempotent retries conflict (the transaction was rolled back)", Idempotent, errConflict, 3},
 		{"Transaction retries conflict", Transaction, errConflict, 3},
 		{"Transaction does not retry permanent", Transaction, errPermanent, 1},
 		{"conflict only", Set(Conflict), errNotSent, 1},

@@ -17,7 +17,7 @@ func ExampleClassify() {
 		&pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"},
 		fmt.Errorf("list licences: %w", io.ErrUnexpectedEOF),
 		&pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"},
-		errors.New("psycopg2.OperationalError: SSL connection has been closed unexpectedly"),
+		errors.New("psycopg2.OperationalError: SSL connection has been closed unexpectedly"), // text alone: not from a database connection
 		&pgconn.PgError{Severity: "ERROR", Code: "40001", Message: "could not serialize access"},
 		&pgconn.PgError{Severity: "ERROR", Code: "23505", Message: "duplicate key value"},
 		&pgconn.PgError{Severity: "FATAL", Code: "XX000", Message: "Couldn't connect to compute node"},
@@ -31,7 +31,7 @@ func ExampleClassify() {
 	// not-sent
 	// conn-lost
 	// conn-lost
-	// conn-lost
+	// permanent
 	// conflict
 	// permanent
 	// not-sent
@@ -146,7 +146,7 @@ func ExamplePolicy_Validate() {
 func ExampleDefaultPolicy() {
 	p := retry.DefaultPolicy()
 	fmt.Println(p.Initial, p.Multiplier, p.MaxInterval, p.MaxElapsed, p.MaxAttempts, p.RetryOn)
-	// Output: 25ms 2 1s 15s 0 not-sent
+	// Output: 25ms 2 1s 15s 0 not-sent|conflict
 }
 
 func ExampleSet() {

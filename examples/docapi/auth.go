@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,8 +19,8 @@ import (
 )
 
 const (
-	// tokenTTL is how long a bearer token stays valid after login.
-	tokenTTL = 24 * time.Hour
+	// defaultTokenTTL is how long a bearer token stays valid after login.
+	defaultTokenTTL = 24 * time.Hour
 	// tokenBytes is the number of random bytes in a token (base64url: 43 characters).
 	tokenBytes = 32
 	// minPasswordLen is the shortest password accepted for a configured user.
@@ -43,8 +46,8 @@ func hashToken(token string) []byte {
 // normalizeEmail makes e-mail addresses compare the way users expect.
 func normalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
-// ensureUser creates the user, or sets its password.
-func ensureUser(ctx context.Context, st *store, email, password string) error {
+// ensureUser creates the user, or sets its password and admin flag.
+func ensureUser(ctx context.Context, st *store, email, password string, admin bool) error {
 	email = normalizeEmail(email)
 	if email == "" || !strings.Contains(email, "@") {
 		return fmt.Errorf("user e-mail %q is not an address", email)
@@ -56,7 +59,7 @@ func ensureUser(ctx context.Context, st *store, email, password string) error {
 	if err != nil {
 		return fmt.Errorf("the password of %s: %w", email, err) // bcrypt.ErrPasswordTooLong
 	}
-	return st.saveUser(ctx, email, hash)
+	return st.saveUser(ctx, email, hash, admin)
 }
 
 // dummyHash is compared against when the e-mail is unknown, so that a login for an unknown
@@ -67,38 +70,85 @@ var dummyHash = sync.OnceValue(func() []byte {
 })
 
 // login handles POST /auth/login {"email", "password"} -> {"token", "token_type", "expires_at"}.
+//
+// Abuse limits (see throttle.go): an e-mail or client address with too many recent failures
+// gets 429 with Retry-After, before any password work; no more logins for one e-mail are in
+// flight than its remaining failures allow, and password comparisons run at most bcryptSlots
+// at a time; a login that cannot get its turn in loginMaxWait gets 503 with Retry-After.
 func (s *server) login(w http.ResponseWriter, r *http.Request) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "the body must be JSON, sent with Content-Type: application/json")
+		return
+	}
 	var req struct {
 		Email    string `json:"email"`
 		Password string `json:"password"`
 	}
-	if !s.decodeJSON(w, r, &req) {
+	if !s.decodeJSON(w, r, &req, "email", "password") {
 		return
 	}
 	if req.Email == "" || req.Password == "" {
 		writeError(w, http.StatusBadRequest, "email and password are required")
 		return
 	}
-	id, hash, err := s.store.userByEmail(r.Context(), normalizeEmail(req.Email))
+	email, addr := normalizeEmail(req.Email), s.clientAddr(r)
+	if s.throttled(w, email, addr) {
+		return
+	}
+	// Logins for one e-mail go ahead only while, all wrong, they would stay within the
+	// e-mail's limit; then each comparison takes a bcrypt slot. After each wait the limits are
+	// checked again: a burst's later attempts meet the failures of its first ones and are
+	// answered 429 without any password work.
+	deadline := time.Now().Add(loginMaxWait)
+	may := func(inflight int) bool {
+		n := s.emailFailures.count(email)
+		return n >= emailFailureLimit || n+inflight < emailFailureLimit // at the limit: go on, to a 429
+	}
+	if !s.emailTurns.enter(r.Context(), email, loginMaxWait, may) {
+		s.loginBusy(w)
+		return
+	}
+	defer s.emailTurns.leave(email)
+	if s.throttled(w, email, addr) {
+		return
+	}
+	id, hash, err := s.store.userByEmail(r.Context(), email)
 	switch {
 	case errors.Is(err, errNotFound):
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(req.Password))
-		writeError(w, http.StatusUnauthorized, "wrong email or password")
-		return
+		hash = dummyHash()
 	case err != nil:
 		s.serverError(w, r, err)
 		return
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil {
+	ok, busy := s.checkPassword(r.Context(), deadline, email, addr, hash, req.Password)
+	if busy {
+		s.loginBusy(w)
+		return
+	}
+	if ok == nil {
+		// Throttled while it waited for a slot (and, should that have just expired, busy).
+		if !s.throttled(w, email, addr) {
+			s.loginBusy(w)
+		}
+		return
+	}
+	if !*ok || id == 0 {
+		s.emailFailures.fail(email)
+		s.addrFailures.fail(addr)
+		s.metrics.login("failed")
 		writeError(w, http.StatusUnauthorized, "wrong email or password")
 		return
 	}
+	s.emailFailures.reset(email)
+	setUser(r.Context(), id)
+
 	token, tokenHash := newToken()
-	expires := time.Now().Add(tokenTTL)
+	expires := time.Now().Add(s.tokenTTL)
 	if err := s.store.saveToken(r.Context(), tokenHash, id, expires); err != nil {
 		s.serverError(w, r, err)
 		return
 	}
+	s.metrics.login("ok")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token":      token,
 		"token_type": "Bearer",
@@ -106,12 +156,99 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-type userKey struct{}
+// loginBusy answers 503 to a login that waited too long for its turn.
+func (s *server) loginBusy(w http.ResponseWriter) {
+	s.metrics.login("busy")
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "too many logins at once, retry later")
+}
 
-// userID returns the authenticated user of a request that went through requireAuth.
-func userID(ctx context.Context) int64 {
-	id, _ := ctx.Value(userKey{}).(int64)
-	return id
+// checkPassword compares password with hash in a bcrypt slot, waiting for one until deadline.
+// It answers busy when no slot came in time, ok nil when the e-mail or the address became
+// throttled while it waited (no comparison ran), and otherwise whether the password matches.
+//
+// Identical checks in flight at once (same e-mail, password and hash: a crowd of correct
+// logins to one account, or a burst of one wrong password) share one comparison. Each caller
+// still counts its own failure. No result outlives the comparison.
+func (s *server) checkPassword(ctx context.Context, deadline time.Time, email, addr string, hash []byte, password string) (ok *bool, busy bool) {
+	h := sha256.New()
+	for _, part := range []string{string(hash), email, password} {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(part)))) // no two splits alike
+		h.Write([]byte(part))
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	for {
+		res := s.checks.do(ctx, key, func() checkResult {
+			// The first caller compares for all: its client's going away must not fail theirs.
+			if !s.bcrypt.acquire(context.WithoutCancel(ctx), time.Until(deadline)) {
+				return checkBusy
+			}
+			defer s.bcrypt.release()
+			if s.throttleWait(email, addr) > 0 {
+				return checkSkipped
+			}
+			if bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil {
+				return checkRight
+			}
+			return checkWrong
+		})
+		switch res {
+		case checkBusy:
+			return nil, true
+		case checkRight, checkWrong:
+			match := res == checkRight
+			return &match, false
+		}
+		// The first caller's address was throttled; this one's may be too.
+		if s.throttleWait(email, addr) > 0 {
+			return nil, false
+		}
+		if !time.Now().Before(deadline) {
+			return nil, true
+		}
+	}
+}
+
+// throttleWait is how long the e-mail or the address must wait before its next login.
+func (s *server) throttleWait(email, addr string) time.Duration {
+	return max(s.emailFailures.retryAfter(email), s.addrFailures.retryAfter(addr))
+}
+
+// throttled answers 429 with Retry-After when the e-mail or the address has failed too often.
+func (s *server) throttled(w http.ResponseWriter, email, addr string) bool {
+	wait := s.throttleWait(email, addr)
+	if wait <= 0 {
+		return false
+	}
+	s.metrics.login("throttled")
+	secs := int((wait + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed logins, retry in %d s", secs))
+	return true
+}
+
+// logout handles POST /auth/logout: the token it is sent with stops working. 204.
+func (s *server) logout(w http.ResponseWriter, r *http.Request) {
+	if err := s.store.revokeToken(r.Context(), caller(r.Context()).tokenHash); err != nil {
+		s.serverError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type principalKey struct{}
+
+// principal is the authenticated caller of a request.
+type principal struct {
+	viewer
+	tokenHash []byte
+}
+
+// caller returns the authenticated caller of a request that went through requireAuth.
+func caller(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	return p
 }
 
 // requireAuth lets a request through only with a valid "Authorization: Bearer <token>"
@@ -124,16 +261,18 @@ func (s *server) requireAuth(next http.Handler) http.Handler {
 			unauthorized(w, "missing or malformed bearer token")
 			return
 		}
-		id, err := s.store.userByToken(r.Context(), hashToken(token))
+		hash := hashToken(token)
+		v, err := s.store.userByToken(r.Context(), hash)
 		switch {
 		case errors.Is(err, errNotFound):
-			unauthorized(w, "invalid or expired token")
+			unauthorized(w, "invalid, expired or revoked token")
 			return
 		case err != nil:
 			s.serverError(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, id)))
+		setUser(r.Context(), v.id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal{v, hash})))
 	})
 }
 

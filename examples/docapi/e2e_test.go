@@ -14,6 +14,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,8 +38,12 @@ func TestMain(m *testing.M) {
 }
 
 const (
-	testEmail    = "agent@example.com"
-	testPassword = "correct horse battery"
+	testEmail     = "agent@example.com"
+	testPassword  = "correct horse battery"
+	otherEmail    = "other@example.com" // a second, ordinary user
+	otherPassword = "another long password"
+	adminEmail    = "admin@example.com" // a user with the admin flag
+	adminPassword = "the admin's password"
 )
 
 // api is docapi on a fresh database of the harness, served by httptest, with a logged-in token.
@@ -51,7 +56,16 @@ type api struct {
 	client *http.Client
 }
 
-func newAPI(t testing.TB) *api {
+// newAPI starts docapi with three users (testEmail, otherEmail, adminEmail, the last an admin),
+// with a token for testEmail, behind a loopback proxy whose X-Forwarded-For it trusts (so that
+// tests can play several client addresses), and logs at Warn to the test's output.
+func newAPI(t testing.TB, opts ...serverOption) *api {
+	t.Helper()
+	return newAPILogged(t, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), opts...)
+}
+
+// newAPILogged is newAPI with the server's logger.
+func newAPILogged(t testing.TB, logger *slog.Logger, opts ...serverOption) *api {
 	t.Helper()
 	s := pgharness.Require(t, srv)
 	ctx := t.Context()
@@ -63,8 +77,7 @@ func newAPI(t testing.TB) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger))
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(requestObserver{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +86,16 @@ func newAPI(t testing.TB) *api {
 		t.Fatal(err)
 	}
 	a := &api{t: t, pool: p, store: newStore(p, logger)}
-	if err := ensureUser(ctx, a.store, testEmail, testPassword); err != nil {
-		t.Fatal(err)
+	for _, u := range []struct {
+		email, password string
+		admin           bool
+	}{{testEmail, testPassword, false}, {otherEmail, otherPassword, false}, {adminEmail, adminPassword, true}} {
+		if err := ensureUser(ctx, a.store, u.email, u.password, u.admin); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ts := httptest.NewServer(newServer(p, logger))
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	ts := httptest.NewServer(newServer(p, logger, append([]serverOption{withTrustedProxies(loopback)}, opts...)...))
 	t.Cleanup(ts.Close)
 	a.url, a.client = ts.URL, ts.Client()
 	a.token = a.login(testEmail, testPassword)

@@ -2,8 +2,11 @@
 // documents (driving licences "permis", national identity cards "cin", vehicle registration
 // cards "gris") behind token authentication, in PostgreSQL, through a [pool.Pool].
 //
-// Run it with no configuration to get a disposable PostgreSQL in Docker (removed on exit) and
-// a demo user whose password is printed:
+// Run it with no configuration to get a disposable PostgreSQL and a demo user whose password is
+// printed. The database runs in Docker when an engine answers, else as a throwaway cluster of
+// the PostgreSQL server binaries on this machine (initdb and postgres, on $PATH or where
+// Debian, Homebrew or Postgres.app put them); either way with TLS, on 127.0.0.1, and removed on
+// exit, Ctrl-C included:
 //
 //	go run ./examples/docapi
 //
@@ -15,20 +18,26 @@
 //	go run ./examples/docapi
 //
 // Other variables: PORT (default 8080), HOST (default 127.0.0.1), DOCAPI_LOG_LEVEL (debug,
-// info, warn or error; default info), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
+// info, warn or error; default info; info logs one line per request), DOCAPI_USER_ADMIN=true
+// (the configured user reads every user's documents; others read only their own),
+// DOCAPI_TRUSTED_PROXIES (addresses or CIDR prefixes of proxies whose X-Forwarded-For names the
+// client, for login throttling), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
 // the superuser's DSN, for loadgen -chaos). The schema is created or migrated at start.
 //
 // Routes (JSON; errors are {"error": "..."}):
 //
-//	POST /auth/login                 {"email","password"} -> {"token", ...}
+//	POST /auth/login                 {"email","password"} -> {"token", ...}; 429 when throttled
+//	POST /auth/logout                revokes the token it is sent with
 //	GET  /{kind}/all?limit=&after=   newest first; after= is the next_after of the last page
 //	GET  /{kind}/{id}                one document
 //	GET  /{kind}/{id}/image          its image
 //	POST /{kind}/process             multipart upload: "image" plus the card's fields
-//	GET  /healthz, /readyz           liveness, database reachability
+//	GET  /healthz, /readyz           liveness, readiness (the database, within the retry budget)
+//	GET  /metrics                    Prometheus metrics: the pool's statistics, requests, logins
 //	GET  /debug/pool                 the pool's statistics
 //
-// where {kind} is permis, cin or gris. All but login and the health checks need
+// where {kind} is permis, cin or gris. A user reads only the documents they uploaded (another
+// user's id answers 404), an admin every document. All but login, metrics and health need
 // "Authorization: Bearer <token>". SIGINT or SIGTERM drains requests, then closes the pool.
 package main
 
@@ -92,7 +101,7 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 		logger.Warn("docapi: config: " + w)
 	}
 
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger))
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(requestObserver{}))
 	if err != nil {
 		return err
 	}
@@ -104,6 +113,10 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 		return err
 	}
 
+	proxies, err := parseTrustedProxies(env("DOCAPI_TRUSTED_PROXIES"))
+	if err != nil {
+		return err
+	}
 	port := cmp.Or(env("PORT"), defaultPort)
 	ln, err := net.Listen("tcp", net.JoinHostPort(cmp.Or(env("HOST"), defaultHost), port))
 	if err != nil {
@@ -112,7 +125,7 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "docapi: listening on http://%s\n", ln.Addr())
 
 	srv := &http.Server{
-		Handler:           newServer(p, logger),
+		Handler:           newServer(p, logger, withTrustedProxies(proxies)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
@@ -139,17 +152,14 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 
 // databaseConfig reads the database settings, or, when none is configured, starts a disposable
 // PostgreSQL (returned, for the caller to close).
-func databaseConfig(ctx context.Context, env func(string) string, stdout io.Writer) (*config.Config, *pgharness.Server, error) {
-	for _, k := range []string{"DATABASE_URL", "DB_HOST", "DB_USER", "DB_PASSWORD", "DB_NAME", "DB_PORT", "DB_SSLMODE", "PGHOST", "PGSERVICE"} {
-		if env(k) != "" {
-			cfg, err := config.FromEnv()
-			return cfg, nil, err
-		}
+func databaseConfig(ctx context.Context, env func(string) string, stdout io.Writer) (*config.Config, pgharness.Database, error) {
+	if pgharness.DatabaseConfigured(env) {
+		cfg, err := config.FromEnv()
+		return cfg, nil, err
 	}
-	fmt.Fprintln(stdout, "docapi: no DATABASE_URL or DB_HOST: starting a disposable PostgreSQL in Docker (removed on exit)")
-	srv, err := pgharness.Start(ctx, pgharness.Options{})
+	srv, err := startEmbedded(ctx, stdout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("embedded database: %w", err)
+		return nil, nil, err
 	}
 	cfg, err := config.Parse(srv.DSN())
 	if err != nil {
@@ -169,7 +179,11 @@ func setupUser(ctx context.Context, st *store, env func(string) string, embedded
 	email, password := env("DOCAPI_USER_EMAIL"), env("DOCAPI_USER_PASSWORD")
 	switch {
 	case email != "" && password != "":
-		return ensureUser(ctx, st, email, password)
+		admin, err := parseAdmin(env("DOCAPI_USER_ADMIN"))
+		if err != nil {
+			return err
+		}
+		return ensureUser(ctx, st, email, password, admin)
 	case email != "" || password != "":
 		return errors.New("set both DOCAPI_USER_EMAIL and DOCAPI_USER_PASSWORD, or neither")
 	case !embedded:
@@ -178,7 +192,7 @@ func setupUser(ctx context.Context, st *store, env func(string) string, embedded
 	b := make([]byte, 12)
 	rand.Read(b)
 	password = base64.RawURLEncoding.EncodeToString(b)
-	if err := ensureUser(ctx, st, demoEmail, password); err != nil {
+	if err := ensureUser(ctx, st, demoEmail, password, false); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "docapi: demo user %s, password %s\n", demoEmail, password)

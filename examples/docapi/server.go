@@ -4,10 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"reflect"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgsteady/pgsteady/pool"
@@ -19,31 +25,61 @@ const (
 	maxLimit     = 200
 	// maxJSONBody bounds the login request.
 	maxJSONBody = 64 << 10
-	// readyTimeout bounds the database check of GET /readyz.
-	readyTimeout = 2 * time.Second
+	// readyTimeout bounds the database check of GET /readyz: below the 1 s a Kubernetes probe
+	// waits by default.
+	readyTimeout = 800 * time.Millisecond
 )
 
 // server is docapi's HTTP API on a pgsteady pool.
 type server struct {
-	pool  *pool.Pool
-	store *store
-	log   *slog.Logger
-	mux   *http.ServeMux
-	today func() time.Time // for date validation
+	pool    *pool.Pool
+	store   *store
+	log     *slog.Logger
+	mux     *http.ServeMux
+	handler http.Handler     // mux behind the access log
+	today   func() time.Time // for date validation
+	metrics *metrics
+
+	tokenTTL       time.Duration
+	trustedProxies []netip.Prefix
+	emailFailures  *throttle
+	addrFailures   *throttle
+	emailTurns     *turns
+	bcrypt         *semaphore
+	checks         *flights
+
+	readyBudget  time.Duration
+	failingSince atomic.Int64 // unix nanoseconds of the first failed readiness check in a row; 0: none
 }
 
 // newServer returns docapi's handler. The schema must be in place (see migrate).
-func newServer(p *pool.Pool, logger *slog.Logger) http.Handler {
+func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Handler {
 	s := &server{
-		pool:  p,
-		store: newStore(p, logger),
-		log:   logger,
-		mux:   http.NewServeMux(),
-		today: func() time.Time { return time.Now().UTC().Truncate(24 * time.Hour) },
+		pool:          p,
+		store:         newStore(p, logger),
+		log:           logger,
+		mux:           http.NewServeMux(),
+		today:         func() time.Time { return time.Now().UTC().Truncate(24 * time.Hour) },
+		metrics:       newMetrics(),
+		tokenTTL:      defaultTokenTTL,
+		emailFailures: newThrottle(emailFailureLimit, failureWindow),
+		addrFailures:  newThrottle(addrFailureLimit, failureWindow),
+		emailTurns:    newTurns(),
+		bcrypt:        newSemaphore(bcryptSlots, bcryptMaxWaiting),
+		checks:        newFlights(),
+		readyBudget:   p.Config().Retry.MaxElapsed,
+	}
+	if s.readyBudget <= 0 {
+		s.readyBudget = retry.DefaultMaxElapsed
+	}
+	for _, opt := range opts {
+		opt(s)
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /metrics", s.metricsHandler)
 	s.mux.HandleFunc("POST /auth/login", s.login)
+	s.mux.Handle("POST /auth/logout", s.requireAuth(http.HandlerFunc(s.logout)))
 	s.mux.Handle("GET /debug/pool", s.requireAuth(p.DebugHandler()))
 	for _, k := range kinds {
 		s.mux.Handle("GET /"+k.name+"/all", s.requireAuth(s.list(k)))
@@ -51,11 +87,15 @@ func newServer(p *pool.Pool, logger *slog.Logger) http.Handler {
 		s.mux.Handle("GET /"+k.name+"/{id}/image", s.requireAuth(s.image(k)))
 		s.mux.Handle("POST /"+k.name+"/process", s.requireAuth(s.process(k)))
 	}
+	s.handler = s.logged(http.HandlerFunc(s.route))
 	return s
 }
 
-// ServeHTTP routes the request, answering unknown paths (404) and methods (405) in JSON too.
-func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP serves the request and writes its access-log line.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// route routes the request, answering unknown paths (404) and methods (405) in JSON too.
+func (s *server) route(w http.ResponseWriter, r *http.Request) {
 	if h, pattern := s.mux.Handler(r); pattern == "" {
 		rec := &statusRecorder{header: w.Header()}
 		h.ServeHTTP(rec, r) // the mux's own 404, 405 or redirect: keep its status and headers
@@ -88,16 +128,32 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz answers 200 when the pool reaches the database within readyTimeout, 503 otherwise.
+// readyz answers whether docapi can serve: 200 while the pool reaches the database, and
+// also while it has failed to for less than the ready budget (by default the pool's retry
+// budget, cfg.Retry.MaxElapsed), because a request arriving then is still retried until the
+// database is back: a killed backend or a restart of a few seconds does not take the instance
+// out of its load balancer. Once the database has failed every check for longer than that,
+// 503, until one check succeeds.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
-	if err := s.pool.Ping(ctx); err != nil {
-		s.log.Warn("docapi: not ready", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "database unreachable")
+	err := s.pool.Ping(ctx)
+	if err == nil {
+		s.failingSince.Store(0)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	now := time.Now()
+	s.failingSince.CompareAndSwap(0, now.UnixNano())
+	failing := now.Sub(time.Unix(0, s.failingSince.Load()))
+	if failing < s.readyBudget {
+		s.log.Info("docapi: database check failed, still within the ready budget", "failing", failing.Round(time.Millisecond), "budget", s.readyBudget, "err", err)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "retrying"})
+		return
+	}
+	s.log.Warn("docapi: not ready", "failing", failing.Round(time.Millisecond), "budget", s.readyBudget, "err", err)
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "database unreachable for "+failing.Round(time.Second).String())
 }
 
 // list handles GET /{kind}/all?limit=&after=: newest first, without the image bytes.
@@ -123,7 +179,7 @@ func (s *server) list(k *kind) http.HandlerFunc {
 			}
 			after = n
 		}
-		docs, more, err := s.store.list(r.Context(), k, after, limit)
+		docs, more, err := s.store.list(r.Context(), k, caller(r.Context()).viewer, after, limit)
 		if err != nil {
 			s.serverError(w, r, err)
 			return
@@ -143,7 +199,7 @@ func (s *server) get(k *kind) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		d, err := s.store.get(r.Context(), k, id)
+		d, err := s.store.get(r.Context(), k, caller(r.Context()).viewer, id)
 		if err != nil {
 			s.readError(w, r, k, err)
 			return
@@ -152,22 +208,41 @@ func (s *server) get(k *kind) http.HandlerFunc {
 	}
 }
 
-// image handles GET /{kind}/{id}/image: the stored bytes with their content type.
+// inlineImageTypes are the stored types a browser may show inline: plain raster images, which
+// run no script. Anything else (a PDF) is served as a download.
+var inlineImageTypes = []string{"image/jpeg", "image/png"}
+
+// image handles GET /{kind}/{id}/image: the stored bytes with their content type. Only JPEG
+// and PNG are served inline; a PDF, or any type docapi did not expect in its table, is an
+// attachment, and an unexpected type is sent as application/octet-stream. Every answer carries
+// Content-Security-Policy: sandbox (no script, no plugin, an opaque origin, should a browser
+// render it anyway) and X-Content-Type-Options: nosniff.
 func (s *server) image(k *kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, ok := pathID(w, r)
 		if !ok {
 			return
 		}
-		contentType, data, err := s.store.image(r.Context(), k, id)
+		contentType, data, err := s.store.image(r.Context(), k, caller(r.Context()).viewer, id)
 		if err != nil {
 			s.readError(w, r, k, err)
 			return
 		}
+		disposition := "inline"
+		if !slices.Contains(inlineImageTypes, contentType) {
+			disposition = "attachment"
+			if !slices.Contains(allowedImageTypes, contentType) {
+				contentType = "application/octet-stream"
+			}
+		}
+		ext := map[string]string{"image/jpeg": ".jpg", "image/png": ".png", "application/pdf": ".pdf"}[contentType]
 		h := w.Header()
 		h.Set("Content-Type", contentType)
 		h.Set("Content-Length", strconv.Itoa(len(data)))
+		h.Set("Content-Disposition", fmt.Sprintf(`%s; filename="%s-%d%s"`, disposition, k.name, id, ext))
+		h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		h.Set("Cache-Control", "private, max-age=3600")
 		w.WriteHeader(http.StatusOK)
 		w.Write(data)
@@ -198,15 +273,12 @@ func (s *server) readError(w http.ResponseWriter, r *http.Request, k *kind, err 
 func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
 		// The client has gone: nobody reads the answer, and this is no server failure.
-		s.log.Debug("docapi: client gone", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Debug("docapi: client gone", "request_id", requestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "request canceled")
 		return
 	}
-	var retryErr *retry.Error
-	transient := errors.Is(err, pool.ErrPoolTimeout) || errors.Is(err, pool.ErrClosed) ||
-		errors.Is(err, errCommitUnknown) || errors.As(err, &retryErr) ||
-		retry.Classify(err) != retry.Permanent
-	s.log.Error("docapi: request failed", "method", r.Method, "path", r.URL.Path, "transient", transient, "err", err)
+	transient := errors.Is(err, errCommitUnknown) || retry.MayRetryLater(err)
+	s.log.Error("docapi: request failed", "request_id", requestID(r.Context()), "method", r.Method, "path", r.URL.Path, "transient", transient, "err", err)
 	if transient {
 		w.Header().Set("Retry-After", "1")
 		msg := "database unavailable, retry later"
@@ -219,24 +291,68 @@ func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) 
 	writeError(w, http.StatusInternalServerError, "internal error")
 }
 
-// decodeJSON reads a small JSON request body into v, answering 400 (or 413) when it cannot.
-func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+// decodeJSON reads a small JSON object into v, answering 400 (or 413) when it cannot, in the
+// API's words rather than the decoder's. keys are v's JSON keys, for the messages.
+func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, keys ...string) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
-		err = errors.New("one JSON object expected")
+		err = errTrailingData
 	}
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
-			return false
-		}
-		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+	if err == nil {
+		return true
+	}
+	expected := `a JSON object with the keys "` + strings.Join(keys, `", "`) + `"`
+	var (
+		tooBig    *http.MaxBytesError
+		typeErr   *json.UnmarshalTypeError
+		syntaxErr *json.SyntaxError
+		msg       string
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body larger than "+strconv.Itoa(maxJSONBody)+" bytes")
 		return false
+	case errors.Is(err, io.EOF):
+		msg = "the body is empty: send " + expected
+	case errors.Is(err, errTrailingData):
+		msg = "the body must hold one JSON object and nothing after it"
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		msg = strconv.Quote(typeErr.Field) + " must be a JSON " + jsonKind(typeErr.Type)
+	case errors.As(err, &typeErr):
+		msg = "the body must be " + expected
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// encoding/json has no error type for an unknown field, only this text.
+		field := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		msg = "unknown key " + field + ": send " + expected
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		msg = "the body is not valid JSON: send " + expected
+	default:
+		msg = "the body could not be read: send " + expected
 	}
-	return true
+	writeError(w, http.StatusBadRequest, msg)
+	return false
+}
+
+// errTrailingData is decodeJSON's error for a body with more after its JSON object.
+var errTrailingData = errors.New("data after the JSON object")
+
+// jsonKind names the JSON type that a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return "object"
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,10 @@ var errNotFound = errors.New("not found")
 // established: the client should retry with the same idempotency key.
 var errCommitUnknown = errors.New("the upload's outcome is unknown, retry with the same Idempotency-Key")
 
+// errKeyReused is returned by store.create when the user's idempotency key already stored an
+// upload with other fields or another image.
+var errKeyReused = errors.New("this Idempotency-Key was already used for an upload with other fields or another image: use a new key for a new upload")
+
 // store runs docapi's SQL, always parameterized, on a pgsteady pool. Reads, and writes that are
 // harmless to repeat, go through p.Idempotent(), so that a connection lost in the middle of a
 // statement is retried; uploads run in p.Tx.
@@ -32,9 +37,32 @@ type store struct {
 	sql map[*kind]kindSQL
 }
 
-// kindSQL holds the statements of one kind, built once from its (constant) field list.
+// kindSQL holds the statements of one kind, built once from its (constant) field list. The
+// read statements come in two scopes: own (the caller's documents only, owner in the last
+// parameter) and all (for an admin).
 type kindSQL struct {
-	list, get, image, insert, byKey string
+	list, get, image [2]string // [scopeOwn], [scopeAll]
+	insert, byKey    string
+}
+
+// Read scopes: the index into kindSQL's read statements.
+const (
+	scopeOwn = 0
+	scopeAll = 1
+)
+
+// viewer is who reads: a user sees their own documents, an admin everyone's.
+type viewer struct {
+	id    int64
+	admin bool
+}
+
+// scope returns the statement scope for v and the arguments that follow the statement's own.
+func (v viewer) scope() (int, []any) {
+	if v.admin {
+		return scopeAll, nil
+	}
+	return scopeOwn, []any{v.id}
 }
 
 func newStore(p *pool.Pool, logger *slog.Logger) *store {
@@ -42,7 +70,7 @@ func newStore(p *pool.Pool, logger *slog.Logger) *store {
 	for _, k := range kinds {
 		table := pgx.Identifier{k.name}.Sanitize()
 		cols := make([]string, len(k.fields))
-		params := make([]string, len(k.fields)+5)
+		params := make([]string, len(k.fields)+6)
 		for i, f := range k.fields {
 			cols[i] = pgx.Identifier{f.name}.Sanitize()
 		}
@@ -52,13 +80,22 @@ func newStore(p *pool.Pool, logger *slog.Logger) *store {
 		fields := strings.Join(cols, ", ")
 		selectList := "id, " + fields + ", image_type, image_size, created_at"
 		s.sql[k] = kindSQL{
-			list:  "SELECT " + selectList + " FROM " + table + " WHERE id < $1 ORDER BY id DESC LIMIT $2",
-			get:   "SELECT " + selectList + " FROM " + table + " WHERE id = $1",
-			image: "SELECT image_type, image FROM " + table + " WHERE id = $1",
-			insert: "INSERT INTO " + table + " (user_id, idempotency_key, " + fields + ", image, image_type, image_size)" +
+			list: [2]string{
+				"SELECT " + selectList + " FROM " + table + " WHERE user_id = $3 AND id < $1 ORDER BY id DESC LIMIT $2",
+				"SELECT " + selectList + " FROM " + table + " WHERE id < $1 ORDER BY id DESC LIMIT $2",
+			},
+			get: [2]string{
+				"SELECT " + selectList + " FROM " + table + " WHERE id = $1 AND user_id = $2",
+				"SELECT " + selectList + " FROM " + table + " WHERE id = $1",
+			},
+			image: [2]string{
+				"SELECT image_type, image FROM " + table + " WHERE id = $1 AND user_id = $2",
+				"SELECT image_type, image FROM " + table + " WHERE id = $1",
+			},
+			insert: "INSERT INTO " + table + " (user_id, idempotency_key, " + fields + ", image, image_type, image_size, body_hash)" +
 				" VALUES (" + strings.Join(params, ", ") + ")" +
 				" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
-			byKey: "SELECT id FROM " + table + " WHERE user_id = $1 AND idempotency_key = $2",
+			byKey: "SELECT id, body_hash FROM " + table + " WHERE user_id = $1 AND idempotency_key = $2",
 		}
 	}
 	return s
@@ -130,14 +167,16 @@ func scanDocument(k *kind, row pgx.Row) (document, error) {
 	return d, nil
 }
 
-// list returns up to limit documents of kind k with an id below after (0: from the newest),
-// newest first, and whether more follow.
-func (s *store) list(ctx context.Context, k *kind, after int64, limit int) (docs []document, more bool, err error) {
+// list returns up to limit documents of kind k that v may read, with an id below after (0:
+// from the newest), newest first, and whether more follow.
+func (s *store) list(ctx context.Context, k *kind, v viewer, after int64, limit int) (docs []document, more bool, err error) {
 	if after <= 0 {
 		after = math.MaxInt64
 	}
+	scope, owner := v.scope()
+	args := append([]any{after, limit + 1}, owner...)
 	err = s.read(ctx, func(ctx context.Context) error {
-		rows, err := s.p.Idempotent().Query(ctx, s.sql[k].list, after, limit+1)
+		rows, err := s.p.Idempotent().Query(ctx, s.sql[k].list[scope], args...)
 		if err != nil {
 			return err
 		}
@@ -170,18 +209,20 @@ func (s *store) read(ctx context.Context, fn func(context.Context) error) error 
 	return s.p.Idempotent().Do(ctx, fn)
 }
 
-// get returns one document, or errNotFound.
-func (s *store) get(ctx context.Context, k *kind, id int64) (document, error) {
-	d, err := scanDocument(k, s.p.Idempotent().QueryRow(ctx, s.sql[k].get, id))
+// get returns one document that v may read, or errNotFound (also when it is another user's).
+func (s *store) get(ctx context.Context, k *kind, v viewer, id int64) (document, error) {
+	scope, owner := v.scope()
+	d, err := scanDocument(k, s.p.Idempotent().QueryRow(ctx, s.sql[k].get[scope], append([]any{id}, owner...)...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, errNotFound
 	}
 	return d, err
 }
 
-// image returns a document's image and its content type, or errNotFound.
-func (s *store) image(ctx context.Context, k *kind, id int64) (contentType string, data []byte, err error) {
-	err = s.p.Idempotent().QueryRow(ctx, s.sql[k].image, id).Scan(&contentType, &data)
+// image returns the image of a document v may read and its content type, or errNotFound.
+func (s *store) image(ctx context.Context, k *kind, v viewer, id int64) (contentType string, data []byte, err error) {
+	scope, owner := v.scope()
+	err = s.p.Idempotent().QueryRow(ctx, s.sql[k].image[scope], append([]any{id}, owner...)...).Scan(&contentType, &data)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil, errNotFound
 	}
@@ -193,10 +234,12 @@ type upload struct {
 	fields      map[string]any
 	image       []byte
 	contentType string
+	hash        []byte // bodyHash of the fields and image
 }
 
 // create stores an upload once per (user, kind, idempotency key) and returns the document's
-// id, and created = false when an earlier request with that key had already stored it.
+// id, and created = false when an earlier request with that key had already stored it. A key
+// that stored an upload with another body hash gives errKeyReused.
 //
 // The insert-or-get runs in p.Tx, which retries it whole after a conflict or a connection lost
 // before COMMIT. When the COMMIT itself was lost (*pool.AmbiguousCommitError), the key is
@@ -213,7 +256,7 @@ func (s *store) create(ctx context.Context, k *kind, userID int64, key string, u
 		}
 		args = append(args, v)
 	}
-	args = append(args, up.image, up.contentType, len(up.image))
+	args = append(args, up.image, up.contentType, len(up.image), up.hash)
 
 	q := s.sql[k]
 	for attempt := 1; ; attempt++ {
@@ -228,40 +271,59 @@ func (s *store) create(ctx context.Context, k *kind, userID int64, key string, u
 				return err
 			}
 			// ON CONFLICT DO NOTHING returned no row: the key was used before.
-			return tx.QueryRow(ctx, q.byKey, userID, key).Scan(&id)
+			var stored []byte
+			if err := tx.QueryRow(ctx, q.byKey, userID, key).Scan(&id, &stored); err != nil {
+				return err
+			}
+			return sameBody(stored, up.hash)
 		})
 		var ambiguous *pool.AmbiguousCommitError
 		if !errors.As(err, &ambiguous) {
 			return id, created, err
 		}
 		s.log.Warn("docapi: commit outcome unknown, looking the idempotency key up", "kind", k.name, "err", err)
-		found, lerr := s.idByKey(ctx, k, userID, key)
+		found, stored, lerr := s.byKey(ctx, k, userID, key)
 		switch {
 		case lerr == nil:
-			return found, created, nil
+			// Committed by this request (created) or by an earlier one with this key.
+			if !created {
+				return found, false, sameBody(stored, up.hash)
+			}
+			return found, true, nil
 		case !errors.Is(lerr, errNotFound):
 			return 0, false, fmt.Errorf("%w: %w", errCommitUnknown, lerr)
 		case attempt == 2:
 			return 0, false, fmt.Errorf("%w: %w", errCommitUnknown, err)
 		}
+		countRetry(ctx)
 		s.log.Info("docapi: the upload had not committed, running it again", "kind", k.name)
 	}
 }
 
-// idByKey finds the document a user uploaded under an idempotency key, or errNotFound.
-func (s *store) idByKey(ctx context.Context, k *kind, userID int64, key string) (int64, error) {
-	var id int64
-	err := s.p.Idempotent().QueryRow(ctx, s.sql[k].byKey, userID, key).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, errNotFound
+// sameBody answers errKeyReused when the body hash stored under a key differs from this
+// upload's. A row stored before hashes were kept (stored is nil) is taken as matching.
+func sameBody(stored, hash []byte) error {
+	if stored != nil && !bytes.Equal(stored, hash) {
+		return errKeyReused
 	}
-	return id, err
+	return nil
 }
 
-// saveUser creates a user or sets its password hash. Repeating it is harmless.
-func (s *store) saveUser(ctx context.Context, email string, passwordHash []byte) error {
-	_, err := s.p.Idempotent().Exec(ctx, `INSERT INTO users (email, password_hash) VALUES ($1, $2)
-		ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash`, email, string(passwordHash))
+// byKey finds the document a user uploaded under an idempotency key and its body hash, or
+// errNotFound.
+func (s *store) byKey(ctx context.Context, k *kind, userID int64, key string) (id int64, hash []byte, err error) {
+	err = s.p.Idempotent().QueryRow(ctx, s.sql[k].byKey, userID, key).Scan(&id, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil, errNotFound
+	}
+	return id, hash, err
+}
+
+// saveUser creates a user or sets its password hash and admin flag. Repeating it is harmless.
+func (s *store) saveUser(ctx context.Context, email string, passwordHash []byte, admin bool) error {
+	_, err := s.p.Idempotent().Exec(ctx, `INSERT INTO users (email, password_hash, admin) VALUES ($1, $2, $3)
+		ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, admin = EXCLUDED.admin`,
+		email, string(passwordHash), admin)
 	return err
 }
 
@@ -287,14 +349,20 @@ func (s *store) saveToken(ctx context.Context, hash []byte, userID int64, expire
 	return err
 }
 
-// userByToken returns the user a token hash belongs to, or errNotFound when it is unknown or
-// expired.
-func (s *store) userByToken(ctx context.Context, hash []byte) (int64, error) {
-	var id int64
-	err := s.p.Idempotent().QueryRow(ctx,
-		`SELECT user_id FROM tokens WHERE hash = $1 AND expires_at > now()`, hash).Scan(&id)
+// userByToken returns the user a token hash belongs to, or errNotFound when it is unknown,
+// expired or revoked.
+func (s *store) userByToken(ctx context.Context, hash []byte) (viewer, error) {
+	var v viewer
+	err := s.p.Idempotent().QueryRow(ctx, `SELECT t.user_id, u.admin FROM tokens t JOIN users u ON u.id = t.user_id
+		WHERE t.hash = $1 AND t.expires_at > now()`, hash).Scan(&v.id, &v.admin)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, errNotFound
+		return viewer{}, errNotFound
 	}
-	return id, err
+	return v, err
+}
+
+// revokeToken deletes a token, so that it no longer authenticates. Repeating it is harmless.
+func (s *store) revokeToken(ctx context.Context, hash []byte) error {
+	_, err := s.p.Idempotent().Exec(ctx, `DELETE FROM tokens WHERE hash = $1`, hash)
+	return err
 }

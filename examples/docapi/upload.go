@@ -2,14 +2,18 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 const (
@@ -35,7 +39,9 @@ type httpError struct {
 
 // process handles POST /{kind}/process: a multipart/form-data upload of the card's image (field
 // "image": JPEG, PNG or PDF, at most 5 MiB) and its fields as form values. It answers 201 and
-// the document, or 200 and the document stored earlier under the same Idempotency-Key header.
+// the document, or 200 and the document stored earlier under the same Idempotency-Key header
+// with the same fields and image; 422 when that key stored an upload with another body. Keys
+// are the user's own: another user's key of the same name is another key.
 // Without the header the server makes a key up: the upload is then not protected against
 // client retries, but its commit can still be verified.
 func (s *server) process(k *kind) http.HandlerFunc {
@@ -60,13 +66,19 @@ func (s *server) process(k *kind) http.HandlerFunc {
 			return
 		}
 		up := upload{fields: fields, image: img, contentType: sniff(img)}
+		up.hash = bodyHash(k, up)
 
-		id, created, err := s.store.create(r.Context(), k, userID(r.Context()), key, up)
+		who := caller(r.Context())
+		id, created, err := s.store.create(r.Context(), k, who.id, key, up)
+		if errors.Is(err, errKeyReused) {
+			writeError(w, http.StatusUnprocessableEntity, errKeyReused.Error())
+			return
+		}
 		if err != nil {
 			s.serverError(w, r, err)
 			return
 		}
-		d, err := s.store.get(r.Context(), k, id)
+		d, err := s.store.get(r.Context(), k, viewer{id: who.id}, id)
 		if err != nil {
 			s.serverError(w, r, err)
 			return
@@ -90,7 +102,7 @@ func readUpload(w http.ResponseWriter, r *http.Request) (form map[string]string,
 	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBytes)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return nil, nil, &httpError{http.StatusBadRequest, "malformed multipart body: " + err.Error()}
+		return nil, nil, &httpError{http.StatusBadRequest, "the body is not multipart/form-data with a boundary"}
 	}
 	form = map[string]string{}
 	for {
@@ -148,7 +160,40 @@ func bodyError(err error) *httpError {
 	if errors.As(err, &tooBig) {
 		return &httpError{http.StatusRequestEntityTooLarge, "the upload is larger than " + strconv.Itoa(maxUploadBytes) + " bytes"}
 	}
-	return &httpError{http.StatusBadRequest, "malformed multipart body: " + err.Error()}
+	return &httpError{http.StatusBadRequest, "the multipart body is malformed or cut short"}
+}
+
+// bodyHash is the SHA-256 of an upload's kind, validated fields (in k's order, each in its
+// canonical form, so that "A1, B" and "A1,B" are the same categories) and image: what an
+// idempotency key is bound to.
+func bodyHash(k *kind, up upload) []byte {
+	h := sha256.New()
+	put := func(s string) { // length-prefixed, so that no two bodies write the same bytes
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	put(k.name)
+	for _, f := range k.fields {
+		put(f.name)
+		switch v := up.fields[f.name].(type) {
+		case nil:
+			put("null")
+		case time.Time:
+			put("date:" + v.Format(dateLayout))
+		case []string:
+			put("list:" + strconv.Itoa(len(v)))
+			for _, item := range v {
+				put(item)
+			}
+		default:
+			put(fmt.Sprintf("%T:%v", v, v))
+		}
+	}
+	put(up.contentType)
+	put(string(up.image))
+	return h.Sum(nil)
 }
 
 // sniff returns the content type of data, without parameters.

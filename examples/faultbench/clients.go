@@ -118,7 +118,7 @@ func (c pgsteadyClient) write(ctx context.Context, key string) error {
 func (c pgsteadyClient) stats() string {
 	s := c.p.Stats()
 	return fmt.Sprintf("retries not-sent=%d conn-lost=%d conflict=%d, failed pings=%d, connections opened=%d destroyed=%d",
-		s.Retries["not-sent"], s.Retries["conn-lost"], s.Retries["conflict"], s.FailedPings, s.Opened, s.Destroyed)
+		s.Retries.NotSent, s.Retries.ConnLost, s.Retries.Conflict, s.FailedPings, s.Opened, s.Destroyed)
 }
 
 func (c pgsteadyClient) close() { c.p.Close() }

@@ -8,7 +8,11 @@
 //
 // With -chaos and a superuser DSN, it also terminates every PostgreSQL client backend every
 // -chaos-every (3s), and reports how many it killed: docapi's callers should still see no
-// error.
+// error. docapi prints its embedded database's superuser DSN when started with
+// DOCAPI_PRINT_ADMIN_DSN=1 ("docapi: embedded database superuser postgres://..."), the same way
+// whether that database runs in Docker or from the PostgreSQL binaries on the machine:
+//
+//	go run ./examples/loadgen -email demo@example.com -password '...' -chaos 'postgres://postgres:...@127.0.0.1:.../postgres?sslmode=require'
 //
 // The -url (default http://127.0.0.1:8080) and the chaos DSN must point at a loopback address
 // unless -allow-remote is given.

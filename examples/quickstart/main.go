@@ -4,7 +4,9 @@
 //
 //	DATABASE_URL='postgres://user:password@host/db?sslmode=require' go run ./examples/quickstart
 //
-// The seed's DB_USER, DB_PASSWORD, DB_HOST, DB_PORT, DB_NAME and DB_SSLMODE work too.
+// The seed's DB_USER, DB_PASSWORD, DB_HOST, DB_PORT, DB_NAME and DB_SSLMODE work too. With none
+// of them it runs on the same disposable PostgreSQL as docapi (in Docker, else from the
+// PostgreSQL binaries on this machine), removed on exit.
 package main
 
 import (
@@ -14,24 +16,28 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/pool"
 )
 
 func main() {
-	if err := run(context.Background(), os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out io.Writer) error {
-	cfg, err := config.FromEnv() // DATABASE_URL, or DB_*; Neon-ready defaults
+func run(ctx context.Context, env func(string) string, out io.Writer) error {
+	cfg, cleanup, err := databaseConfig(ctx, env, out)
 	if err != nil {
 		return err
 	}
+	defer cleanup()
 	p, err := pool.New(ctx, cfg) // fails here if the database cannot be reached
 	if err != nil {
 		return err

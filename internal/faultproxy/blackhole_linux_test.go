@@ -15,6 +15,7 @@ import (
 	"github.com/pgsteady/pgsteady/internal/faultproxy"
 	"github.com/pgsteady/pgsteady/internal/netdial"
 	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"golang.org/x/sys/unix"
 )
 
 // Keepalive settings for the tests: an idle dead flow is found within about
@@ -35,11 +36,25 @@ func holeTarget(t *testing.T) (port int, p *faultproxy.Proxy) {
 // dial connects to addr through d.
 func dial(t *testing.T, addr string, d *netdial.Dialer) *pgx.Conn {
 	t.Helper()
+	conn, _ := dialTCP(t, addr, d)
+	return conn
+}
+
+// dialTCP is dial that also returns the connection's TCP socket.
+func dialTCP(t *testing.T, addr string, d *netdial.Dialer) (*pgx.Conn, *net.TCPConn) {
+	t.Helper()
 	cfg, err := pgx.ParseConfig(pgharness.WithAddr(srv.DSN(), addr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DialFunc = d.DialContext
+	var tcp *net.TCPConn
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tcp = tc
+		}
+		return c, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
@@ -47,7 +62,32 @@ func dial(t *testing.T, addr string, d *netdial.Dialer) *pgx.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
+	return conn, tcp
+}
+
+// waitAcked waits until everything sent on c has been acknowledged (TCP_INFO's unacked count is
+// 0), so that a hole made next catches no request segment in flight, nor a delayed ACK.
+func waitAcked(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var info *unix.TCPInfo
+		var gerr error
+		if err := rc.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || gerr != nil {
+			t.Fatal(err, gerr)
+		}
+		if info.Unacked == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d segments still unacknowledged after 30 s", info.Unacked)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // exec runs sql on conn bounded by d and reports the error and how long it took.
@@ -125,7 +165,8 @@ func TestKeepAliveFindsAnIdleFlowInABlackHole(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			port, p := holeTarget(t)
-			conn := dial(t, p.Addr(), &tt.dialer)
+			conn, tcp := dialTCP(t, p.Addr(), &tt.dialer)
+			waitAcked(t, tcp) // idle: nothing of the client's in flight
 			faultproxy.BlackHole(t, port, faultproxy.DropAll)
 			ctx, cancel := context.WithTimeout(context.Background(), tt.bound)
 			defer cancel()
@@ -169,7 +210,7 @@ func TestUserTimeoutEndsAStatementStalledInABlackHole(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			port, p := holeTarget(t)
-			conn := dial(t, p.Addr(), &tt.dialer)
+			conn, tcp := dialTCP(t, p.Addr(), &tt.dialer)
 			pid := conn.PgConn().PID()
 			ctx, cancel := context.WithTimeout(context.Background(), tt.bound)
 			defer cancel()
@@ -182,6 +223,7 @@ func TestUserTimeoutEndsAStatementStalledInABlackHole(t *testing.T) {
 			} else {
 				go func() { _, err := conn.Exec(ctx, "SELECT pg_sleep(3)"); done <- err }()
 				waitActive(t, pid)
+				waitAcked(t, tcp) // the request arrived; only the reply can be lost
 				faultproxy.BlackHole(t, port, faultproxy.DropAll)
 				start = time.Now()
 			}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// serverOption changes how newServer builds the server.
+type serverOption func(*server)
+
+// withTrustedProxies makes the server take the client address from X-Forwarded-For when the
+// peer is one of these proxies (a load balancer or ingress in front of docapi). Without it the
+// peer's address is the client's, and X-Forwarded-For is ignored (a client could forge it).
+func withTrustedProxies(prefixes []netip.Prefix) serverOption {
+	return func(s *server) { s.trustedProxies = prefixes }
+}
+
+// withReadyBudget sets how long the database may fail the readiness check before /readyz
+// answers 503. Default: the pool's retry budget, cfg.Retry.MaxElapsed.
+func withReadyBudget(d time.Duration) serverOption {
+	return func(s *server) { s.readyBudget = d }
+}
+
+// parseTrustedProxies reads DOCAPI_TRUSTED_PROXIES: comma-separated addresses or CIDR
+// prefixes ("10.0.0.0/8, 127.0.0.1"). Empty is none.
+func parseTrustedProxies(v string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for item := range strings.SplitSeq(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			ps = append(ps, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("DOCAPI_TRUSTED_PROXIES: %q is not an address or CIDR prefix", item)
+		}
+		ps = append(ps, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return ps, nil
+}
+
+// parseAdmin reads DOCAPI_USER_ADMIN: true makes the configured user an admin, who reads every
+// user's documents. Empty is false.
+func parseAdmin(v string) (bool, error) {
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("DOCAPI_USER_ADMIN must be true or false, got %q", v)
+	}
+	return b, nil
+}
+
+// clientAddr returns the address a request comes from: the peer's, or, when the peer is a
+// trusted proxy, the right-most address of X-Forwarded-For that is not a trusted proxy (those
+// to its left could have been written by the client). An IPv6 address is cut to its /64, which
+// one client usually holds whole.
+func (s *server) clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	addr = addr.Unmap()
+	if s.trusted(addr) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break // a forged or garbled hop: stop at the last good one
+			}
+			addr = a.Unmap()
+			if !s.trusted(addr) {
+				break
+			}
+		}
+	}
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.String()
+	}
+	return addr.String()
+}
+
+func (s *server) trusted(a netip.Addr) bool {
+	for _, p := range s.trustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

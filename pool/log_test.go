@@ -1,0 +1,5 @@
+package pool
+
+import "log/slog"
+
+var discard = slog.New(slog.DiscardHandler)

@@ -1,0 +1,95 @@
+package retry
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// MayRetryLater reports whether the work that failed with err may succeed if
+// it is tried again later: the failure came from the database being
+// unreachable, restarting, overloaded, failing over or in conflict, not from
+// the request itself. It answers the question a server asks when it picks a
+// status for a failed request (503 and Retry-After, or 500), and it is safe
+// for concurrent use.
+//
+// It says nothing about whether trying again is safe: a write whose
+// connection was lost ([ConnLost]) may succeed later, and may also have been
+// done already. [Classify] tells that.
+//
+// The rules, first match wins:
+//
+//   - nil: false.
+//   - An error on the chain of wrapping (outermost first) with a method
+//     MayRetryLater() bool decides with its answer. pgsteady's pool uses it
+//     for its own errors: an exhausted pool, a commit whose outcome is
+//     unknown.
+//   - context.DeadlineExceeded (including the pool's timeout waiting for a
+//     connection, and pgconn's timeouts): true, time ran out, and a later
+//     attempt gets a new budget. context.Canceled: false, the caller
+//     stopped the work, and whether to start it again is the caller's
+//     decision.
+//   - Otherwise, true when Classify(err) is not [Permanent]. A [*Error]
+//     whose last attempt failed with an error that is Permanent (a
+//     constraint violated on the second attempt) is therefore false, and one
+//     that gave up on retryable failures is true. A business error joined
+//     with a database error is Permanent, and so false.
+func MayRetryLater(err error) bool {
+	if err == nil {
+		return false
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if m, ok := e.(interface{ MayRetryLater() bool }); ok {
+			return m.MayRetryLater()
+		}
+		if _, ok := e.(interface{ Unwrap() []error }); ok {
+			break // a join: Classify weighs its parts
+		}
+		if isContextErr(e) {
+			return errors.Is(e, context.DeadlineExceeded)
+		}
+	}
+	return Classify(err) != Permanent
+}
+
+// Discard reports whether the connection on which err happened must not be
+// used again, even if it still looks open. A pool calls it on the error of
+// the last statement run on a connection before taking the connection back,
+// and closes the connection when it returns true. It is safe for concurrent
+// use.
+//
+//	| err                                               | Discard | why                                                       |
+//	|---------------------------------------------------|---------|-----------------------------------------------------------|
+//	| 25006 read_only_sql_transaction                   | true    | the server is a standby (a demoted primary after failover) |
+//	| a FATAL or PANIC *pgconn.PgError                  | true    | the server ended the session                               |
+//	| a [ConnLost] error                                | true    | the connection broke mid-statement; its state is unknown   |
+//	| anything else, nil                                | false   | the connection is as good as before                        |
+//
+// 25006 is the case that matters: the connection is alive and would refuse
+// every write that comes on it, for as long as it lives, while a new
+// connection (after DNS or a multi-host DSN points at the new primary)
+// reaches a server that accepts them. HikariCP lacks this eviction
+// (brettwooldridge/HikariCP#1802, #2185; #1556 saw 30 minutes of failed
+// INSERTs); AWS's drivers treat 25006 as a failover signal. A transaction the
+// application itself declared READ ONLY gets 25006 too, and then the
+// connection is replaced for nothing, which costs one new connection.
+//
+// After the other two pgx has usually closed the connection already; Discard
+// says true so that a pool need not rely on that.
+func Discard(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		sev := pgErr.SeverityUnlocalized // not translated; empty before PostgreSQL 9.6
+		if sev == "" {
+			sev = pgErr.Severity
+		}
+		if pgErr.Code == "25006" || sev == "FATAL" || sev == "PANIC" {
+			return true
+		}
+	}
+	return Classify(err) == ConnLost
+}
