@@ -230,8 +230,7 @@ func (t *tally) String() string {
 // runContract runs one seed and fails t on every violation, with the command that replays it.
 func runContract(t *testing.T, seed uint64) *contractRun {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-	r := &contractRun{t: t, seed: seed, tally: tally{runs: 1}}
-	r.tally.add(&tally{})
+	r := &contractRun{t: t, seed: seed, tally: tally{runs: 1, calls: map[string][2]int{}, faults: map[string]int{}, closeHeld: map[string]int{}}}
 	defer func() {
 		r.tally.violations = len(r.violations)
 		if len(r.violations) > 0 {
