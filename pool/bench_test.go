@@ -55,6 +55,22 @@ func BenchmarkQueryRow(b *testing.B) {
 				}
 			}
 		})
+		b.Run(name+"/serial-cancelable-ctx", func(b *testing.B) {
+			// An HTTP handler's r.Context(): cancelable, no deadline. pgsteady then needs a
+			// context.WithDeadline per acquire for its budget, where one that cannot be canceled
+			// shares a timer (see budgets).
+			b.ReportAllocs()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var v string
+			k := 0
+			for b.Loop() {
+				k = k%100 + 1
+				if err := run(ctx, k, &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run(name+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(4) // 8 goroutines on 2 cores

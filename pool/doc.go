@@ -15,10 +15,18 @@
 //   - Size and Overflow as in SQLAlchemy: at most Size+Overflow connections, at most Size idle.
 //   - AcquireTimeout, with an [ErrPoolTimeout] error that states the pool's state and the last
 //     connection error.
-//   - Retries that cannot run a statement twice (see [Pool] for the table), with the config's
-//     retry policy: exponential backoff with full jitter, bounded by the caller's ctx.
-//   - [Pool.Tx], which retries a whole transaction function, and reports a lost COMMIT as an
-//     [AmbiguousCommitError] rather than guessing.
+//   - Retries that cannot run a statement twice (see "The contract" below), with the config's
+//     retry policy: exponential backoff with full jitter, within one time budget per call.
+//   - [Pool.Tx], which retries a whole transaction function, and resolves a COMMIT whose answer
+//     was lost by asking the server (pg_xact_status) instead of guessing; only an unknowable
+//     outcome is an [AmbiguousCommitError].
+//   - Failover: a write refused by a demoted primary (25006) replaces every connection, and new
+//     connections are paced while the pool recovers from an outage ([WithConnectPacing]).
+//   - Dead flows: TCP_USER_TIMEOUT bounds a statement whose flow died; a learned idle horizon
+//     ([WithIdleHorizon]) replaces connections a NAT has probably dropped, and keeps the others
+//     alive.
+//   - pgx's own hooks stay available ([WithPgxConfig]); events go to an [Observer]
+//     (package otelpool exports them to OpenTelemetry).
 //   - [Pool.Stats] and [Pool.DebugHandler], and logging through an optional [log/slog.Logger].
 //
 // # Marking work idempotent

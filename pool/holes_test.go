@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -495,8 +496,14 @@ func TestStatementOnADeadFlowFailsWithinDeadFlowAfter(t *testing.T) {
 			}
 			portN, _ := strconv.Atoi(port)
 			// The pool's one connection was just used (by New): no pre-ping will look at it.
+			var mu sync.Mutex
 			var hole *faultproxy.Hole
-			makeHole := func() { hole = faultproxy.BlackHole(t, portN, faultproxy.DropExisting) }
+			makeHole := func() {
+				h := faultproxy.BlackHole(t, portN, faultproxy.DropExisting)
+				mu.Lock()
+				hole = h
+				mu.Unlock()
+			}
 			if tc.holeAfter == 0 {
 				makeHole()
 			} else {
@@ -509,9 +516,11 @@ func TestStatementOnADeadFlowFailsWithinDeadFlowAfter(t *testing.T) {
 			if !o.done {
 				o.whenDone(t, 30*time.Second)
 			}
+			mu.Lock()
 			if hole != nil {
 				hole.Close() // lets a call still stuck finish, and the test end
 			}
+			mu.Unlock()
 			mustReturn(t, "Exec on a flow that died", o, watchdog)
 			t.Logf("Exec: %v (DeadFlowAfter %v)", execErr, bound)
 			if execErr == nil {

@@ -47,5 +47,56 @@ const (
 	CommitResolvedAborted   = "resolved-aborted"   // the answer was lost; the server says it rolled back (fn runs again)
 )
 
-// WithObserver sends the pool's events to o (see [Observer]).
-func WithObserver(o Observer) Option { return func(opts *options) { opts.observer = o } }
+// WithObserver sends the pool's events to o (see [Observer]). Several WithObserver options
+// add up: each observer gets every event, in the order the options were given.
+func WithObserver(o Observer) Option {
+	return func(opts *options) {
+		if o != nil {
+			opts.observers = append(opts.observers, o)
+		}
+	}
+}
+
+// observers sends each event to every one of its observers, in order.
+type observers []Observer
+
+// observerOf returns nil, the one observer, or a fan-out to all of obs.
+func observerOf(obs []Observer) Observer {
+	switch len(obs) {
+	case 0:
+		return nil
+	case 1:
+		return obs[0]
+	}
+	return observers(obs)
+}
+
+func (obs observers) Acquired(ctx context.Context, wait time.Duration, err error) {
+	for _, o := range obs {
+		o.Acquired(ctx, wait, err)
+	}
+}
+
+func (obs observers) Retrying(ctx context.Context, attempt int, class retry.Class, err error, delay time.Duration) {
+	for _, o := range obs {
+		o.Retrying(ctx, attempt, class, err, delay)
+	}
+}
+
+func (obs observers) PingFailed(ctx context.Context, idle time.Duration, err error) {
+	for _, o := range obs {
+		o.PingFailed(ctx, idle, err)
+	}
+}
+
+func (obs observers) ConnClosed(reason string) {
+	for _, o := range obs {
+		o.ConnClosed(reason)
+	}
+}
+
+func (obs observers) Committed(ctx context.Context, outcome string) {
+	for _, o := range obs {
+		o.Committed(ctx, outcome)
+	}
+}

@@ -70,7 +70,7 @@ type options struct {
 	paceRate  float64
 	paceBurst int
 	noResolve bool
-	observer  Observer
+	observers []Observer
 	horizon   time.Duration
 	logger    *slog.Logger
 	grace     time.Duration
@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	for _, w := range cfg.Warnings {
 		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
 	}
-	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: o.observer, resolve: !o.noResolve, stopBg: make(chan struct{})}
+	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: observerOf(o.observers), resolve: !o.noResolve, stopBg: make(chan struct{})}
 	if o.paceRate > 0 {
 		p.pace = newPacer(o.paceRate, o.paceBurst)
 	}

@@ -565,57 +565,6 @@ func TestAccessLog(t *testing.T) {
 	}
 }
 
-func TestMetrics(t *testing.T) {
-	t.Parallel()
-	a := newAPI(t)
-	a.getJSON("/permis/all", http.StatusOK)
-	a.request(http.MethodPost, "/auth/login", "-", "application/json", []byte(`{"email":"agent@example.com","password":"wrong"}`))
-	status, h, body := a.request(http.MethodGet, "/metrics", "-", "", nil)
-	if status != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "text/plain; version=0.0.4") {
-		t.Fatalf("GET /metrics: %d %q", status, h.Get("Content-Type"))
-	}
-	// The text exposition format: HELP and TYPE before a family's samples, one sample a line.
-	sampleLine := regexp.MustCompile(`^([a-z_]+)(\{[a-z_]+="[^"]*"\})? -?[0-9]+$`)
-	typed := map[string]bool{}
-	values := map[string]string{}
-	for sc := bufio.NewScanner(bytes.NewReader(body)); sc.Scan(); {
-		line := sc.Text()
-		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
-			name, typ, _ := strings.Cut(name, " ")
-			if typ != "gauge" && typ != "counter" {
-				t.Errorf("%s has type %q", name, typ)
-			}
-			typed[name] = true
-			continue
-		}
-		if strings.HasPrefix(line, "# HELP ") {
-			continue
-		}
-		m := sampleLine.FindStringSubmatch(line)
-		if m == nil {
-			t.Errorf("not a sample line: %q", line)
-			continue
-		}
-		if !typed[m[1]] {
-			t.Errorf("sample %q before its # TYPE", line)
-		}
-		name, value, _ := strings.Cut(line, " ")
-		values[name] = value
-	}
-	for _, name := range []string{
-		"pgsteady_pool_size", `pgsteady_pool_connections{state="idle"}`, "pgsteady_pool_acquires_total",
-		`pgsteady_pool_retries_total{class="conn-lost"}`, `docapi_http_requests_total{code="200"}`,
-		`docapi_logins_total{result="failed"}`, `docapi_logins_total{result="ok"}`,
-	} {
-		if _, ok := values[name]; !ok {
-			t.Errorf("no %s in\n%s", name, body)
-		}
-	}
-	if v := values["pgsteady_pool_acquires_total"]; v == "0" {
-		t.Error("pgsteady_pool_acquires_total is 0 after requests")
-	}
-}
-
 // pollReady calls /readyz every interval until stop is closed and returns the statuses seen,
 // in order (0 for a transport error), and how many 200s said the database was being retried.
 func (a *api) pollReady(stop <-chan struct{}, interval time.Duration) (seen []int, retrying int) {

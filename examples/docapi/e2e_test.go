@@ -77,11 +77,21 @@ func newAPILogged(t testing.TB, logger *slog.Logger, opts ...serverOption) *api 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(requestObserver{}))
+	tel, err := newTelemetry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tel.close() })
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(),
+		pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
+	if err := tel.register(p); err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]serverOption{withTelemetry(tel)}, opts...)
 	if err := migrate(ctx, p, logger); err != nil {
 		t.Fatal(err)
 	}

@@ -101,11 +101,19 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 		logger.Warn("docapi: config: " + w)
 	}
 
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(requestObserver{}))
+	tel, err := newTelemetry()
+	if err != nil {
+		return err
+	}
+	defer tel.close()
+	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{}))
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	if err := tel.register(p); err != nil {
+		return err
+	}
 	if err := migrate(ctx, p, logger); err != nil {
 		return err
 	}
@@ -125,7 +133,7 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "docapi: listening on http://%s\n", ln.Addr())
 
 	srv := &http.Server{
-		Handler:           newServer(p, logger, withTrustedProxies(proxies)),
+		Handler:           newServer(p, logger, withTrustedProxies(proxies), withTelemetry(tel)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,

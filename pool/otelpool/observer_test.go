@@ -1,0 +1,264 @@
+package otelpool_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/pool/otelpool"
+	"github.com/pgsteady/pgsteady/retry"
+)
+
+var poolName = attribute.String("db.client.connection.pool.name", "test")
+
+// newTracer returns a tracer whose ended spans rec holds.
+func newTracer(t *testing.T) (trace.Tracer, *tracetest.SpanRecorder) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	return tp.Tracer("test"), rec
+}
+
+func TestObserverCountsEachEventUnderItsAttribute(t *testing.T) {
+	timeout := &pool.TimeoutError{Bound: "AcquireTimeout 1s"}
+	tests := []struct {
+		name   string
+		event  func(context.Context, *otelpool.Observer)
+		metric string
+		attr   attribute.KeyValue
+	}{
+		{"retry not sent", func(ctx context.Context, o *otelpool.Observer) {
+			o.Retrying(ctx, 1, retry.NotSent, io.EOF, time.Millisecond)
+		}, "pgsteady.pool.retries", attribute.String("pgsteady.retry.class", "not-sent")},
+		{"retry conn lost", func(ctx context.Context, o *otelpool.Observer) {
+			o.Retrying(ctx, 2, retry.ConnLost, io.ErrUnexpectedEOF, time.Millisecond)
+		}, "pgsteady.pool.retries", attribute.String("pgsteady.retry.class", "conn-lost")},
+		{"retry conflict", func(ctx context.Context, o *otelpool.Observer) {
+			o.Retrying(ctx, 1, retry.Conflict, &pgconn.PgError{Code: "40001"}, time.Millisecond)
+		}, "pgsteady.pool.retries", attribute.String("pgsteady.retry.class", "conflict")},
+		{"failed ping", func(ctx context.Context, o *otelpool.Observer) {
+			o.PingFailed(ctx, time.Minute, io.EOF)
+		}, "pgsteady.pool.ping.failures", poolName},
+		{"closed broken", func(_ context.Context, o *otelpool.Observer) { o.ConnClosed(pool.CloseBroken) },
+			"pgsteady.pool.connection.closed", attribute.String("pgsteady.connection.close_reason", "broken")},
+		{"closed overflow", func(_ context.Context, o *otelpool.Observer) { o.ConnClosed(pool.CloseOverflow) },
+			"pgsteady.pool.connection.closed", attribute.String("pgsteady.connection.close_reason", "overflow")},
+		{"closed for a reason added later", func(_ context.Context, o *otelpool.Observer) { o.ConnClosed("new-reason") },
+			"pgsteady.pool.connection.closed", attribute.String("pgsteady.connection.close_reason", "new-reason")},
+		{"commit ok", func(ctx context.Context, o *otelpool.Observer) { o.Committed(ctx, pool.CommitOK) },
+			"pgsteady.pool.commits", attribute.String("pgsteady.commit.outcome", "ok")},
+		{"commit ambiguous", func(ctx context.Context, o *otelpool.Observer) { o.Committed(ctx, pool.CommitAmbiguous) },
+			"pgsteady.pool.commits", attribute.String("pgsteady.commit.outcome", "ambiguous")},
+		{"commit resolved committed", func(ctx context.Context, o *otelpool.Observer) {
+			o.Committed(ctx, pool.CommitResolvedCommitted)
+		}, "pgsteady.pool.commits", attribute.String("pgsteady.commit.outcome", "resolved-committed")},
+		{"commit resolved aborted", func(ctx context.Context, o *otelpool.Observer) {
+			o.Committed(ctx, pool.CommitResolvedAborted)
+		}, "pgsteady.pool.commits", attribute.String("pgsteady.commit.outcome", "resolved-aborted")},
+		{"acquired", func(ctx context.Context, o *otelpool.Observer) { o.Acquired(ctx, time.Millisecond, nil) },
+			"db.client.connection.wait_time", poolName},
+		{"acquire timed out", func(ctx context.Context, o *otelpool.Observer) { o.Acquired(ctx, time.Second, timeout) },
+			"db.client.connection.wait_time", attribute.String("error.type", "timeout")},
+		{"acquire canceled", func(ctx context.Context, o *otelpool.Observer) {
+			o.Acquired(ctx, time.Second, context.Canceled)
+		}, "db.client.connection.wait_time", attribute.String("error.type", "canceled")},
+		{"acquire on a closed pool", func(ctx context.Context, o *otelpool.Observer) {
+			o.Acquired(ctx, 0, pool.ErrClosed)
+		}, "db.client.connection.wait_time", attribute.String("error.type", "closed")},
+		{"acquire failed to connect", func(ctx context.Context, o *otelpool.Observer) {
+			o.Acquired(ctx, time.Millisecond, &pgconn.ConnectError{})
+		}, "db.client.connection.wait_time", attribute.String("error.type", "_OTHER")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReader(t)
+			o, err := otelpool.NewObserver(r.mp, otelpool.WithPoolName("test"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.event(t.Context(), o)
+			tt.event(t.Context(), o)
+			m, ok := r.collect(t)[tt.metric]
+			if !ok {
+				t.Fatalf("no %s after two events", tt.metric)
+			}
+			n, _ := intValue(m, poolName, tt.attr)
+			if tt.metric == "db.client.connection.wait_time" {
+				n = int64(histCount(m, poolName, tt.attr))
+			}
+			if n != 2 {
+				t.Errorf("%s{%s, %s} = %d after two events, want 2", tt.metric, poolName.Value.Emit(), tt.attr.Value.Emit(), n)
+			}
+		})
+	}
+}
+
+func TestRetryAddsAnEventToARecordingSpanOnly(t *testing.T) {
+	r := newReader(t)
+	o, err := otelpool.NewObserver(r.mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracer, rec := newTracer(t)
+	ctx, span := tracer.Start(t.Context(), "request")
+	cause := fmt.Errorf("reading: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"})
+	o.Retrying(ctx, 1, retry.ConnLost, cause, 250*time.Millisecond)
+	o.Retrying(ctx, 2, retry.NotSent, io.EOF, 500*time.Millisecond)
+	span.End()
+	// A span that is not recording (no span at all, or a sampled-out one) gets nothing and
+	// costs nothing.
+	o.Retrying(context.Background(), 1, retry.NotSent, io.EOF, time.Millisecond)
+	o.Retrying(ctx, 3, retry.NotSent, io.EOF, time.Millisecond) // span ended
+
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans ended, want 1", len(spans))
+	}
+	events := spans[0].Events()
+	if len(events) != 2 {
+		t.Fatalf("span has %d events, want 2 (one per retry while it recorded): %+v", len(events), events)
+	}
+	want := []map[attribute.Key]attribute.Value{
+		{
+			"pgsteady.retry.attempt": attribute.IntValue(1),
+			"pgsteady.retry.class":   attribute.StringValue("conn-lost"),
+			"pgsteady.retry.delay":   attribute.Float64Value(0.25),
+			"error.type":             attribute.StringValue("57P01"),
+			"error.message":          attribute.StringValue(cause.Error()),
+		},
+		{
+			"pgsteady.retry.attempt": attribute.IntValue(2),
+			"pgsteady.retry.class":   attribute.StringValue("not-sent"),
+			"pgsteady.retry.delay":   attribute.Float64Value(0.5),
+			"error.type":             attribute.StringValue("*errors.errorString"),
+			"error.message":          attribute.StringValue("EOF"),
+		},
+	}
+	for i, ev := range events {
+		if ev.Name != otelpool.RetryEvent {
+			t.Errorf("event %d is %q, want %q", i, ev.Name, otelpool.RetryEvent)
+		}
+		got := map[attribute.Key]attribute.Value{}
+		for _, kv := range ev.Attributes {
+			got[kv.Key] = kv.Value
+		}
+		if len(got) != len(want[i]) {
+			t.Errorf("event %d has attributes %v, want %v", i, got, want[i])
+		}
+		for k, v := range want[i] {
+			if got[k] != v {
+				t.Errorf("event %d: %s = %s, want %s", i, k, got[k].Emit(), v.Emit())
+			}
+		}
+	}
+	if n, _ := intValue(r.collect(t)["pgsteady.pool.retries"]); n != 4 {
+		t.Errorf("pgsteady.pool.retries = %d, want 4: every retry is counted, traced or not", n)
+	}
+}
+
+// A backend killed while a read waits on a lock: the pool retries the read on a new
+// connection, and the retry shows in the counter and on the caller's span.
+func TestBackendKillShowsAsRetryInMetricsAndOnTheSpan(t *testing.T) {
+	r := newReader(t)
+	obs, err := otelpool.NewObserver(r.mp, otelpool.WithPoolName("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, dsn := newPool(t, func(c *config.Config) { c.Size, c.Overflow = 2, 0 }, pool.WithObserver(obs))
+	s := srv
+
+	// Another session holds the lock the read waits for, so that the kill finds the read
+	// in flight.
+	holder, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	if _, err := holder.Exec(t.Context(), "SELECT pg_advisory_lock(4242)"); err != nil {
+		t.Fatal(err)
+	}
+
+	tracer, rec := newTracer(t)
+	done := make(chan error, 1)
+	go func() {
+		ctx, span := tracer.Start(t.Context(), "read")
+		var one int
+		err := p.Idempotent().QueryRow(ctx, "SELECT 1 FROM pg_advisory_xact_lock(4242)").Scan(&one)
+		span.End()
+		done <- err
+	}()
+	waitForLockWaiter(t, holder)
+	if _, err := s.TerminateBackends(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("read after the kill: %v, want it retried to success", err)
+	}
+
+	m := r.collect(t)
+	retries, _ := intValue(m["pgsteady.pool.retries"], poolName)
+	if retries < 1 {
+		t.Fatalf("pgsteady.pool.retries = %d after a killed read was retried, want >= 1", retries)
+	}
+	if broken, _ := intValue(m["pgsteady.pool.connection.closed"], attribute.String("pgsteady.connection.close_reason", "broken")); broken < 1 {
+		t.Errorf("pgsteady.pool.connection.closed{reason=broken} = %d after a kill, want >= 1", broken)
+	}
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans ended, want 1", len(spans))
+	}
+	var classes []string
+	for _, ev := range spans[0].Events() {
+		if ev.Name != otelpool.RetryEvent {
+			continue
+		}
+		for _, kv := range ev.Attributes {
+			if kv.Key == "pgsteady.retry.class" {
+				classes = append(classes, kv.Value.AsString())
+			}
+		}
+	}
+	if int64(len(classes)) != retries {
+		t.Fatalf("span has %d retry events %v, want one per counted retry (%d)", len(classes), classes, retries)
+	}
+	for _, c := range classes {
+		if n, _ := intValue(m["pgsteady.pool.retries"], attribute.String("pgsteady.retry.class", c)); n < 1 {
+			t.Errorf("span event of class %s, but pgsteady.pool.retries{class=%s} = %d", c, c, n)
+		}
+	}
+	t.Logf("retries %d, classes on the span %v", retries, classes)
+}
+
+// waitForLockWaiter returns once a session other than conn's waits for an advisory lock.
+func waitForLockWaiter(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> pg_backend_pid()`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the read never waited for the lock")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

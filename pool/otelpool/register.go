@@ -1,0 +1,65 @@
+package otelpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/pgsteady/pgsteady/pool"
+)
+
+// Register publishes p's [pool.Pool.Stats] through instruments from mp (the global
+// MeterProvider when mp is nil): the connections by state, the limits, the callers waiting,
+// the acquire timeouts and the connections opened (see the package documentation). The
+// values are read when the SDK collects; Unregister the returned registration before
+// dropping the pool, or with it. Register does not need an [Observer], and an Observer does
+// not need Register: use both for all the metrics.
+func Register(p *pool.Pool, mp metric.MeterProvider, opts ...Option) (metric.Registration, error) {
+	if p == nil {
+		return nil, errors.New("otelpool: Register needs a pool, got nil")
+	}
+	s := newSettings(opts)
+	m := meter(mp)
+	var (
+		errs                              [6]error
+		count, maxConns, idleMax, pending metric.Int64ObservableUpDownCounter
+		timeouts, opened                  metric.Int64ObservableCounter
+	)
+	count, errs[0] = m.Int64ObservableUpDownCounter("db.client.connection.count", metric.WithUnit("{connection}"),
+		metric.WithDescription("The number of connections that are currently in the state described by the state attribute."))
+	maxConns, errs[1] = m.Int64ObservableUpDownCounter("db.client.connection.max", metric.WithUnit("{connection}"),
+		metric.WithDescription("The maximum number of open connections allowed (Size + Overflow)."))
+	idleMax, errs[2] = m.Int64ObservableUpDownCounter("db.client.connection.idle.max", metric.WithUnit("{connection}"),
+		metric.WithDescription("The maximum number of idle open connections allowed (Size)."))
+	pending, errs[3] = m.Int64ObservableUpDownCounter("db.client.connection.pending_requests", metric.WithUnit("{request}"),
+		metric.WithDescription("The number of current pending requests for an open connection."))
+	timeouts, errs[4] = m.Int64ObservableCounter("db.client.connection.timeouts", metric.WithUnit("{timeout}"),
+		metric.WithDescription("The number of connection timeouts that have occurred trying to obtain a connection from the pool."))
+	opened, errs[5] = m.Int64ObservableCounter("pgsteady.pool.connection.opened", metric.WithUnit("{connection}"),
+		metric.WithDescription("Connections opened."))
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("otelpool: creating instruments: %w", err)
+	}
+	name := poolNameKey.String(s.poolName)
+	all := metric.WithAttributeSet(attribute.NewSet(name))
+	idle := metric.WithAttributeSet(attribute.NewSet(name, stateKey.String("idle")))
+	used := metric.WithAttributeSet(attribute.NewSet(name, stateKey.String("used")))
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := p.Stats()
+		o.ObserveInt64(count, int64(st.IdleConns), idle)
+		o.ObserveInt64(count, int64(st.AcquiredConns), used)
+		o.ObserveInt64(maxConns, int64(st.MaxConns), all)
+		o.ObserveInt64(idleMax, int64(st.Size), all)
+		o.ObserveInt64(pending, int64(st.Waiting), all)
+		o.ObserveInt64(timeouts, st.AcquireTimeouts, all)
+		o.ObserveInt64(opened, st.Opened, all)
+		return nil
+	}, count, maxConns, idleMax, pending, timeouts, opened)
+	if err != nil {
+		return nil, fmt.Errorf("otelpool: registering the stats callback: %w", err)
+	}
+	return reg, nil
+}
