@@ -69,7 +69,9 @@ func TestContract(t *testing.T) {
 	case *contractDuration > 0:
 		end := time.Now().Add(*contractDuration)
 		for time.Now().Before(end) {
-			runSeed(rand.Uint64()%1_000_000_000 + 1)
+			if !runSeed(rand.Uint64()%1_000_000_000+1) && !harnessAlive() {
+				t.Fatal("the test server no longer answers: stopping")
+			}
 		}
 	default:
 		for _, s := range contractSeeds {
@@ -77,6 +79,14 @@ func TestContract(t *testing.T) {
 		}
 	}
 	t.Logf("contract checker, all runs:\n%s", total.String())
+}
+
+// harnessAlive reports whether the test server still answers.
+func harnessAlive() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := srv.TerminateBackends(ctx) // the one admin statement the harness exports; kills nothing between runs
+	return err == nil
 }
 
 // writeKind says what a call's writes promise.
@@ -220,8 +230,7 @@ func (t *tally) String() string {
 // runContract runs one seed and fails t on every violation, with the command that replays it.
 func runContract(t *testing.T, seed uint64) *contractRun {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-	r := &contractRun{t: t, seed: seed, tally: tally{runs: 1}}
-	r.tally.add(&tally{})
+	r := &contractRun{t: t, seed: seed, tally: tally{runs: 1, calls: map[string][2]int{}, faults: map[string]int{}, closeHeld: map[string]int{}}}
 	defer func() {
 		r.tally.violations = len(r.violations)
 		if len(r.violations) > 0 {
@@ -732,6 +741,9 @@ var faultKinds = []string{
 // is played by pausing the server (the kernel buffers what it cannot deliver) and by slow
 // responses (SetLatency: every chunk late, none lost).
 
+// pgbouncerLoginRetry is PgBouncer's server_login_retry default, which the harness keeps.
+const pgbouncerLoginRetry = 15 * time.Second
+
 // schedule injects faults one after another until stop, with gaps between them.
 func (r *contractRun) schedule(stop <-chan struct{}, rng *rand.Rand) {
 	ctx := context.Background()
@@ -751,6 +763,13 @@ func (r *contractRun) schedule(stop <-chan struct{}, rng *rand.Rand) {
 		kind := faultKinds[rng.IntN(len(faultKinds))]
 		d := time.Duration(300+rng.IntN(1700)) * time.Millisecond
 		f := &fault{kind: kind, start: time.Now(), hold: kind == "pause server" || kind == "stall then reset" || kind == "slow responses" || kind == "dead flows" || kind == "host vanished"}
+		if r.bouncer && kind == "restart server" {
+			// PgBouncer keeps its clients' connections and holds their statements while the
+			// server is down, and after a failed server login it waits server_login_retry
+			// (15 s by default) before trying again: to the pool, a statement that the server
+			// accepted and does not answer, bounded by the caller's deadline only.
+			f.hold, f.extra = true, pgbouncerLoginRetry
+		}
 		latency := time.Duration(200+rng.IntN(800)) * time.Millisecond
 		switch kind {
 		case "slow responses":

@@ -498,8 +498,14 @@ func TestStatementOnADeadFlowFailsWithinDeadFlowAfter(t *testing.T) {
 			// The pool's one connection was just used (by New): no pre-ping will look at it.
 			var mu sync.Mutex
 			var hole *faultproxy.Hole
+			// makeHole may run on a timer's goroutine, where t.Fatal must not be called.
 			makeHole := func() {
-				h := faultproxy.BlackHole(t, portN, faultproxy.DropExisting)
+				h, err := faultproxy.NewBlackHole(portN, faultproxy.DropExisting)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				t.Cleanup(func() { h.Close() })
 				mu.Lock()
 				hole = h
 				mu.Unlock()
