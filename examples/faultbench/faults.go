@@ -284,6 +284,28 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 		}
 		res := summarize(f.label, kind.String(), tallies[i], counts)
 		res.stats = stats[i]
+		if f.pair {
+			// Where did lost writes go? Asynchronous replication may leave commits of the
+			// old primary behind.
+			old := pgharness.WithAddr(r.direct[i], r.pair.Primary.Addr())
+			oldCounts, err := storedWrites(ctx, old)
+			if err != nil {
+				return nil, fmt.Errorf("checking %v's writes on the old primary: %w", kind, err)
+			}
+			lostOnOld := 0
+			for _, w := range tallies[i].writes {
+				if w.state == writeAcked && counts[w.key] == 0 && oldCounts[w.key] > 0 {
+					lostOnOld++
+				}
+			}
+			last, err := lastWrite(ctx, old)
+			if err != nil {
+				return nil, fmt.Errorf("checking %v's writes on the old primary: %w", kind, err)
+			}
+			promoted, _ := since(&r.clock.promoted)
+			res.stats += fmt.Sprintf("; of the writes lost, %d are on the old primary; its last write began %.0f ms before the promotion",
+				lostOnOld, float64(promoted.Sub(last).Milliseconds()))
+		}
 		res.notes = r.notes
 		if resolves[i] {
 			res.resolves = true
@@ -459,16 +481,60 @@ func failover(ctx context.Context, r *faultRun) error {
 		return err
 	}
 	t1 := time.Now()
-	if err := r.pair.Promote(ctx); err != nil {
+	if err := catchUp(ctx, r.pair); err != nil {
 		return err
 	}
 	t2 := time.Now()
-	r.clock.promoted.Store(t2.UnixNano())
+	if err := r.pair.Promote(ctx); err != nil {
+		return err
+	}
+	t3 := time.Now()
+	r.clock.promoted.Store(t3.UnixNano())
 	r.pair.MoveName()
 	r.clock.moved.Store(time.Now().UnixNano())
-	r.notes = append(r.notes, fmt.Sprintf("old primary read-only at %.1f s (took %.0f ms); standby promoted and accepting writes %.0f ms later; stable name moved at once. "+
+	r.notes = append(r.notes, fmt.Sprintf("old primary read-only at %.1f s (took %.0f ms); standby caught up with its WAL %.0f ms later; "+
+		"promoted and accepting writes %.0f ms after that; stable name moved at once. "+
 		"\"first write\" counts from the promotion; \"reads after the switch\" are reads sent after the name moved",
-		t0.Sub(start).Seconds(), float64(t1.Sub(t0).Milliseconds()), float64(t2.Sub(t1).Milliseconds())))
+		t0.Sub(start).Seconds(), float64(t1.Sub(t0).Milliseconds()), float64(t2.Sub(t1).Milliseconds()), float64(t3.Sub(t2).Milliseconds())))
+	return nil
+}
+
+// catchUp waits until the standby has replayed all of the (now read-only) old primary's WAL,
+// twice in a row 50 ms apart, so that the failover loses no commit of the old primary (as
+// a planned failover, or synchronous replication, ensures). Without it, commits of the last
+// few hundred milliseconds before the promotion may be missing on the new primary, whatever
+// the client did: asynchronous replication's loss, not the client's.
+func catchUp(ctx context.Context, pair *pgharness.Pair) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	old, err := pgx.Connect(ctx, pair.Primary.AdminDSN())
+	if err != nil {
+		return err
+	}
+	defer old.Close(context.Background())
+	standby, err := pgx.Connect(ctx, pair.Standby.AdminDSN())
+	if err != nil {
+		return err
+	}
+	defer standby.Close(context.Background())
+	for streak := 0; streak < 2; {
+		var lsn string
+		if err := old.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+			return err
+		}
+		var replayed bool
+		if err := standby.QueryRow(ctx, "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)", lsn).Scan(&replayed); err != nil {
+			return err
+		}
+		if replayed {
+			streak++
+		} else {
+			streak = 0
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return fmt.Errorf("standby not caught up with the old primary: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -535,6 +601,20 @@ func storedWrites(ctx context.Context, dsn string) (map[string]int, error) {
 		return nil
 	})
 	return counts, err
+}
+
+// lastWrite returns when the last row of writes was written (its transaction's start).
+func lastWrite(ctx context.Context, dsn string) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer conn.Close(context.Background())
+	var at time.Time
+	err = conn.QueryRow(ctx, "SELECT coalesce(max(at), 'epoch') FROM writes").Scan(&at)
+	return at, err
 }
 
 // databaseName is the database a URL DSN names.
