@@ -58,9 +58,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	list := fs.String("faults", strings.Join(faultNames(), ","), "comma-separated faults to run, in order")
 	clients := fs.String("clients", strings.Join(clientNames(), ","), "comma-separated clients to compare")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long the workload runs under each fault")
-	fs.IntVar(&o.work.readers, "readers", o.work.readers, "reading goroutines per client")
+	fs.IntVar(&o.work.readers, "readers", o.work.readers, "reading goroutines per client (the horizon fault uses 4, and no writer)")
 	fs.IntVar(&o.work.writers, "writers", o.work.writers, "writing goroutines per client")
-	fs.DurationVar(&o.work.pause, "pause", o.work.pause, "pause after each request of a worker (the idle fault uses 3s)")
+	fs.DurationVar(&o.work.pause, "pause", o.work.pause, "pause after each request of a worker (the idle and horizon faults use 3s)")
 	fs.DurationVar(&o.work.timeout, "timeout", o.work.timeout, "deadline of each request")
 	resolve := fs.Bool("commit-resolution", true, "pgsteady resolves lost COMMITs (false: pool.WithoutCommitResolution)")
 	if err := fs.Parse(args); err != nil {
