@@ -118,9 +118,13 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, e
 	budget := start.Add(p.cfg.AcquireTimeout)
 	bound := ""
 	if d, ok := ctx.Deadline(); !ok || d.After(budget) {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithDeadline(ctx, budget)
-		defer cancel()
+		if ctx.Done() == nil {
+			actx = &budgetCtx{Context: ctx, e: p.budgets.at(budget)}
+		} else {
+			var cancel context.CancelFunc
+			actx, cancel = context.WithDeadline(ctx, budget)
+			defer cancel()
+		}
 		bound = "AcquireTimeout " + p.cfg.AcquireTimeout.String()
 	}
 	var t0 time.Time

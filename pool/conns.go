@@ -91,8 +91,7 @@ func (p *Pool) release(c *pgxpool.Conn) {
 		c.Release() // pgxpool destroys it
 		return
 	}
-	if p.conns.idle.Add(1) > int64(p.cfg.Size) {
-		p.conns.idle.Add(-1)
+	if !reserveIdle(&p.conns.idle, p.cfg.Size) {
 		p.conns.m.Delete(pc)
 		p.stats.overflowClosed.Add(1)
 		if p.obs != nil {
@@ -156,4 +155,15 @@ func hardClose(c *pgx.Conn) {
 		nc = tc.NetConn()
 	}
 	nc.Close()
+}
+
+// reserveIdle counts one more idle connection in idle unless size are already counted, and
+// reports whether it did. Concurrent releases cannot overshoot: each reserves its place
+// before it gives its connection back.
+func reserveIdle(idle *atomic.Int64, size int) bool {
+	if idle.Add(1) > int64(size) {
+		idle.Add(-1)
+		return false
+	}
+	return true
 }

@@ -58,14 +58,17 @@
 // Per method (NotSent, ConnLost and Conflict are [retry] classes):
 //
 //	method                 retries                                   errors a caller can get
-//	Exec, QueryRow         NotSent; with Idempotent() also ConnLost  the statement's, *retry.Error, *TimeoutError, ErrClosed
+//	Exec, QueryRow         NotSent, Conflict; Idempotent(): also     the statement's, *retry.Error, *TimeoutError, ErrClosed
+//	                       ConnLost
 //	Query                  as Exec, until the first row is read      as Exec; later ones through Rows.Err
 //	SendBatch              as Exec, until the first result is read   as Exec; later ones from each result
 //	CopyFrom               NotSent while acquiring only              as Exec
 //	Begin, BeginTx         NotSent (acquire and BEGIN)               as Exec; nothing inside the transaction is retried
 //	Acquire, Ping          NotSent                                   *retry.Error, *TimeoutError, ErrClosed
-//	Tx                     the whole fn on NotSent, ConnLost, and    fn's error, *retry.Error, *TimeoutError,
-//	                       Conflict before COMMIT; never after it    *AmbiguousCommitError, ErrClosed
+//	Tx                     the whole fn on NotSent, ConnLost and     fn's error, *retry.Error, *TimeoutError,
+//	                       Conflict before COMMIT; after a lost      *AmbiguousCommitError (with the xid),
+//	                       COMMIT, only when the server says it      ErrClosed
+//	                       rolled back
 //	Querier.Do             the whole fn on the Querier's classes     fn's error, *retry.Error, ErrClosed
 //	StdDB                  database/sql's own (driver.ErrBadConn)    database/sql's
 //	Close                  -                                         - (returns within the close grace)

@@ -54,3 +54,27 @@ func TestNewRejectsNilConfig(t *testing.T) {
 		t.Fatal("New(nil) succeeded")
 	}
 }
+
+func TestWhatACallerMayRetryLater(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		wantClass retry.Class
+		wantLater bool
+	}{
+		{"an ambiguous commit is never retried by an outer loop, but the caller may check and retry", &pool.AmbiguousCommitError{Err: io.ErrUnexpectedEOF}, retry.Permanent, true},
+		{"a closed pool: the service is shutting down", pool.ErrClosed, retry.Permanent, true},
+		{"a pool timeout: it already waited", &pool.TimeoutError{}, retry.Permanent, true},
+		{"retries that gave up on a permanent error", &retry.Error{Attempts: 2, Class: retry.Permanent, Err: errors.New("syntax error")}, retry.Permanent, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retry.Classify(tt.err); got != tt.wantClass {
+				t.Errorf("Classify = %v, want %v", got, tt.wantClass)
+			}
+			if got := retry.MayRetryLater(tt.err); got != tt.wantLater {
+				t.Errorf("MayRetryLater = %v, want %v", got, tt.wantLater)
+			}
+		})
+	}
+}

@@ -113,7 +113,7 @@ func TestFaultServerDownAtStart(t *testing.T) {
 	sleep(time.Second)
 	l.finish(t)
 	l.checkWrites(t, dsn)
-	if r := p.Stats().Retries["not-sent"]; r == 0 {
+	if r := p.Stats().Retries.NotSent; r == 0 {
 		t.Fatal("New did not retry: the server was not down when it started")
 	}
 }
@@ -128,7 +128,7 @@ func TestFaultIdleFlowsBlackholed(t *testing.T) {
 	l := startLoad(p, workers, 2, 0)
 	sleep(time.Second)
 	l.finish(t)
-	idle := p.Stats().CheckedIn
+	idle := p.Stats().IdleConns
 	proxy.BlackholeIdle(1500 * time.Millisecond)
 	sleep(2 * time.Second)
 
@@ -223,9 +223,9 @@ func TestFaultPoolExhausted(t *testing.T) {
 	for _, tx := range held {
 		tx.Rollback(ctx)
 	}
-	waitFor(t, func() bool { s := p.Stats(); return s.CheckedOut == 0 && s.Total == 2 })
+	waitFor(t, func() bool { s := p.Stats(); return s.AcquiredConns == 0 && s.TotalConns == 2 })
 	st := p.Stats()
-	if st.CheckedIn != 2 || st.OverflowClosed != 1 || st.AcquireTimeouts != workers {
+	if st.IdleConns != 2 || st.OverflowClosed != 1 || st.AcquireTimeouts != workers {
 		t.Fatalf("after release: %+v", st)
 	}
 	// And the pool still works.

@@ -89,12 +89,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 	if p.cfg.PrePing == config.PrePingIdle {
 		cut = max(cut, time.Now().Add(-p.cfg.PrePingAfter).UnixNano())
 	}
-	for {
-		old := p.conns.staleBefore.Load()
-		if cut <= old || p.conns.staleBefore.CompareAndSwap(old, cut) {
-			break
-		}
-	}
+	raise(&p.conns.staleBefore, cut)
 	p.lastConnErr.set(fmt.Errorf("pre-ping of a connection idle %v failed: %w", idle.Round(time.Millisecond), err))
 	p.logs.info(ctx, p.log, "pgsteady: pre-ping failed", "idle", idle, "err", err)
 	if p.obs != nil {
@@ -233,5 +228,16 @@ func (p *Pool) pingIdle(stop <-chan struct{}) {
 			p.obs.PingFailed(ctx, idle, err)
 		}
 		p.release(c)
+	}
+}
+
+// raise sets a to v unless it already holds v or more, atomically: staleBefore only moves
+// forward, whichever of several concurrent failures sets it.
+func raise(a *atomic.Int64, v int64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
 	}
 }

@@ -20,8 +20,8 @@ var srv *pgharness.Server
 func TestMain(m *testing.M) { pgharness.Main(m, &srv, pgharness.Options{PgBouncer: true}) }
 
 // newPool builds a pool on a fresh database reached through dsn's host (the server, PgBouncer
-// or a fault proxy), after letting edit change the parsed config.
-func newPool(t testing.TB, dsn string, edit func(*config.Config)) *pool.Pool {
+// or a fault proxy), after letting edit change the parsed config, with opts.
+func newPool(t testing.TB, dsn string, edit func(*config.Config), opts ...pool.Option) *pool.Pool {
 	t.Helper()
 	cfg, err := config.Parse(dsn)
 	if err != nil {
@@ -32,7 +32,7 @@ func newPool(t testing.TB, dsn string, edit func(*config.Config)) *pool.Pool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := pool.New(ctx, cfg)
+	p, err := pool.New(ctx, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,24 +19,6 @@ import (
 	"github.com/pgsteady/pgsteady/pool"
 )
 
-// newPoolWith builds a pool on dsn with options.
-func newPoolWith(t *testing.T, dsn string, edit func(*config.Config), opts ...pool.Option) *pool.Pool {
-	t.Helper()
-	cfg, err := config.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(cfg)
-	}
-	p, err := pool.New(t.Context(), cfg, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
 // sqlTracer records the SQL of every query pgx starts.
 type sqlTracer struct {
 	mu   sync.Mutex
@@ -62,7 +44,7 @@ func TestUserTracerSeesEveryAttemptOfARetriedQuery(t *testing.T) {
 	dsn := freshDB(t)
 	proxy := newProxy(t)
 	tr := &sqlTracer{seen: map[string]int{}}
-	p := newPoolWith(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) { c.Size, c.Overflow = 1, 0 },
+	p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) { c.Size, c.Overflow = 1, 0 },
 		pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.Tracer = tr }))
 	const q = "SELECT pg_sleep(0.5), 1"
 	go func() {
@@ -87,7 +69,7 @@ func TestTypeRegisteredInAfterConnectWorksOnEveryConnection(t *testing.T) {
 	}
 	registered := 0
 	var mu sync.Mutex
-	p := newPoolWith(t, dsn, func(c *config.Config) { c.Size, c.Overflow = 2, 0 },
+	p := newPool(t, dsn, func(c *config.Config) { c.Size, c.Overflow = 2, 0 },
 		pool.WithPgxConfig(func(pc *pgxpool.Config) {
 			pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 				dt, err := c.LoadType(ctx, "mood")

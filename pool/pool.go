@@ -18,8 +18,14 @@ import (
 	"github.com/pgsteady/pgsteady/retry"
 )
 
-// ErrClosed is returned by every method of a closed [Pool].
-var ErrClosed = errors.New("pool: closed")
+// ErrClosed is returned by every method of a closed [Pool]. [retry.MayRetryLater] says true
+// for it: a server shutting down its pool is a transient condition for its clients.
+var ErrClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string       { return "pool: closed" }
+func (closedError) MayRetryLater() bool { return true }
 
 // Pool is a resilient PostgreSQL connection pool on top of [pgxpool.Pool]. It is safe for
 // concurrent use. It has pgxpool's query methods, so it satisfies the DBTX interface that sqlc
@@ -37,6 +43,7 @@ type Pool struct {
 	stats   counters
 
 	lastConnErr lastConnErr
+	budgets     budgets
 	logs        logLimiter
 	pace        *pacer       // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
@@ -267,6 +274,7 @@ func (p *Pool) Close() {
 			p.log.Warn("pgsteady: closed connections still held after the close grace", "grace", p.grace, "connections", n)
 		}
 		p.bg.Wait()
+		p.budgets.stop()
 	})
 }
 
@@ -373,13 +381,7 @@ func (p *Pool) beforeConnect(ctx context.Context) error {
 // before its next use, without a ping, so that new ones go through the connection string's
 // host list (and target_session_attrs) and a fresh DNS lookup.
 func (p *Pool) failoverSuspected(ctx context.Context, err error) {
-	now := time.Now().UnixNano()
-	for {
-		old := p.conns.staleBefore.Load()
-		if now <= old || p.conns.staleBefore.CompareAndSwap(old, now) {
-			break
-		}
-	}
+	raise(&p.conns.staleBefore, time.Now().UnixNano())
 	p.stats.failovers.Add(1)
 	p.outage()
 	p.logs.warn(ctx, p.log, "pgsteady: the server is no longer writable (failover?): replacing every connection", "err", err)

@@ -16,7 +16,6 @@ import (
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
-	"github.com/pgsteady/pgsteady/retry"
 )
 
 // DBTX is the interface sqlc generates for pgx/v5.
@@ -148,7 +147,7 @@ func TestRunsStatementsLikePgxpool(t *testing.T) {
 		}
 	})
 	// pgxpool returns connections asynchronously when an AfterRelease hook is set.
-	waitFor(t, func() bool { return p.Stats().CheckedOut == 0 })
+	waitFor(t, func() bool { return p.Stats().AcquiredConns == 0 })
 }
 
 func TestTxRetriesSerializationFailures(t *testing.T) {
@@ -197,7 +196,7 @@ func TestTxRetriesSerializationFailures(t *testing.T) {
 	if err := p.QueryRow(ctx, "SELECT n FROM counter").Scan(&n); err != nil || n != workers*each {
 		t.Fatalf("counter = %d (err %v), want %d", n, err, workers*each)
 	}
-	if r := p.Stats().Retries[retry.Conflict.String()]; r == 0 {
+	if r := p.Stats().Retries.Conflict; r == 0 {
 		t.Fatal("no conflict was retried: the test did not exercise the retry")
 	} else {
 		t.Logf("%d conflicts retried", r)
@@ -403,7 +402,7 @@ func TestIdempotentRetriesAStatementCutBeforeItsFirstResult(t *testing.T) {
 	if err := p.QueryRow(ctx, "SELECT last_value FROM attempts").Scan(&seq); err != nil || seq != 1 {
 		t.Fatalf("the default Exec ran %d times, want 1 (err %v)", seq, err)
 	}
-	if r := p.Stats().Retries; r[retry.ConnLost.String()] != 2 {
+	if r := p.Stats().Retries; r.ConnLost != 2 {
 		t.Fatalf("retries %v, want 2 ConnLost (Query and SendBatch)", r)
 	}
 }

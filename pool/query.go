@@ -332,10 +332,10 @@ func (r batchRow) Scan(dest ...any) error {
 }
 
 // Close reads what is left and releases the connection. When nothing was read before, a batch
-// that was never sent is sent again (NotSent only: Close runs the QueuedQuery callbacks, which
-// must not see a result twice).
+// that was never sent is sent again (NotSent only, not Conflict: Close runs the QueuedQuery
+// callbacks, and a later query's conflict would resend a batch whose earlier callbacks ran).
 func (bt *batch) Close() error {
-	err := bt.first(bt.on&retry.Safe, func(br pgx.BatchResults) error { return br.Close() })
+	err := bt.first(bt.on&retry.Set(retry.NotSent), func(br pgx.BatchResults) error { return br.Close() })
 	bt.releaseConn()
 	return err
 }

@@ -9,9 +9,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/faultproxy"
 	"github.com/pgsteady/pgsteady/internal/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 )
+
+// loseCommitAnswer makes the answer to what is sent next (COMMIT) never arrive: the proxy
+// stalls responses, and 300 ms later resets every flow, and then, if resume, lets new flows
+// work again.
+func loseCommitAnswer(proxy *faultproxy.Proxy, resume bool) {
+	proxy.StallResponses()
+	time.AfterFunc(300*time.Millisecond, func() {
+		proxy.ResetAll()
+		if resume {
+			proxy.Resume()
+		}
+	})
+}
 
 // countWrites returns how many rows of writes have key.
 func countWrites(t *testing.T, dsn, key string) int {
@@ -35,11 +49,7 @@ func TestTxResolvesALostCommitThatCommitted(t *testing.T) {
 			return err
 		}
 		// COMMIT reaches the server, its answer does not reach the pool; then the flow dies.
-		proxy.StallResponses()
-		time.AfterFunc(300*time.Millisecond, func() {
-			proxy.ResetAll()
-			proxy.Resume()
-		})
+		loseCommitAnswer(proxy, true)
 		return nil
 	})
 	if err != nil {
@@ -107,8 +117,7 @@ func TestTxReportsAmbiguousWhenTheLookupIsImpossible(t *testing.T) {
 			return err
 		}
 		// The answer is lost and the server stays out of reach: nothing can be learned.
-		proxy.StallResponses()
-		time.AfterFunc(300*time.Millisecond, func() { proxy.ResetAll() })
+		loseCommitAnswer(proxy, false)
 		return nil
 	})
 	var amb *pool.AmbiguousCommitError
@@ -136,24 +145,12 @@ func TestTxReportsAmbiguousWhenTheLookupIsImpossible(t *testing.T) {
 func TestWithoutCommitResolutionALostCommitIsAmbiguous(t *testing.T) {
 	dsn := freshDB(t)
 	proxy := newProxy(t)
-	cfg, err := config.Parse(pgharness.WithAddr(dsn, proxy.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pool.New(t.Context(), cfg, pool.WithoutCommitResolution())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	err = p.Tx(t.Context(), pgx.TxOptions{}, func(tx pgx.Tx) error {
+	p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), nil, pool.WithoutCommitResolution())
+	err := p.Tx(t.Context(), pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(t.Context(), "INSERT INTO writes (key) VALUES ('not-resolved')"); err != nil {
 			return err
 		}
-		proxy.StallResponses()
-		time.AfterFunc(300*time.Millisecond, func() {
-			proxy.ResetAll()
-			proxy.Resume()
-		})
+		loseCommitAnswer(proxy, true)
 		return nil
 	})
 	var amb *pool.AmbiguousCommitError

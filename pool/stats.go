@@ -25,37 +25,46 @@ type counters struct {
 	ambiguous         atomic.Int64 // Tx COMMITs whose outcome was lost and stayed unknown
 	resolvedCommitted atomic.Int64
 	resolvedAborted   atomic.Int64
-	retries           [4]atomic.Int64
+	retriedNotSent    atomic.Int64
+	retriedConnLost   atomic.Int64
+	retriedConflict   atomic.Int64
 }
 
 func (c *counters) retried(class retry.Class) {
-	if int(class) >= 0 && int(class) < len(c.retries) {
-		c.retries[class].Add(1)
+	switch class {
+	case retry.NotSent:
+		c.retriedNotSent.Add(1)
+	case retry.ConnLost:
+		c.retriedConnLost.Add(1)
+	case retry.Conflict:
+		c.retriedConflict.Add(1)
 	}
 }
 
-// Stats is a snapshot of the pool. The first four fields are those of the seed's /debug/pool
-// (SQLAlchemy QueuePool's size, checkedin, checkedout, overflow).
+// Stats is a snapshot of the pool. Connections are counted in pgxpool's words; the JSON keys
+// of the first four are SQLAlchemy QueuePool's, which the /debug/pool endpoint of the service
+// pgsteady grew from returned: size, checked_in (IdleConns), checked_out (AcquiredConns) and
+// overflow (OverflowConns).
 type Stats struct {
-	Size       int `json:"size"`        // configured Size
-	CheckedIn  int `json:"checked_in"`  // idle connections
-	CheckedOut int `json:"checked_out"` // connections in use
-	Overflow   int `json:"overflow"`    // open connections beyond Size
-	Total      int `json:"total"`       // open connections (including ones being opened)
-	Max        int `json:"max"`         // Size + Overflow
-	Waiting    int `json:"waiting"`     // callers waiting for a connection
+	Size          int `json:"size"`        // configured Size
+	IdleConns     int `json:"checked_in"`  // idle connections
+	AcquiredConns int `json:"checked_out"` // connections in use
+	OverflowConns int `json:"overflow"`    // open connections beyond Size
+	TotalConns    int `json:"total"`       // open connections (including ones being opened)
+	MaxConns      int `json:"max"`         // Size + Overflow
+	Waiting       int `json:"waiting"`     // callers waiting for a connection
 
-	Acquires        int64            `json:"acquires"`         // acquire attempts
-	AcquireTimeouts int64            `json:"acquire_timeouts"` // attempts that ended in ErrPoolTimeout
-	Retries         map[string]int64 `json:"retries"`          // retries, by error class
-	FailedPings     int64            `json:"failed_pings"`     // pre-pings that failed
-	Opened          int64            `json:"opened"`           // connections opened
-	Recycled        int64            `json:"recycled"`         // closed for age or idleness
-	OverflowClosed  int64            `json:"overflow_closed"`  // closed on release while Size were idle
-	Destroyed       int64            `json:"destroyed"`        // closed because they failed
-	ReplacedIdle    int64            `json:"replaced_idle"`    // replaced before use without a ping: past the idle horizon, or idle longer than a connection that failed its ping
-	KeepalivePings  int64            `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon
-	KeepaliveFailed int64            `json:"keepalive_failed"` // background pings that failed (FailedPings counts pre-pings only)
+	AcquireCount    int64       `json:"acquires"`         // acquire attempts
+	AcquireTimeouts int64       `json:"acquire_timeouts"` // attempts that ended in ErrPoolTimeout
+	Retries         RetryCounts `json:"retries"`          // retries, by error class
+	FailedPings     int64       `json:"failed_pings"`     // pre-pings that failed
+	Opened          int64       `json:"opened"`           // connections opened
+	Recycled        int64       `json:"recycled"`         // closed for age or idleness
+	OverflowClosed  int64       `json:"overflow_closed"`  // closed on release while Size were idle
+	Destroyed       int64       `json:"destroyed"`        // closed because they failed
+	ReplacedIdle    int64       `json:"replaced_idle"`    // replaced before use without a ping: past the idle horizon, or idle longer than a connection that failed its ping
+	KeepalivePings  int64       `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon
+	KeepaliveFailed int64       `json:"keepalive_failed"` // background pings that failed (FailedPings counts pre-pings only)
 
 	Paced              int64 `json:"paced"`               // connections opened while recovering from an outage, through the pacer
 	FailoversSuspected int64 `json:"failovers_suspected"` // errors that said the server was no longer writable (25006)
@@ -68,21 +77,32 @@ type Stats struct {
 	IdleHorizon time.Duration `json:"idle_horizon_ns"`
 }
 
+// RetryCounts counts the retries the pool made, by the [retry.Class] of the error retried.
+type RetryCounts struct {
+	NotSent  int64 `json:"not_sent"`
+	ConnLost int64 `json:"conn_lost"`
+	Conflict int64 `json:"conflict"`
+}
+
 // Stats returns a snapshot of the pool's state and counters.
 func (p *Pool) Stats() Stats {
 	s := p.pgx.Stat()
 	total := int(s.TotalConns())
-	st := Stats{
-		Size:               p.cfg.Size,
-		CheckedIn:          int(s.IdleConns()),
-		CheckedOut:         int(s.AcquiredConns()),
-		Overflow:           max(0, total-p.cfg.Size),
-		Total:              total,
-		Max:                p.cfg.MaxConns(),
-		Waiting:            int(p.stats.waiting.Load()),
-		Acquires:           p.stats.acquires.Load(),
+	return Stats{
+		Size:          p.cfg.Size,
+		IdleConns:     int(s.IdleConns()),
+		AcquiredConns: int(s.AcquiredConns()),
+		OverflowConns: max(0, total-p.cfg.Size),
+		TotalConns:    total,
+		MaxConns:      p.cfg.MaxConns(),
+		Waiting:       int(p.stats.waiting.Load()),
+		AcquireCount:  p.stats.acquires.Load(),
+		Retries: RetryCounts{
+			NotSent:  p.stats.retriedNotSent.Load(),
+			ConnLost: p.stats.retriedConnLost.Load(),
+			Conflict: p.stats.retriedConflict.Load(),
+		},
 		AcquireTimeouts:    p.stats.acquireTimeouts.Load(),
-		Retries:            map[string]int64{},
 		FailedPings:        p.stats.failedPings.Load(),
 		Opened:             s.NewConnsCount(),
 		Recycled:           s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
@@ -98,10 +118,6 @@ func (p *Pool) Stats() Stats {
 		ResolvedCommitted:  p.stats.resolvedCommitted.Load(),
 		ResolvedAborted:    p.stats.resolvedAborted.Load(),
 	}
-	for _, c := range []retry.Class{retry.NotSent, retry.ConnLost, retry.Conflict} {
-		st.Retries[c.String()] = p.stats.retries[c].Load()
-	}
-	return st
 }
 
 // DebugHandler serves [Pool.Stats] as JSON. It does no authentication: mount it behind yours.

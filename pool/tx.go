@@ -49,6 +49,14 @@ func (e *commitAbortedError) SafeToRetry() bool { return true }
 // Unwrap returns the error COMMIT got.
 func (e *AmbiguousCommitError) Unwrap() error { return e.Err }
 
+// RetryClass makes [retry.Classify] say Permanent, whatever COMMIT's error was: work that may
+// have committed must not be run again by an outer retry (a Tx inside Querier.Do).
+func (e *AmbiguousCommitError) RetryClass() retry.Class { return retry.Permanent }
+
+// MayRetryLater makes [retry.MayRetryLater] say true: the database was unreachable, and the
+// caller may try again once it has checked whether the work was done.
+func (e *AmbiguousCommitError) MayRetryLater() bool { return true }
+
 // Tx runs fn in a transaction and commits it. When fn or the commit fails with an error that
 // proves the transaction did not commit, the whole of fn runs again in a new transaction on
 // another connection, under the config's Retry policy: [retry.Conflict] (serialization

@@ -215,18 +215,8 @@ func resolveXact(ctx context.Context, q rowQuerier, ref xactRef) (xactStatus, er
 		var stamp string
 		err := q.QueryRow(ctx, xactStatusSQL, pgx.QueryExecModeSimpleProtocol, arg).Scan(&s, &stamp)
 		st := parseXactStatus(s)
-		if err == nil && stamp != ref.stamp && st != xactAborted {
-			return xactUnknown, errXidReused
-		}
-		switch {
-		case err == nil && st != xactInProgress:
-			return st, nil
-		case err != nil && ctx.Err() != nil:
-			return xactUnknown, err
-		case err != nil && futureXact(err):
-			return xactUnknown, err
-		case err != nil && !retry.Idempotent.Has(retry.Classify(err)):
-			return xactUnknown, err
+		if final, ferr, done := lookupSettled(ctx, ref, st, stamp, err); done {
+			return final, ferr
 		}
 		if err == nil {
 			err = ctx.Err() // in progress
@@ -243,6 +233,23 @@ func resolveXact(ctx context.Context, q rowQuerier, ref xactRef) (xactStatus, er
 		}
 		wait = min(2*wait, xactPollMax)
 	}
+}
+
+// lookupSettled judges one answer of the status lookup: whether resolveXact is done, and with
+// what. It goes on polling while the transaction is in progress, and while the lookup failed
+// with an error that may pass.
+func lookupSettled(ctx context.Context, ref xactRef, st xactStatus, stamp string, err error) (xactStatus, error, bool) {
+	switch {
+	case err == nil && stamp != ref.stamp && st != xactAborted:
+		return xactUnknown, errXidReused, true
+	case err == nil && st != xactInProgress:
+		return st, nil, true
+	case err == nil:
+		return st, nil, false
+	case ctx.Err() != nil, futureXact(err), !retry.Idempotent.Has(retry.Classify(err)):
+		return xactUnknown, err, true
+	}
+	return st, nil, false
 }
 
 // commitUncertain reports whether err, returned by Tx.Commit, leaves the outcome of the COMMIT

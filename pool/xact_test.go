@@ -127,13 +127,16 @@ func TestResolveXact(t *testing.T) {
 				t.Errorf("open transaction: %v, %v; want in progress and the deadline", st, err)
 			}
 			// Polling sees it commit.
+			committing := make(chan struct{})
 			go func() {
+				defer close(committing)
 				time.Sleep(100 * time.Millisecond)
 				tx.Commit(ctx)
 			}()
 			if st, err := resolve(10*time.Second, open); st != pool.XactCommitted || err != nil {
 				t.Errorf("transaction committed while polling: %v, %v", st, err)
 			}
+			<-committing
 
 			// An id the server has not assigned, as after a failover to a standby that lagged:
 			// unknowable, not aborted.

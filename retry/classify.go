@@ -196,6 +196,31 @@ func classify(err error, o origin) verdict {
 // it decides the class. It records in *sendMayHaveStarted that a
 // SafeToRetry method answered false.
 func classifyNode(e error, o origin, sendMayHaveStarted *bool) (verdict, bool) {
+	if v, ok := typedVerdict(e, o); ok {
+		return v, true
+	}
+	if v, ok := sentinelVerdict(e); ok {
+		return v, true
+	}
+	if s, ok := e.(interface{ SafeToRetry() bool }); ok && !*sendMayHaveStarted {
+		if !s.SafeToRetry() {
+			*sendMayHaveStarted = true
+			return verdict{}, false
+		}
+		return safeToRetryVerdict(e), true
+	}
+	if o == foreign {
+		return verdict{}, false
+	}
+	if c, ok := transportClass(e); ok {
+		return verdict{class: c, known: true}, true
+	}
+	return verdict{}, false
+}
+
+// typedVerdict decides by the node's type: a class the error states itself, a connect error,
+// a join, a server error (pgconn's or another driver's), a certificate that does not verify.
+func typedVerdict(e error, o origin) (verdict, bool) {
 	switch x := e.(type) {
 	case interface{ RetryClass() Class }:
 		c := x.RetryClass()
@@ -217,41 +242,38 @@ func classifyNode(e error, o origin, sendMayHaveStarted *bool) (verdict, bool) {
 		// The server's certificate will not verify any better next time.
 		return verdict{class: Permanent, known: true}, true
 	}
-	if isContextErr(e) {
+	return verdict{}, false
+}
+
+// sentinelVerdict decides for the context's errors and the sentinels of pgconn and
+// database/sql.
+func sentinelVerdict(e error) (verdict, bool) {
+	switch {
+	case isContextErr(e):
 		return verdict{class: Permanent, known: true, ctx: true}, true
-	}
-	if e == pgconn.ErrConnClosed {
+	case e == pgconn.ErrConnClosed:
 		// pgconn closed the connection while the request was, or may have
 		// been, in flight. (Before anything was sent it says so with
 		// SafeToRetry, which an outer error carries.)
 		return verdict{class: ConnLost, known: true}, true
-	}
-	if e == driver.ErrBadConn {
+	case e == driver.ErrBadConn:
 		// database/sql's contract: a driver returns ErrBadConn only when the
 		// server cannot have performed the operation.
 		return verdict{class: NotSent, known: true}, true
 	}
-	if s, ok := e.(interface{ SafeToRetry() bool }); ok && !*sendMayHaveStarted {
-		if !s.SafeToRetry() {
-			*sendMayHaveStarted = true
-			return verdict{}, false
-		}
-		// Nothing was written, but some causes fail the same way again.
-		if errors.Is(e, context.Canceled) || errors.Is(e, context.DeadlineExceeded) {
-			return verdict{class: Permanent, known: true, ctx: true}, true
-		}
-		if isCertificateErr(e) {
-			return verdict{class: Permanent, known: true}, true
-		}
-		return verdict{class: NotSent, known: true}, true
-	}
-	if o == foreign {
-		return verdict{}, false
-	}
-	if c, ok := transportClass(e); ok {
-		return verdict{class: c, known: true}, true
-	}
 	return verdict{}, false
+}
+
+// safeToRetryVerdict classes an error whose SafeToRetry method says nothing was written:
+// NotSent, unless its cause would fail the same way again.
+func safeToRetryVerdict(e error) verdict {
+	if errors.Is(e, context.Canceled) || errors.Is(e, context.DeadlineExceeded) {
+		return verdict{class: Permanent, known: true, ctx: true}
+	}
+	if isCertificateErr(e) {
+		return verdict{class: Permanent, known: true}
+	}
+	return verdict{class: NotSent, known: true}
 }
 
 // transportClass classifies the errors of the socket under the connection.

@@ -125,51 +125,69 @@ func loop(ctx context.Context, p Policy, start time.Time, err error, fn func(con
 	p = p.withDefaults()
 	var b backoff.BackOff
 	for attempt := 1; ; attempt++ {
-		if err == nil {
-			return nil
-		}
-		var stop *stopError
-		if errors.As(err, &stop) {
-			return stop.err
-		}
-		var done *Error
-		if errors.As(err, &done) {
-			return err
+		if final, done := settled(err, attempt, p.RetryOn); done {
+			return final
 		}
 		class := Classify(err)
-		if !p.RetryOn.Has(class) {
-			if attempt == 1 {
-				return err
-			}
-			return &Error{Attempts: attempt, Class: class, Err: err}
-		}
-		giveUp := &Error{Attempts: attempt, Class: class, Err: err, Bound: "the context"}
-		if ctx.Err() != nil {
-			return giveUp
-		}
 		if b == nil {
 			b = newBackOff(p, rnd)
 		}
-		delay := b.NextBackOff()
-		if delay == backoff.Stop {
-			giveUp.Bound = "MaxAttempts " + strconv.Itoa(p.MaxAttempts)
-			return giveUp
-		}
-		if p.MaxElapsed > 0 && time.Since(start)+delay > p.MaxElapsed {
-			giveUp.Bound = "MaxElapsed " + p.MaxElapsed.String()
-			return giveUp
-		}
-		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
-			return giveUp
+		delay, bound := nextWait(ctx, p, b, start)
+		if bound != "" {
+			return &Error{Attempts: attempt, Class: class, Err: err, Bound: bound}
 		}
 		if p.OnRetry != nil {
 			p.OnRetry(attempt, err, class, delay)
 		}
 		if !sleep(ctx, delay) {
-			return giveUp
+			return &Error{Attempts: attempt, Class: class, Err: err, Bound: "the context"}
 		}
 		err = fn(ctx)
 	}
+}
+
+// settled reports whether attempt, which returned err, ends the loop, and
+// with what: success, a Stop, a nested *Error, or a class not in on.
+func settled(err error, attempt int, on Classes) (error, bool) {
+	if err == nil {
+		return nil, true
+	}
+	var stop *stopError
+	if errors.As(err, &stop) {
+		return stop.err, true
+	}
+	var nested *Error
+	if errors.As(err, &nested) {
+		return err, true
+	}
+	class := Classify(err)
+	switch {
+	case on.Has(class):
+		return nil, false
+	case attempt == 1:
+		return err, true
+	}
+	return &Error{Attempts: attempt, Class: class, Err: err}, true
+}
+
+// nextWait returns the wait before the next attempt, or the bound that
+// forbids one: the context (done, or its deadline before the wait ends),
+// MaxAttempts, or MaxElapsed counted from start.
+func nextWait(ctx context.Context, p Policy, b backoff.BackOff, start time.Time) (time.Duration, string) {
+	if ctx.Err() != nil {
+		return 0, "the context"
+	}
+	delay := b.NextBackOff()
+	switch {
+	case delay == backoff.Stop:
+		return 0, "MaxAttempts " + strconv.Itoa(p.MaxAttempts)
+	case p.MaxElapsed > 0 && time.Since(start)+delay > p.MaxElapsed:
+		return 0, "MaxElapsed " + p.MaxElapsed.String()
+	}
+	if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
+		return 0, "the context"
+	}
+	return delay, ""
 }
 
 // sleep waits for d or until ctx is done, and reports whether d passed with

@@ -18,12 +18,15 @@
 // [Classify] sorts every error into one of four classes, by what the server
 // may have done:
 //
-//	| class     | what happened                          | safe to retry                        |
-//	|-----------|----------------------------------------|--------------------------------------|
-//	| NotSent   | the statement never reached the server | any statement                        |
-//	| ConnLost  | the connection died; it may have run   | idempotent work, a whole transaction |
-//	| Conflict  | serialization failure or deadlock      | the whole transaction                |
-//	| Permanent | anything else, or unknown              | nothing                              |
+//	| class     | what the server provably did                     | safe to retry                        |
+//	|-----------|--------------------------------------------------|--------------------------------------|
+//	| NotSent   | it did not run the statement                     | any statement                        |
+//	| Conflict  | it rolled the transaction back (40001, 40P01,    | the statement alone when it was the  |
+//	|           | 25006 read-only, a stale cached plan 0A000)      | whole transaction; else the whole Tx |
+//	| ConnLost  | unknown: the connection died, it may have run    | idempotent work, a whole transaction |
+//	| Permanent | anything else, or unknown                        | nothing                              |
+//
+// [Safe] is NotSent and Conflict; [Idempotent] and [Transaction] add ConnLost.
 //
 // The doc comment of each class lists the errors in it and explains why the
 // retry is or is not safe. Classification uses error types and SQLSTATE

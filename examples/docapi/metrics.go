@@ -55,20 +55,19 @@ func (s *server) metricsHandler(w http.ResponseWriter, r *http.Request) {
 	one := func(v int64) sample { return sample{v: v} }
 
 	metric("pgsteady_pool_size", "gauge", "Configured permanent connections (Size).", one(int64(st.Size)))
-	metric("pgsteady_pool_max_connections", "gauge", "Most connections the pool opens (Size + Overflow).", one(int64(st.Max)))
+	metric("pgsteady_pool_max_connections", "gauge", "Most connections the pool opens (Size + Overflow).", one(int64(st.MaxConns)))
 	metric("pgsteady_pool_connections", "gauge", "Open connections, by state.",
-		sample{`state="idle"`, int64(st.CheckedIn)},
-		sample{`state="in_use"`, int64(st.CheckedOut)},
-		sample{`state="other"`, int64(max(0, st.Total-st.CheckedIn-st.CheckedOut))})
-	metric("pgsteady_pool_overflow_connections", "gauge", "Open connections beyond Size.", one(int64(st.Overflow)))
+		sample{`state="idle"`, int64(st.IdleConns)},
+		sample{`state="in_use"`, int64(st.AcquiredConns)},
+		sample{`state="other"`, int64(max(0, st.TotalConns-st.IdleConns-st.AcquiredConns))})
+	metric("pgsteady_pool_overflow_connections", "gauge", "Open connections beyond Size.", one(int64(st.OverflowConns)))
 	metric("pgsteady_pool_waiting", "gauge", "Callers waiting for a connection.", one(int64(st.Waiting)))
-	metric("pgsteady_pool_acquires_total", "counter", "Connection acquire attempts.", one(st.Acquires))
+	metric("pgsteady_pool_acquires_total", "counter", "Connection acquire attempts.", one(st.AcquireCount))
 	metric("pgsteady_pool_acquire_timeouts_total", "counter", "Acquire attempts that timed out.", one(st.AcquireTimeouts))
-	var retries []sample
-	for _, class := range slices.Sorted(maps.Keys(st.Retries)) {
-		retries = append(retries, sample{`class="` + class + `"`, st.Retries[class]})
-	}
-	metric("pgsteady_pool_retries_total", "counter", "Retries, by error class.", retries...)
+	metric("pgsteady_pool_retries_total", "counter", "Retries, by error class.",
+		sample{`class="conflict"`, st.Retries.Conflict},
+		sample{`class="conn-lost"`, st.Retries.ConnLost},
+		sample{`class="not-sent"`, st.Retries.NotSent})
 	metric("pgsteady_pool_failed_pings_total", "counter", "Pre-pings that failed.", one(st.FailedPings))
 	metric("pgsteady_pool_connections_opened_total", "counter", "Connections opened.", one(st.Opened))
 	metric("pgsteady_pool_connections_recycled_total", "counter", "Connections closed for age or idleness.", one(st.Recycled))

@@ -277,10 +277,7 @@ func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) 
 		writeError(w, http.StatusServiceUnavailable, "request canceled")
 		return
 	}
-	var retryErr *retry.Error
-	transient := errors.Is(err, pool.ErrPoolTimeout) || errors.Is(err, pool.ErrClosed) ||
-		errors.Is(err, errCommitUnknown) || errors.As(err, &retryErr) ||
-		retry.Classify(err) != retry.Permanent
+	transient := errors.Is(err, errCommitUnknown) || retry.MayRetryLater(err)
 	s.log.Error("docapi: request failed", "request_id", requestID(r.Context()), "method", r.Method, "path", r.URL.Path, "transient", transient, "err", err)
 	if transient {
 		w.Header().Set("Retry-After", "1")

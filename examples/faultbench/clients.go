@@ -165,7 +165,7 @@ func (c pgsteadyClient) write(ctx context.Context, key string) error {
 func (c pgsteadyClient) stats() string {
 	s := c.p.Stats()
 	out := fmt.Sprintf("retries not-sent=%d conn-lost=%d conflict=%d, failed pings=%d, connections opened=%d destroyed=%d replaced idle=%d paced=%d",
-		s.Retries["not-sent"], s.Retries["conn-lost"], s.Retries["conflict"], s.FailedPings, s.Opened, s.Destroyed, s.ReplacedIdle, s.Paced)
+		s.Retries.NotSent, s.Retries.ConnLost, s.Retries.Conflict, s.FailedPings, s.Opened, s.Destroyed, s.ReplacedIdle, s.Paced)
 	out += fmt.Sprintf(", lost COMMITs resolved committed=%d aborted=%d, left ambiguous=%d", s.ResolvedCommitted, s.ResolvedAborted, s.AmbiguousCommits)
 	if s.FailoversSuspected > 0 {
 		out += fmt.Sprintf(", failovers suspected (25006 seen)=%d", s.FailoversSuspected)

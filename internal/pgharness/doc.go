@@ -23,6 +23,15 @@
 // stay on the old primary, as after a real DNS change. [MultiHostDSN] lists several servers for
 // target_session_attrs.
 //
+// # Without Docker
+//
+// [StartLocal] runs the same set-up (TLS, SCRAM, hostssl only, the same database, users and
+// passwords' shape) as a throwaway cluster of the PostgreSQL server binaries found on the
+// machine ([FindLocalBinaries]), in a temporary folder, on a free 127.0.0.1 port, as an
+// unprivileged user when run as root; [Cluster.Close] removes it all. [StartEmbedded] tries
+// Docker and then the local binaries, and says in one error how to get either when neither is
+// there; both kinds satisfy [Database], which the examples use.
+//
 // # Images
 //
 // With $PGSTEADY_TEST_IMAGE set, that image is used. Otherwise the image tagged [LocalImage] is

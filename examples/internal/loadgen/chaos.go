@@ -58,8 +58,12 @@ func runChaos(ctx context.Context, dsn string, every time.Duration, st *ChaosSta
 	}
 }
 
+// sweepTimeout bounds one sweep: connecting as the superuser (TLS and SCRAM, which take
+// seconds on a loaded machine) and terminating the backends.
+const sweepTimeout = 20 * time.Second
+
 func sweep(ctx context.Context, dsn string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
