@@ -6,15 +6,19 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5/stdlib" // also database/sql driver "pgx"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/pool"
 )
 
-// The statements of the workload.
+// The statements of the workload. whereSQL is the read of the failover fault: the same
+// lookup by primary key, answering with the address the server saw the connection arrive at,
+// which tells the old primary from the new one.
 const (
 	readSQL  = "SELECT v FROM kv WHERE k = $1"
+	whereSQL = "SELECT inet_server_addr()::text FROM kv WHERE k = $1"
 	writeSQL = "INSERT INTO writes (key) VALUES ($1)"
 )
 
@@ -61,8 +65,9 @@ func clientByName(name string) (clientKind, bool) {
 
 // client runs the workload's statements. Its methods are safe for concurrent use.
 type client interface {
-	// read fetches the row with primary key k.
-	read(ctx context.Context, k int) error
+	// read fetches the row with primary key k and returns the text the read statement
+	// answered with.
+	read(ctx context.Context, k int) (string, error)
 	// write inserts a row with key.
 	write(ctx context.Context, key string) error
 	// stats describes what the client did behind its callers' backs, or is "".
@@ -70,42 +75,84 @@ type client interface {
 	close()
 }
 
+// clientOptions are what a fault changes in how the clients are opened.
+type clientOptions struct {
+	// lookup, when not nil, resolves host names instead of the system's resolver (pgx's
+	// ConnConfig.LookupFunc): the failover fault's stable name.
+	lookup pgconn.LookupFunc
+	// readSQL is the read statement; "" means readSQL.
+	readSQL string
+	// noResolve turns pgsteady's resolution of lost COMMITs off (-commit-resolution=false).
+	noResolve bool
+}
+
 // openClient opens a client of kind on dsn, each with its defaults.
-func openClient(ctx context.Context, kind clientKind, dsn string) (client, error) {
+func openClient(ctx context.Context, kind clientKind, dsn string, o clientOptions) (client, error) {
+	read := o.readSQL
+	if read == "" {
+		read = readSQL
+	}
 	switch kind {
 	case kindPgsteady:
 		cfg, err := config.Parse(dsn)
 		if err != nil {
 			return nil, err
 		}
-		p, err := pool.New(ctx, cfg)
+		var opts []pool.Option
+		if o.lookup != nil {
+			opts = append(opts, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.LookupFunc = o.lookup }))
+		}
+		if o.noResolve {
+			opts = append(opts, pool.WithoutCommitResolution())
+		}
+		p, err := pool.New(ctx, cfg, opts...)
 		if err != nil {
 			return nil, err
 		}
-		return pgsteadyClient{p}, nil
+		return pgsteadyClient{p, read}, nil
 	case kindPgxpool:
-		p, err := pgxpool.New(ctx, dsn)
+		pc, err := pgxpool.ParseConfig(dsn)
 		if err != nil {
 			return nil, err
 		}
-		return pgxpoolClient{p}, nil
+		if o.lookup != nil {
+			pc.ConnConfig.LookupFunc = o.lookup
+		}
+		p, err := pgxpool.NewWithConfig(ctx, pc)
+		if err != nil {
+			return nil, err
+		}
+		return pgxpoolClient{p, read}, nil
 	case kindDatabaseSQL:
-		db, err := sql.Open("pgx", dsn)
+		if o.lookup == nil {
+			db, err := sql.Open("pgx", dsn)
+			if err != nil {
+				return nil, err
+			}
+			return sqlClient{db, read}, nil
+		}
+		// What sql.Open("pgx", dsn) does, with the lookup put in.
+		cc, err := pgx.ParseConfig(dsn)
 		if err != nil {
 			return nil, err
 		}
-		return sqlClient{db}, nil
+		cc.LookupFunc = o.lookup
+		return sqlClient{stdlib.OpenDB(*cc), read}, nil
 	}
 	return nil, fmt.Errorf("unknown client %v", kind)
 }
 
 // pgsteadyClient reads through Idempotent (a read may run twice) and writes in Tx (an
 // insert must not).
-type pgsteadyClient struct{ p *pool.Pool }
+type pgsteadyClient struct {
+	p       *pool.Pool
+	readSQL string
+}
 
-func (c pgsteadyClient) read(ctx context.Context, k int) error {
+func (c pgsteadyClient) read(ctx context.Context, k int) (string, error) {
 	var v string
-	return c.p.Idempotent().QueryRow(ctx, readSQL, k).Scan(&v)
+	err := c.p.Idempotent().QueryRow(ctx, c.readSQL, k).Scan(&v)
+	return v, err
 }
 
 func (c pgsteadyClient) write(ctx context.Context, key string) error {
@@ -117,17 +164,35 @@ func (c pgsteadyClient) write(ctx context.Context, key string) error {
 
 func (c pgsteadyClient) stats() string {
 	s := c.p.Stats()
-	return fmt.Sprintf("retries not-sent=%d conn-lost=%d conflict=%d, failed pings=%d, connections opened=%d destroyed=%d",
-		s.Retries.NotSent, s.Retries.ConnLost, s.Retries.Conflict, s.FailedPings, s.Opened, s.Destroyed)
+	out := fmt.Sprintf("retries not-sent=%d conn-lost=%d conflict=%d, failed pings=%d, connections opened=%d destroyed=%d replaced idle=%d paced=%d",
+		s.Retries.NotSent, s.Retries.ConnLost, s.Retries.Conflict, s.FailedPings, s.Opened, s.Destroyed, s.ReplacedIdle, s.Paced)
+	out += fmt.Sprintf(", lost COMMITs resolved committed=%d aborted=%d, left ambiguous=%d", s.ResolvedCommitted, s.ResolvedAborted, s.AmbiguousCommits)
+	if s.FailoversSuspected > 0 {
+		out += fmt.Sprintf(", failovers suspected (25006 seen)=%d", s.FailoversSuspected)
+	}
+	if s.IdleHorizon > 0 || s.KeepalivePings > 0 {
+		out += fmt.Sprintf(", idle horizon %v, keepalive pings=%d failed=%d", s.IdleHorizon, s.KeepalivePings, s.KeepaliveFailed)
+	}
+	return out
+}
+
+// resolution reports the pool's lost COMMITs resolved as committed and as aborted.
+func (c pgsteadyClient) resolution() (committed, aborted int64) {
+	s := c.p.Stats()
+	return s.ResolvedCommitted, s.ResolvedAborted
 }
 
 func (c pgsteadyClient) close() { c.p.Close() }
 
-type pgxpoolClient struct{ p *pgxpool.Pool }
+type pgxpoolClient struct {
+	p       *pgxpool.Pool
+	readSQL string
+}
 
-func (c pgxpoolClient) read(ctx context.Context, k int) error {
+func (c pgxpoolClient) read(ctx context.Context, k int) (string, error) {
 	var v string
-	return c.p.QueryRow(ctx, readSQL, k).Scan(&v)
+	err := c.p.QueryRow(ctx, c.readSQL, k).Scan(&v)
+	return v, err
 }
 
 func (c pgxpoolClient) write(ctx context.Context, key string) error {
@@ -142,11 +207,15 @@ func (c pgxpoolClient) stats() string {
 
 func (c pgxpoolClient) close() { c.p.Close() }
 
-type sqlClient struct{ db *sql.DB }
+type sqlClient struct {
+	db      *sql.DB
+	readSQL string
+}
 
-func (c sqlClient) read(ctx context.Context, k int) error {
+func (c sqlClient) read(ctx context.Context, k int) (string, error) {
 	var v string
-	return c.db.QueryRowContext(ctx, readSQL, k).Scan(&v)
+	err := c.db.QueryRowContext(ctx, c.readSQL, k).Scan(&v)
+	return v, err
 }
 
 func (c sqlClient) write(ctx context.Context, key string) error {

@@ -18,8 +18,9 @@
 // and -writers goroutines (default 2) of INSERTs with unique keys, pausing -pause (10 ms)
 // after each request, for -duration (10 s) per fault. Every request gets its own 10 s
 // deadline (-timeout), like an HTTP handler's: a request that hangs counts as an error after
-// 10 s. -clients picks some of the three clients. The whole run takes about 80 s on two
-// cores.
+// 10 s. -clients picks some of the three clients. The whole run takes about 3 minutes on
+// two cores (the horizon fault runs three times -duration, the failover fault starts a pair
+// of servers of its own).
 //
 //	client        open                               read                          write
 //	pgsteady      config.Parse(dsn), pool.New        p.Idempotent().QueryRow       p.Tx(INSERT)
@@ -28,8 +29,11 @@
 //
 // p.Idempotent() is pgsteady's documented way to say a statement may run twice, so that a
 // read whose connection was lost in flight is retried; writes that must happen once go
-// through p.Tx, which retries only what cannot have committed and reports a lost COMMIT as a
-// *pool.AmbiguousCommitError.
+// through p.Tx, which retries only what cannot have committed. When a COMMIT's answer is
+// lost, p.Tx asks the server what became of the transaction (pg_xact_status): committed, the
+// write is acknowledged; aborted, it runs again; unknowable, it is reported as a
+// *pool.AmbiguousCommitError. The report counts each. -commit-resolution=false builds
+// pgsteady with pool.WithoutCommitResolution, which reports every lost COMMIT as ambiguous.
 //
 // # Faults (-faults)
 //
@@ -41,6 +45,23 @@
 //	blackhole   each client reaches PostgreSQL through its own proxy that silently drops
 //	            flows idle for 2 s (no RST, no FIN), as cloud NATs and load balancers do;
 //	            the pools are filled, left idle 3 s, then the workload runs
+//	horizon     requests just slower than the black-hole horizon: each client through its
+//	            own proxy that silently drops flows idle for 2 s, from the start; 4 readers
+//	            and no writer per client, each pausing 3 s after every read, for three
+//	            times -duration (issue 13's schedule)
+//	stall       each client through its own proxy; once a second the proxies swallow the
+//	            server's answers for 300 ms while forwarding the client's bytes, then reset
+//	            every flow: COMMITs in flight reach the server and their answers are lost
+//	failover    a primary and a streaming standby of their own (one pair for the three
+//	            clients, each with a database of its own), reached through a stable host
+//	            name that the clients resolve with the pair's resolver (pgx's LookupFunc).
+//	            At 30% of the run the old primary turns read-only (writes get SQLSTATE
+//	            25006), the standby catches up with its WAL and is promoted, and the name
+//	            moves to it. Reads answer inet_server_addr(), so that reads still served by
+//	            the old primary show; a second table gives, per client, the time from the
+//	            promotion to the first acknowledged write, the errors, and the reads sent
+//	            after the switch that the old primary answered. Writes are checked on the
+//	            new primary.
 //	bouncer     PgBouncer 1.18 in transaction mode; pgsteady gets pooler=transaction in
 //	            its DSN (it recognises Neon's "-pooler." hosts by itself, not 127.0.0.1),
 //	            the others the same DSN without it
@@ -53,5 +74,6 @@
 // "failed but present" write: the caller was told it failed, retries it, and stores it twice.
 //
 // The exit status is 0 when pgsteady had no read error, no lost, duplicated or failed but
-// present write in any fault, 1 when it had, 2 when the benchmark itself could not run.
+// present write in any fault and, with commit resolution on, no write left ambiguous; 1 when
+// it had; 2 when the benchmark itself could not run.
 package main

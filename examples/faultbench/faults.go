@@ -16,13 +16,19 @@ import (
 
 // Parameters of the faults.
 const (
-	idleSessionTimeout = 2 * time.Second // idle: the server closes sessions idle this long
-	idlePause          = 3 * time.Second // idle: pause after each request of a worker
-	killEvery          = time.Second     // kill: interval between two sweeps
-	restartDown        = time.Second     // restart: time the server stays down
-	blackholeAfter     = 2 * time.Second // blackhole: a flow idle this long is dropped
-	blackholeIdle      = 3 * time.Second // blackhole: how long the filled pools sit idle
-	blackholeFill      = time.Second     // blackhole: workload that fills the pools
+	idleSessionTimeout = 2 * time.Second        // idle: the server closes sessions idle this long
+	idlePause          = 3 * time.Second        // idle: pause after each request of a worker
+	killEvery          = time.Second            // kill: interval between two sweeps
+	restartDown        = time.Second            // restart: time the server stays down
+	blackholeAfter     = 2 * time.Second        // blackhole: a flow idle this long is dropped
+	blackholeIdle      = 3 * time.Second        // blackhole: how long the filled pools sit idle
+	blackholeFill      = time.Second            // blackhole: workload that fills the pools
+	horizonPause       = 3 * time.Second        // horizon: pause after each request of a worker
+	horizonReaders     = 4                      // horizon: readers per client (no writers)
+	horizonLonger      = 3                      // horizon: runs this many times -duration
+	stallEvery         = time.Second            // stall: interval between two stalls
+	stallFor           = 300 * time.Millisecond // stall: how long answers are swallowed before the reset
+	failoverAt         = 0.3                    // failover: when, as a fraction of -duration
 )
 
 // fault is one scenario of the benchmark.
@@ -34,6 +40,11 @@ type fault struct {
 	pause   time.Duration // replaces the workload's pause when > 0
 	proxy   bool          // each client through its own faultproxy
 	bouncer bool          // through PgBouncer in transaction mode
+	pair    bool          // on a primary/standby pair of its own, through its stable name
+	// shape, when not nil, changes the workload of this fault.
+	shape func(w *workload)
+	// longer, when > 0, multiplies -duration for this fault.
+	longer int
 
 	// prepare runs after the clients are open and before the measured workload.
 	prepare func(ctx context.Context, r *faultRun) error
@@ -76,6 +87,30 @@ var faults = []fault{
 		prepare: fillThenBlackhole,
 	},
 	{
+		name: "horizon", label: "requests just slower than the black-hole horizon", proxy: true,
+		pause: horizonPause, longer: horizonLonger,
+		shape: func(w *workload) { w.readers, w.writers = horizonReaders, 0 },
+		title: fmt.Sprintf("flows idle %v silently dropped from the start; %d readers per client, %v pause after each read, %d times -duration",
+			blackholeAfter, horizonReaders, horizonPause, horizonLonger),
+		prepare: func(ctx context.Context, r *faultRun) error {
+			for _, p := range r.proxies {
+				p.BlackholeIdle(blackholeAfter)
+			}
+			return nil
+		},
+	},
+	{
+		name: "stall", label: "answers stalled then flows reset (lost COMMITs)", proxy: true,
+		title:  fmt.Sprintf("every %v the proxies swallow the server's answers for %v, then reset every flow", stallEvery, stallFor),
+		inject: stallThenReset,
+	},
+	{
+		name: "failover", label: "failover to a promoted standby", pair: true,
+		title: fmt.Sprintf("a primary and a streaming standby; at %.0f%% of the run the old primary turns read-only, "+
+			"the standby is promoted and the stable name moves to it", failoverAt*100),
+		inject: failover,
+	},
+	{
 		name: "bouncer", label: "PgBouncer transaction mode", bouncer: true,
 		title: "through PgBouncer 1.18 in transaction mode (pgsteady: pooler=transaction)",
 	},
@@ -100,32 +135,55 @@ func faultByName(name string) (fault, bool) {
 
 // bench runs faults against one server.
 type bench struct {
-	srv      *pgharness.Server
-	clients  []clientKind
-	duration time.Duration
-	work     workload
-	progress func(format string, a ...any)
+	srv       *pgharness.Server
+	clients   []clientKind
+	duration  time.Duration
+	work      workload
+	noResolve bool // -commit-resolution=false
+	progress  func(format string, a ...any)
 }
 
 // faultRun is one fault in progress: the clients, each on its own database.
 type faultRun struct {
 	*bench
-	kinds   []clientKind
-	direct  []string // per client: DSN of its database, straight to PostgreSQL
-	clients []client
-	proxies []*faultproxy.Proxy // per client, with fault.proxy
-	notes   []string            // what the fault did, for the report
+	kinds    []clientKind
+	direct   []string // per client: DSN of its database, straight to PostgreSQL (the new primary after a failover)
+	clients  []client
+	proxies  []*faultproxy.Proxy // per client, with fault.proxy
+	notes    []string            // what the fault did, for the report
+	duration time.Duration       // how long the workload runs
+	pair     *pgharness.Pair     // with fault.pair
+	clock    *switchClock        // with fault.pair
 }
 
 // runFault runs f: a database per client, the clients opened on it (through the proxy or
 // PgBouncer if f says so), the workload on all three at once beside the fault, then the
 // writes checked against each database.
 func (b *bench) runFault(ctx context.Context, f fault) (results []result, err error) {
-	r := &faultRun{bench: b, kinds: b.clients}
+	r := &faultRun{bench: b, kinds: b.clients, duration: b.duration, notes: []string{f.title}}
+	if f.longer > 0 {
+		r.duration *= time.Duration(f.longer)
+	}
+	srv := b.srv
+	opts := clientOptions{noResolve: b.noResolve}
+	if f.pair {
+		b.progress("fault %q: starting a primary and a streaming standby", f.name)
+		r.pair, err = pgharness.StartPair(ctx, pgharness.Options{})
+		if err != nil {
+			return nil, err
+		}
+		defer func() { err = errors.Join(err, r.pair.Close()) }() // after r.close below
+		srv = r.pair.Primary
+		opts.lookup, opts.readSQL = r.pair.Resolver().LookupFunc, whereSQL
+		r.clock = &switchClock{}
+		if r.clock.oldServer, err = serverAddr(ctx, r.pair.Primary.DSN()); err != nil {
+			return nil, err
+		}
+	}
 	defer func() { err = errors.Join(err, r.close()) }()
 
 	for _, kind := range r.kinds {
-		dsn, err := b.srv.NewDatabase(ctx)
+		dsn, err := srv.NewDatabase(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -135,6 +193,10 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 		r.direct = append(r.direct, dsn)
 		target := dsn
 		switch {
+		case f.pair:
+			// Through the name that moves; writes are checked on the new primary.
+			target = pgharness.WithDatabase(r.pair.StableDSN(), databaseName(dsn))
+			r.direct[len(r.direct)-1] = pgharness.WithAddr(dsn, r.pair.Standby.Addr())
 		case f.proxy:
 			p, err := faultproxy.New(b.srv.Addr())
 			if err != nil {
@@ -151,7 +213,7 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 			}
 		}
 		octx, cancel := context.WithTimeout(ctx, time.Minute)
-		c, err := openClient(octx, kind, target)
+		c, err := openClient(octx, kind, target, opts)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("open %v: %w", kind, err)
@@ -180,7 +242,18 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 	if f.pause > 0 {
 		work.pause = f.pause
 	}
-	b.progress("fault %q: workload for %v", f.name, b.duration)
+	if f.shape != nil {
+		f.shape(&work)
+	}
+	work.clock = r.clock
+	if f.pair {
+		newServer, err := serverAddr(ctx, pgharness.WithAddr(r.pair.StableDSN(), r.pair.Standby.Addr()))
+		if err != nil {
+			return nil, err
+		}
+		r.notes = append(r.notes, fmt.Sprintf("reads answer inet_server_addr(): the old primary is %s, the standby %s", r.clock.oldServer, newServer))
+	}
+	b.progress("fault %q: workload for %v (%d readers, %d writers per client)", f.name, r.duration, work.readers, work.writers)
 	tallies, injectErr := r.measure(ctx, work, f.inject)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -192,8 +265,14 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 	// Stats before closing; close before checking, so that nothing is in flight. Proxies
 	// first: their reset ends black-holed connections at once.
 	stats := make([]string, len(r.clients))
+	resolves := make([]bool, len(r.clients))
+	resolved := make([][2]int64, len(r.clients))
 	for i, c := range r.clients {
 		stats[i] = c.stats()
+		if pc, ok := c.(pgsteadyClient); ok && !b.noResolve {
+			resolves[i] = true
+			resolved[i][0], resolved[i][1] = pc.resolution()
+		}
 	}
 	if err := r.close(); err != nil {
 		return nil, err
@@ -205,7 +284,33 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 		}
 		res := summarize(f.label, kind.String(), tallies[i], counts)
 		res.stats = stats[i]
+		if f.pair {
+			// Where did lost writes go? Asynchronous replication may leave commits of the
+			// old primary behind.
+			old := pgharness.WithAddr(r.direct[i], r.pair.Primary.Addr())
+			oldCounts, err := storedWrites(ctx, old)
+			if err != nil {
+				return nil, fmt.Errorf("checking %v's writes on the old primary: %w", kind, err)
+			}
+			lostOnOld := 0
+			for _, w := range tallies[i].writes {
+				if w.state == writeAcked && counts[w.key] == 0 && oldCounts[w.key] > 0 {
+					lostOnOld++
+				}
+			}
+			last, err := lastWrite(ctx, old)
+			if err != nil {
+				return nil, fmt.Errorf("checking %v's writes on the old primary: %w", kind, err)
+			}
+			promoted, _ := since(&r.clock.promoted)
+			res.stats += fmt.Sprintf("; of the writes lost, %d are on the old primary; its last write began %.0f ms before the promotion",
+				lostOnOld, float64(promoted.Sub(last).Milliseconds()))
+		}
 		res.notes = r.notes
+		if resolves[i] {
+			res.resolves = true
+			res.resolvedCommitted, res.resolvedAborted = resolved[i][0], resolved[i][1]
+		}
 		results = append(results, res)
 	}
 	return results, nil
@@ -242,7 +347,8 @@ func (r *faultRun) measure(ctx context.Context, work workload, inject func(conte
 	return tallies, injectErr
 }
 
-// close closes the proxies, then the clients. It may be called more than once.
+// close closes the proxies, then the clients. It may be called more than once. The pair,
+// if any, stays: its new primary holds the writes to check.
 func (r *faultRun) close() error {
 	var errs []error
 	for _, p := range r.proxies {
@@ -329,6 +435,123 @@ func fillThenBlackhole(ctx context.Context, r *faultRun) error {
 	return sleep(ctx, blackholeIdle)
 }
 
+// stallThenReset, every stallEvery for the run's duration, makes every proxy swallow the
+// server's answers for stallFor while still forwarding the clients' bytes, then resets every
+// flow: a COMMIT in flight reaches the server, its answer never comes back, and the client
+// sees its connection reset (what a load balancer failing over, or a NAT losing its state
+// under load, does to a request in flight).
+func stallThenReset(ctx context.Context, r *faultRun) error {
+	t := time.NewTicker(stallEvery)
+	defer t.Stop()
+	end := time.Now().Add(r.duration)
+	stalls, reset := 0, 0
+	for time.Until(end) > stallEvery/2 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		for _, p := range r.proxies {
+			p.StallResponses()
+		}
+		err := sleep(ctx, stallFor)
+		for _, p := range r.proxies {
+			reset += p.ResetAll()
+			p.Resume()
+		}
+		if err != nil {
+			return err
+		}
+		stalls++
+	}
+	r.notes = append(r.notes, fmt.Sprintf("%d stalls of %v, each ended by resetting every flow: %d flows reset in all", stalls, stallFor, reset))
+	return nil
+}
+
+// failover, at failoverAt of the run, does what a managed database's failover does: the old
+// primary turns read-only (its open sessions get 25006 on writes), the standby is promoted,
+// and the stable name moves to it. It records the promotion and the move on the run's clock.
+func failover(ctx context.Context, r *faultRun) error {
+	start := time.Now()
+	if err := sleep(ctx, time.Duration(failoverAt*float64(r.duration))); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := r.pair.Primary.SetReadOnly(ctx, true); err != nil {
+		return err
+	}
+	t1 := time.Now()
+	if err := catchUp(ctx, r.pair); err != nil {
+		return err
+	}
+	t2 := time.Now()
+	if err := r.pair.Promote(ctx); err != nil {
+		return err
+	}
+	t3 := time.Now()
+	r.clock.promoted.Store(t3.UnixNano())
+	r.pair.MoveName()
+	r.clock.moved.Store(time.Now().UnixNano())
+	r.notes = append(r.notes, fmt.Sprintf("old primary read-only at %.1f s (took %.0f ms); standby caught up with its WAL %.0f ms later; "+
+		"promoted and accepting writes %.0f ms after that; stable name moved at once. "+
+		"\"first write\" counts from the promotion; \"reads after the switch\" are reads sent after the name moved",
+		t0.Sub(start).Seconds(), float64(t1.Sub(t0).Milliseconds()), float64(t2.Sub(t1).Milliseconds()), float64(t3.Sub(t2).Milliseconds())))
+	return nil
+}
+
+// catchUp waits until the standby has replayed all of the (now read-only) old primary's WAL,
+// twice in a row 50 ms apart, so that the failover loses no commit of the old primary (as
+// a planned failover, or synchronous replication, ensures). Without it, commits of the last
+// few hundred milliseconds before the promotion may be missing on the new primary, whatever
+// the client did: asynchronous replication's loss, not the client's.
+func catchUp(ctx context.Context, pair *pgharness.Pair) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	old, err := pgx.Connect(ctx, pair.Primary.AdminDSN())
+	if err != nil {
+		return err
+	}
+	defer old.Close(context.Background())
+	standby, err := pgx.Connect(ctx, pair.Standby.AdminDSN())
+	if err != nil {
+		return err
+	}
+	defer standby.Close(context.Background())
+	for streak := 0; streak < 2; {
+		var lsn string
+		if err := old.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+			return err
+		}
+		var replayed bool
+		if err := standby.QueryRow(ctx, "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)", lsn).Scan(&replayed); err != nil {
+			return err
+		}
+		if replayed {
+			streak++
+		} else {
+			streak = 0
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return fmt.Errorf("standby not caught up with the old primary: %w", err)
+		}
+	}
+	return nil
+}
+
+// serverAddr asks the server at dsn for inet_server_addr(), as whereSQL does.
+func serverAddr(ctx context.Context, dsn string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	var addr string
+	err = conn.QueryRow(ctx, "SELECT inet_server_addr()::text").Scan(&addr)
+	return addr, err
+}
+
 // sleep waits d or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
@@ -378,6 +601,20 @@ func storedWrites(ctx context.Context, dsn string) (map[string]int, error) {
 		return nil
 	})
 	return counts, err
+}
+
+// lastWrite returns when the last row of writes was written (its transaction's start).
+func lastWrite(ctx context.Context, dsn string) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer conn.Close(context.Background())
+	var at time.Time
+	err = conn.QueryRow(ctx, "SELECT coalesce(max(at), 'epoch') FROM writes").Scan(&at)
+	return at, err
 }
 
 // databaseName is the database a URL DSN names.

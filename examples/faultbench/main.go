@@ -44,10 +44,11 @@ func main() {
 
 // options are the command-line flags.
 type options struct {
-	faults   []fault
-	clients  []clientKind
-	duration time.Duration
-	work     workload
+	faults    []fault
+	clients   []clientKind
+	duration  time.Duration
+	work      workload
+	noResolve bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -57,16 +58,18 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	list := fs.String("faults", strings.Join(faultNames(), ","), "comma-separated faults to run, in order")
 	clients := fs.String("clients", strings.Join(clientNames(), ","), "comma-separated clients to compare")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long the workload runs under each fault")
-	fs.IntVar(&o.work.readers, "readers", o.work.readers, "reading goroutines per client")
+	fs.IntVar(&o.work.readers, "readers", o.work.readers, "reading goroutines per client (the horizon fault uses 4, and no writer)")
 	fs.IntVar(&o.work.writers, "writers", o.work.writers, "writing goroutines per client")
-	fs.DurationVar(&o.work.pause, "pause", o.work.pause, "pause after each request of a worker (the idle fault uses 3s)")
+	fs.DurationVar(&o.work.pause, "pause", o.work.pause, "pause after each request of a worker (the idle and horizon faults use 3s)")
 	fs.DurationVar(&o.work.timeout, "timeout", o.work.timeout, "deadline of each request")
+	resolve := fs.Bool("commit-resolution", true, "pgsteady resolves lost COMMITs (false: pool.WithoutCommitResolution)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	o.noResolve = !*resolve
 	switch {
 	case o.duration <= 0:
 		return o, fmt.Errorf("-duration must be > 0, got %v", o.duration)
@@ -129,7 +132,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 		return 2
 	}
 
-	b := &bench{srv: srv, clients: o.clients, duration: o.duration, work: o.work, progress: progress}
+	b := &bench{srv: srv, clients: o.clients, duration: o.duration, work: o.work, noResolve: o.noResolve, progress: progress}
 	var results []result
 	for _, f := range o.faults {
 		progress("fault %q: %s", f.name, f.title)
@@ -154,6 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 		Duration: o.duration,
 		Work:     o.work,
 		Elapsed:  elapsed,
+		Resolve:  !o.noResolve,
 	}, results)
 	if failures := missedBar(results); len(failures) > 0 {
 		fmt.Fprintln(stderr, "faultbench: pgsteady missed its bar:")

@@ -26,6 +26,15 @@ type result struct {
 
 	p50, p99, max time.Duration
 
+	// For pgsteady: lost COMMITs it resolved (resolves false when it did not, or for others).
+	resolves                           bool
+	resolvedCommitted, resolvedAborted int64
+
+	// For the failover fault (failover true); see tally.
+	failover                             bool
+	firstWrite                           time.Duration
+	readsAfterMove, staleReads, readOnly int
+
 	errors []errorKind // most frequent first
 	stats  string
 	notes  []string
@@ -42,6 +51,10 @@ func summarize(fault, client string, t *tally, counts map[string]int) result {
 		r.max = lat[len(lat)-1]
 	}
 	r.errors = sortedKinds(t.errs)
+	if t.clock != nil {
+		r.failover = true
+		r.firstWrite, r.readsAfterMove, r.staleReads, r.readOnly = t.firstWrite, t.readsAfterMove, t.staleReads, t.readOnly
+	}
 	return r
 }
 
@@ -106,17 +119,44 @@ func sortedKinds(ek errorKinds) []errorKind {
 
 // renderTable writes results as a Markdown table.
 func renderTable(w io.Writer, results []result) {
-	fmt.Fprintln(w, "| fault | client | reads ok | read errors | writes ok | write errors | ambiguous (present) | failed but present | lost | duplicated | p50 | p99 | max |")
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| fault | client | reads ok | read errors | writes ok | write errors | ambiguous (present) | lost COMMITs resolved: committed / aborted | failed but present | lost | duplicated | p50 | p99 | max |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range results {
 		amb := "0"
 		if r.ambiguous > 0 {
 			amb = fmt.Sprintf("%d (%d)", r.ambiguous, r.ambiguousPresent)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %s | %d | %d | %d | %s | %s | %s |\n",
-			r.fault, r.client, r.readsOK, r.readErrs, r.writesOK, r.writeErrs, amb,
+		resolved := "–"
+		if r.resolves {
+			resolved = fmt.Sprintf("%d / %d", r.resolvedCommitted, r.resolvedAborted)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %s | %s | %d | %d | %d | %s | %s | %s |\n",
+			r.fault, r.client, r.readsOK, r.readErrs, r.writesOK, r.writeErrs, amb, resolved,
 			r.failedPresent, r.lost, r.duplicated,
 			formatDuration(r.p50), formatDuration(r.p99), formatDuration(r.max))
+	}
+}
+
+// renderFailover writes the failover fault's own measures as a Markdown table, or nothing
+// when the run had no failover.
+func renderFailover(w io.Writer, results []result) {
+	header := false
+	for _, r := range results {
+		if !r.failover {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\n%s:\n\n", r.fault)
+			fmt.Fprintln(w, "| client | first write acknowledged after the promotion | read errors | write errors (of them 25006 from the old primary) | ambiguous | lost | duplicated | reads after the switch answered by the old primary |")
+			fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
+			header = true
+		}
+		first := "none"
+		if r.firstWrite > 0 {
+			first = formatDuration(r.firstWrite)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d (%d) | %d | %d | %d | %d of %d |\n",
+			r.client, first, r.readErrs, r.writeErrs, r.readOnly, r.ambiguous, r.lost, r.duplicated, r.staleReads, r.readsAfterMove)
 	}
 }
 
@@ -128,6 +168,7 @@ type reportHeader struct {
 	Duration time.Duration
 	Work     workload
 	Elapsed  time.Duration
+	Resolve  bool // pgsteady resolves lost COMMITs
 }
 
 // maxErrorKinds bounds the error texts shown per client and fault.
@@ -138,9 +179,15 @@ const maxErrorKinds = 3
 func writeReport(w io.Writer, h reportHeader, results []result) {
 	fmt.Fprintf(w, "faultbench: pgsteady vs pgxpool vs database/sql, each with its defaults, on %d CPUs, "+
 		"PostgreSQL %s with TLS on 127.0.0.1, PgBouncer 1.18, %s; %d readers + %d writers per client, "+
-		"%v per fault, %v pause after each request, %v deadline per request. Run took %v.\n\n",
+		"%v per fault, %v pause after each request, %v deadline per request, unless a fault's notes below say otherwise. Run took %v.\n",
 		h.CPUs, h.Postgres, h.Versions, h.Work.readers, h.Work.writers, h.Duration, h.Work.pause, h.Work.timeout,
 		h.Elapsed.Round(time.Second))
+	if h.Resolve {
+		fmt.Fprintln(w, "pgsteady resolves lost COMMITs (its default).")
+	} else {
+		fmt.Fprintln(w, "pgsteady resolves no lost COMMIT (pool.WithoutCommitResolution).")
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Reads: pgsteady p.Idempotent().QueryRow (the documented way to mark a read safe to repeat), "+
 		"pgxpool QueryRow, database/sql QueryRowContext. Writes: one INSERT with a unique key into a table "+
 		"without a unique constraint; pgsteady p.Tx, pgxpool Exec, database/sql ExecContext. "+
@@ -149,8 +196,11 @@ func writeReport(w io.Writer, h reportHeader, results []result) {
 	renderTable(w, results)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "\"ambiguous (present)\": errors reported as *pool.AmbiguousCommitError (of which stored). "+
+		"\"lost COMMITs resolved\": COMMITs whose answer pgsteady lost and then settled by asking the server "+
+		"(pg_xact_status): committed ones were acknowledged, aborted ones ran again. "+
 		"\"failed but present\": the caller got an ordinary error, yet the row was stored, an ambiguity "+
 		"nobody was told about. \"lost\": acknowledged, not stored. \"duplicated\": writes stored more than once.")
+	renderFailover(w, results)
 	renderDetails(w, results)
 }
 
@@ -192,16 +242,21 @@ func shorten(s string, n int) string {
 }
 
 // missedBar lists where pgsteady missed its bar: a read error, or a write lost, duplicated
-// or failed but present.
+// or failed but present, or, when it resolves lost COMMITs, left ambiguous.
 func missedBar(results []result) []string {
 	var out []string
 	for _, r := range results {
 		if r.client != kindPgsteady.String() {
 			continue
 		}
-		if r.readErrs+r.lost+r.duplicated+r.failedPresent > 0 {
-			out = append(out, fmt.Sprintf("%s: %d read errors, %d lost, %d duplicated, %d failed but present writes",
-				r.fault, r.readErrs, r.lost, r.duplicated, r.failedPresent))
+		// With resolution on, a lost COMMIT left ambiguous is a miss too (issue 11).
+		amb := 0
+		if r.resolves {
+			amb = r.ambiguous
+		}
+		if r.readErrs+r.lost+r.duplicated+r.failedPresent+amb > 0 {
+			out = append(out, fmt.Sprintf("%s: %d read errors, %d lost, %d duplicated, %d failed but present, %d ambiguous writes",
+				r.fault, r.readErrs, r.lost, r.duplicated, r.failedPresent, amb))
 		}
 	}
 	return out

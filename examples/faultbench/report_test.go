@@ -101,6 +101,7 @@ func TestSummarize(t *testing.T) {
 func TestRenderTable(t *testing.T) {
 	results := []result{
 		{fault: "none (baseline)", client: "pgsteady", readsOK: 1000, writesOK: 200,
+			resolves: true, resolvedCommitted: 3, resolvedAborted: 1,
 			p50: 1500 * time.Microsecond, p99: 12 * time.Millisecond, max: 250 * time.Millisecond},
 		{fault: "server restarted twice", client: "pgxpool", readsOK: 900, readErrs: 300, writesOK: 100, writeErrs: 50,
 			ambiguous: 2, ambiguousPresent: 1, failedPresent: 1, lost: 0, duplicated: 0,
@@ -108,18 +109,18 @@ func TestRenderTable(t *testing.T) {
 	}
 	var b strings.Builder
 	renderTable(&b, results)
-	want := `| fault | client | reads ok | read errors | writes ok | write errors | ambiguous (present) | failed but present | lost | duplicated | p50 | p99 | max |
-|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
-| none (baseline) | pgsteady | 1000 | 0 | 200 | 0 | 0 | 0 | 0 | 0 | 1.5 ms | 12 ms | 250 ms |
-| server restarted twice | pgxpool | 900 | 300 | 100 | 50 | 2 (1) | 1 | 0 | 0 | 4.0 ms | 2.0 s | 10.0 s |
+	want := `| fault | client | reads ok | read errors | writes ok | write errors | ambiguous (present) | lost COMMITs resolved: committed / aborted | failed but present | lost | duplicated | p50 | p99 | max |
+|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|
+| none (baseline) | pgsteady | 1000 | 0 | 200 | 0 | 0 | 3 / 1 | 0 | 0 | 0 | 1.5 ms | 12 ms | 250 ms |
+| server restarted twice | pgxpool | 900 | 300 | 100 | 50 | 2 (1) | – | 1 | 0 | 0 | 4.0 ms | 2.0 s | 10.0 s |
 `
 	if got := b.String(); got != want {
 		t.Errorf("renderTable:\n%s\nwant:\n%s", got, want)
 	}
 	// Every line is a Markdown table row with the same number of cells.
 	for i, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
-		if n := strings.Count(line, "|"); n != 14 {
-			t.Errorf("line %d has %d pipes, want 14: %s", i, n, line)
+		if n := strings.Count(line, "|"); n != 15 {
+			t.Errorf("line %d has %d pipes, want 15: %s", i, n, line)
 		}
 	}
 }
@@ -129,11 +130,40 @@ func TestMissedBar(t *testing.T) {
 		{fault: "a", client: "pgsteady", writeErrs: 3, ambiguous: 1},
 		{fault: "b", client: "pgsteady", readErrs: 1},
 		{fault: "c", client: "pgsteady", failedPresent: 1},
+		{fault: "d", client: "pgsteady", resolves: true, ambiguous: 1},
 		{fault: "b", client: "pgxpool", readErrs: 100, lost: 1},
 	}
 	got := missedBar(results)
-	if len(got) != 2 || !strings.HasPrefix(got[0], "b:") || !strings.HasPrefix(got[1], "c:") {
-		t.Errorf("missedBar = %q, want the rows of pgsteady under faults b and c", got)
+	if len(got) != 3 || !strings.HasPrefix(got[0], "b:") || !strings.HasPrefix(got[1], "c:") || !strings.HasPrefix(got[2], "d:") {
+		t.Errorf("missedBar = %q, want the rows of pgsteady under faults b, c and d (ambiguous although it resolves)", got)
+	}
+}
+
+func TestRenderFailover(t *testing.T) {
+	results := []result{
+		{fault: "none (baseline)", client: "pgsteady"},
+		{fault: "failover", client: "pgsteady", failover: true, firstWrite: 450 * time.Millisecond,
+			readsAfterMove: 700, ambiguous: 1},
+		{fault: "failover", client: "pgxpool", failover: true, writeErrs: 90, readOnly: 88,
+			readsAfterMove: 650, staleReads: 650},
+	}
+	var b strings.Builder
+	renderFailover(&b, results)
+	want := `
+failover:
+
+| client | first write acknowledged after the promotion | read errors | write errors (of them 25006 from the old primary) | ambiguous | lost | duplicated | reads after the switch answered by the old primary |
+|---|--:|--:|--:|--:|--:|--:|--:|
+| pgsteady | 450 ms | 0 | 0 (0) | 1 | 0 | 0 | 0 of 700 |
+| pgxpool | none | 0 | 90 (88) | 0 | 0 | 0 | 650 of 650 |
+`
+	if got := b.String(); got != want {
+		t.Errorf("renderFailover:\n%s\nwant:\n%s", got, want)
+	}
+	b.Reset()
+	renderFailover(&b, results[:1])
+	if b.Len() != 0 {
+		t.Errorf("renderFailover without a failover wrote %q", b.String())
 	}
 }
 
@@ -157,6 +187,12 @@ func TestParseFlags(t *testing.T) {
 	o, err = parseFlags([]string{"-faults", "kill, restart", "-readers", "12"}, new(strings.Builder))
 	if err != nil || len(o.faults) != 2 || o.faults[1].name != "restart" || o.work.readers != 12 {
 		t.Errorf("parseFlags = %+v, %v", o, err)
+	}
+	if o.noResolve {
+		t.Error("commit resolution is off by default")
+	}
+	if o, _ := parseFlags([]string{"-commit-resolution=false"}, new(strings.Builder)); !o.noResolve {
+		t.Error("-commit-resolution=false left resolution on")
 	}
 	for _, args := range [][]string{{"-faults", "nope"}, {"-readers", "0"}, {"-duration", "0s"}, {"extra"}} {
 		if _, err := parseFlags(args, new(strings.Builder)); err == nil {

@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgsteady/pgsteady/pool"
 )
 
@@ -28,13 +30,28 @@ type workload struct {
 	readers, writers int
 	pause            time.Duration // after each request of a worker
 	timeout          time.Duration // deadline of each request
+	clock            *switchClock  // the failover fault's, else nil
+}
+
+// switchClock is when the failover fault switched primaries; the tallies of every client
+// share it. Its methods are safe for concurrent use.
+type switchClock struct {
+	oldServer string       // what whereSQL answers on the old primary
+	promoted  atomic.Int64 // unix ns when the standby accepted writes; 0 before
+	moved     atomic.Int64 // unix ns when the stable name pointed at the new primary; 0 before
+}
+
+// since returns the time of the event stored in at, and whether it has happened.
+func since(at *atomic.Int64) (time.Time, bool) {
+	ns := at.Load()
+	return time.Unix(0, ns), ns != 0
 }
 
 // run drives c with w's workers until stop is closed, and returns what the callers saw once
 // every worker has finished its request in flight. Requests are bounded by ctx too. Write
 // keys start with prefix, which must differ between two runs on one database.
 func (w workload) run(ctx context.Context, c client, prefix string, stop <-chan struct{}) *tally {
-	t := &tally{errs: errorKinds{}}
+	t := &tally{errs: errorKinds{}, clock: w.clock}
 	var wg sync.WaitGroup
 	// wait pauses between two requests; false means stop.
 	wait := func() bool {
@@ -60,9 +77,9 @@ func (w workload) run(ctx context.Context, c client, prefix string, stop <-chan 
 			for {
 				rctx, cancel := context.WithTimeout(ctx, w.timeout)
 				start := time.Now()
-				err := c.read(rctx, 1+rand.IntN(kvRows))
+				v, err := c.read(rctx, 1+rand.IntN(kvRows))
 				cancel()
-				t.read(time.Since(start), err)
+				t.read(start, time.Since(start), v, err)
 				if !wait() {
 					return
 				}
@@ -77,7 +94,7 @@ func (w workload) run(ctx context.Context, c client, prefix string, stop <-chan 
 				start := time.Now()
 				err := c.write(rctx, key)
 				cancel()
-				t.write(time.Since(start), key, err)
+				t.write(start, time.Since(start), key, err)
 				if !wait() {
 					return
 				}
@@ -111,9 +128,17 @@ type tally struct {
 	latencies []time.Duration // every request, failed ones included
 	writes    []writeOutcome
 	errs      errorKinds
+
+	// With a clock (the failover fault):
+	clock          *switchClock
+	firstWrite     time.Duration // from the promotion to the end of the first write acknowledged after it; 0: none
+	readsAfterMove int           // reads sent after the stable name moved, and answered
+	staleReads     int           // ... answered by the old primary
+	readOnly       int           // errors with SQLSTATE 25006 (read-only transaction): writes sent to the old primary
 }
 
-func (t *tally) read(d time.Duration, err error) {
+// read records a read that started at start, took d and answered v or failed with err.
+func (t *tally) read(start time.Time, d time.Duration, v string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.latencies = append(t.latencies, d)
@@ -123,12 +148,33 @@ func (t *tally) read(d time.Duration, err error) {
 		return
 	}
 	t.readsOK++
+	if t.clock == nil {
+		return
+	}
+	if moved, ok := since(&t.clock.moved); ok && start.After(moved) {
+		t.readsAfterMove++
+		if v == t.clock.oldServer {
+			t.staleReads++
+		}
+	}
 }
 
-func (t *tally) write(d time.Duration, key string, err error) {
+// write records a write of key that started at start, took d and failed with err or not.
+func (t *tally) write(start time.Time, d time.Duration, key string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.latencies = append(t.latencies, d)
+	if t.clock != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "25006" {
+			t.readOnly++
+		}
+		if promoted, ok := since(&t.clock.promoted); ok && err == nil {
+			if after := start.Add(d).Sub(promoted); after > 0 && (t.firstWrite == 0 || after < t.firstWrite) {
+				t.firstWrite = after
+			}
+		}
+	}
 	var amb *pool.AmbiguousCommitError
 	switch {
 	case err == nil:
