@@ -25,7 +25,7 @@ import (
 
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/examples/internal/loadgen"
-	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 	"golang.org/x/crypto/bcrypt"
 )

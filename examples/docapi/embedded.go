@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 )
 
 // startEmbedded starts the disposable database docapi uses when none is configured: in Docker

@@ -22,7 +22,7 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/pgsteady/pgsteady/examples/internal/loadgen"
-	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 )
 
 // docapiProcess is docapi started as `go run ./examples/docapi` would be, with no database

@@ -60,7 +60,7 @@ import (
 	"time"
 
 	"github.com/pgsteady/pgsteady/config"
-	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 )
 

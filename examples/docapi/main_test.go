@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 )
 
 // TestRun starts docapi the way main does, on a configured database, logs in as the configured

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/pgsteady/pgsteady/config"
-	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 )
 

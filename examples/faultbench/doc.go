@@ -6,7 +6,7 @@
 //	go run ./examples/faultbench -faults kill,restart -duration 5s -clients pgsteady,pgxpool
 //
 // It starts one disposable PostgreSQL with TLS and PgBouncer in transaction mode in Docker
-// (the test harness of internal/pgharness; every port on 127.0.0.1), and removes it on exit
+// (the test harness of internal/testkit/pgharness; every port on 127.0.0.1), and removes it on exit
 // and on SIGINT or SIGTERM.
 //
 // # Workload

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgsteady/pgsteady/internal/faultproxy"
-	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/internal/testkit/faultproxy"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 )
 
 // Parameters of the faults.

@@ -6,7 +6,7 @@ import (
 	"io"
 
 	"github.com/pgsteady/pgsteady/config"
-	"github.com/pgsteady/pgsteady/internal/pgharness"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 )
 
 // databaseConfig reads the database settings from the environment or, when none is set, starts

@@ -1,0 +1,115 @@
+package pool_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
+)
+
+// benchTargets returns a pgsteady pool and a bare pgxpool with the same sizes on dsn.
+func benchTargets(b *testing.B, dsn string) map[string]func(ctx context.Context, k int, v *string) error {
+	cfg, err := config.Parse(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := newPool(b, dsn, nil)
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc.MaxConns = int32(cfg.MaxConns())
+	bare, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(bare.Close)
+	return map[string]func(ctx context.Context, k int, v *string) error{
+		"pgsteady": func(ctx context.Context, k int, v *string) error {
+			return p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(v)
+		},
+		"pgxpool": func(ctx context.Context, k int, v *string) error {
+			return bare.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(v)
+		},
+	}
+}
+
+// BenchmarkQueryRow compares the no-fault cost of an indexed single-row read through pgsteady
+// with the same read through a bare pgxpool of the same size, in one run.
+func BenchmarkQueryRow(b *testing.B) {
+	targets := benchTargets(b, freshDB(b))
+	for _, name := range []string{"pgxpool", "pgsteady"} {
+		run := targets[name]
+		b.Run(name+"/serial", func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			var v string
+			k := 0
+			for b.Loop() {
+				k = k%100 + 1
+				if err := run(ctx, k, &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/serial-cancelable-ctx", func(b *testing.B) {
+			// An HTTP handler's r.Context(): cancelable, no deadline. pgsteady then needs a
+			// context.WithDeadline per acquire for its budget, where one that cannot be canceled
+			// shares a timer (see budgets).
+			b.ReportAllocs()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var v string
+			k := 0
+			for b.Loop() {
+				k = k%100 + 1
+				if err := run(ctx, k, &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(4) // 8 goroutines on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				var v string
+				k := 0
+				for pb.Next() {
+					k = k%100 + 1
+					if err := run(ctx, k, &v); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkPrePingWithLatency runs the same read through a fault proxy adding 1 ms each way
+// (2 ms per round trip). A connection used within PrePingAfter is not pinged, so a request pays
+// the query's round trip and nothing more: compare with pgxpool, which skips its ping under
+// 1 s of idleness too.
+func BenchmarkPrePingWithLatency(b *testing.B) {
+	dsn := freshDB(b)
+	proxy := newProxy(b)
+	proxy.SetLatency(time.Millisecond)
+	targets := benchTargets(b, pgharness.WithAddr(dsn, proxy.Addr()))
+	for _, name := range []string{"pgxpool", "pgsteady"} {
+		run := targets[name]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			var v string
+			for b.Loop() {
+				if err := run(ctx, 1, &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
