@@ -90,10 +90,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // start is [Start]; with like non-nil the new server gets like's passwords and TLS material
 // (a standby must share them with its primary).
 func start(ctx context.Context, opts Options, like *Server) (s *Server, err error) {
-	setDefaultEnv()
-	if os.Getenv("PGSTEADY_HARNESS_LOG") == "" {
-		tclog.SetDefault(tclog.NewNoopLogger())
-	}
+	setDefaultsOnce.Do(func() {
+		setDefaultEnv()
+		if os.Getenv("PGSTEADY_HARNESS_LOG") == "" {
+			tclog.SetDefault(tclog.NewNoopLogger())
+		}
+	})
 	docker, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("pgharness: no Docker engine answers: %w", err)
@@ -173,6 +175,10 @@ func newCredentials() (*Server, error) {
 	}
 	return &Server{appPassword: randomHex(16), suPassword: randomHex(16), tls: m}, nil
 }
+
+// setDefaultsOnce runs setDefaultEnv and silences testcontainers' log once per process:
+// StartPair starts two servers at the same time, and both would set the same globals.
+var setDefaultsOnce sync.Once
 
 // setDefaultEnv points testcontainers at loopback and turns its reaper off unless the user said
 // otherwise: the harness removes its own containers (see [Server.Close] and removeStale), and the
