@@ -140,7 +140,6 @@ func (p *Pool) closing(c *pgx.Conn) {
 		if reason == CloseBroken {
 			p.stats.broken.Add(1)
 		}
-		p.outage()
 		p.logs.warn(context.Background(), p.log, "pgsteady: connection destroyed", "reason", reason)
 	}
 	if p.obs != nil {

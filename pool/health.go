@@ -75,7 +75,6 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		return false
 	}
 	p.stats.failedPings.Add(1)
-	p.outage()
 	if timedOut {
 		// A ping that found no answer at all: the flow was black-holed after idle (a NAT or a
 		// load balancer dropped it). Connections idle that long are unsafe from now on.

@@ -93,8 +93,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horizon = d } }
 
 // WithConnectPacing sets how fast the pool opens connections while it recovers from an outage
-// (for recoverFor after a connection broke, a ping or a connect failed, or a failover was
-// suspected): burst at once, then rate a second, each wait with a random jitter of up to one
+// (for recoverFor after opening a connection failed, or a failover was suspected: a server that
+// was down or has moved, which every replica of a service meets at the same moment; a killed
+// backend or a dropped flow alone, with the server up, is not paced): burst at once, then rate a second, each wait with a random jitter of up to one
 // interval, so that many replicas of a service coming back together do not open thousands of
 // connections in the same instant (a TLS handshake storm). Default 10 a second after a burst
 // of 4; rate <= 0 turns pacing off. Outside recovery, connections open as fast as callers need.
@@ -360,8 +361,8 @@ func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry
 // recoverFor is how long after an outage signal new connections are paced.
 const recoverFor = 10 * time.Second
 
-// outage records a sign that connections are being lost or refused: new connections are paced
-// for recoverFor.
+// outage records a sign that the server was down or has moved (a failed connect, a suspected
+// failover): new connections are paced for recoverFor.
 func (p *Pool) outage() {
 	if p.pace != nil {
 		p.recovering.Store(time.Now().Add(recoverFor).UnixNano())
