@@ -1,9 +1,9 @@
 // Command faultbench measures pgsteady against a bare pgxpool and database/sql (over
 // pgx/v5/stdlib), each with its defaults, under the faults pgsteady is built to ride through,
-// and prints one Markdown table of what their callers saw.
+// and prints Markdown tables of what their callers saw.
 //
-//	go run ./examples/faultbench
-//	go run ./examples/faultbench -faults kill,restart -duration 5s -clients pgsteady,pgxpool
+//	go -C examples run ./faultbench
+//	go -C examples run ./faultbench -faults kill,restart -duration 5s -clients pgsteady,pgxpool
 //
 // It starts one disposable PostgreSQL with TLS and PgBouncer in transaction mode in Docker
 // (the test harness of internal/testkit/pgharness; every port on 127.0.0.1), and removes it on exit
@@ -18,7 +18,7 @@
 // and -writers goroutines (default 2) of INSERTs with unique keys, pausing -pause (10 ms)
 // after each request, for -duration (10 s) per fault. Every request gets its own 10 s
 // deadline (-timeout), like an HTTP handler's: a request that hangs counts as an error after
-// 10 s. -clients picks some of the three clients. The whole run takes about 3 minutes on
+// 10 s. -clients picks some of the three clients. The whole run takes 2 to 3 minutes on
 // two cores (the horizon fault runs three times -duration, the failover fault starts a pair
 // of servers of its own).
 //
