@@ -481,7 +481,7 @@ func failover(ctx context.Context, r *faultRun) error {
 		return err
 	}
 	t1 := time.Now()
-	if err := catchUp(ctx, r.pair); err != nil {
+	if err := r.pair.CatchUp(ctx); err != nil {
 		return err
 	}
 	t2 := time.Now()
@@ -496,45 +496,6 @@ func failover(ctx context.Context, r *faultRun) error {
 		"promoted and accepting writes %.0f ms after that; stable name moved at once. "+
 		"\"first write\" counts from the promotion; \"reads after the switch\" are reads sent after the name moved",
 		t0.Sub(start).Seconds(), float64(t1.Sub(t0).Milliseconds()), float64(t2.Sub(t1).Milliseconds()), float64(t3.Sub(t2).Milliseconds())))
-	return nil
-}
-
-// catchUp waits until the standby has replayed all of the (now read-only) old primary's WAL,
-// twice in a row 50 ms apart, so that the failover loses no commit of the old primary (as
-// a planned failover, or synchronous replication, ensures). Without it, commits of the last
-// few hundred milliseconds before the promotion may be missing on the new primary, whatever
-// the client did: asynchronous replication's loss, not the client's.
-func catchUp(ctx context.Context, pair *pgharness.Pair) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	old, err := pgx.Connect(ctx, pair.Primary.AdminDSN())
-	if err != nil {
-		return err
-	}
-	defer old.Close(context.Background())
-	standby, err := pgx.Connect(ctx, pair.Standby.AdminDSN())
-	if err != nil {
-		return err
-	}
-	defer standby.Close(context.Background())
-	for streak := 0; streak < 2; {
-		var lsn string
-		if err := old.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-			return err
-		}
-		var replayed bool
-		if err := standby.QueryRow(ctx, "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)", lsn).Scan(&replayed); err != nil {
-			return err
-		}
-		if replayed {
-			streak++
-		} else {
-			streak = 0
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return fmt.Errorf("standby not caught up with the old primary: %w", err)
-		}
-	}
 	return nil
 }
 

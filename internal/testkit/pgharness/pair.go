@@ -159,12 +159,16 @@ func (p *Pair) Promote(ctx context.Context) error {
 func (p *Pair) MoveName() { p.resolver.Set(StableName, p.Standby.Addr()) }
 
 // Failover does what a managed database's failover does, in its order: it fences the old
-// primary as old says, promotes the standby, and moves [StableName] to it. Connections already
-// open to the old primary stay open when it is kept read-only.
+// primary as old says (kept read-only, it first lets the standby catch up with it), promotes
+// the standby, and moves [StableName] to it. Connections already open to the old primary stay
+// open when it is kept read-only.
 func (p *Pair) Failover(ctx context.Context, old OldPrimary) error {
 	switch old {
 	case OldPrimaryReadOnly:
 		if err := p.Primary.SetReadOnly(ctx, true); err != nil {
+			return err
+		}
+		if err := p.CatchUp(ctx); err != nil {
 			return err
 		}
 	case OldPrimaryStopped:
@@ -223,6 +227,47 @@ func (s *Server) adminRow(ctx context.Context, sql string, dst ...any) error {
 	defer conn.Close(context.Background())
 	if err := conn.QueryRow(ctx, sql).Scan(dst...); err != nil {
 		return fmt.Errorf("pgharness: %s: %w", sql, err)
+	}
+	return nil
+}
+
+// CatchUp waits until the standby has replayed all of the (now read-only) old primary's WAL,
+// twice in a row 50 ms apart, so that the failover loses no commit of the old primary (as
+// a planned failover, or synchronous replication, ensures). Without it, commits of the last
+// few hundred milliseconds before the promotion may be missing on the new primary, whatever
+// the client did: asynchronous replication's loss, not the client's.
+func (pair *Pair) CatchUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	old, err := pgx.Connect(ctx, pair.Primary.AdminDSN())
+	if err != nil {
+		return err
+	}
+	defer old.Close(context.Background())
+	standby, err := pgx.Connect(ctx, pair.Standby.AdminDSN())
+	if err != nil {
+		return err
+	}
+	defer standby.Close(context.Background())
+	for streak := 0; streak < 2; {
+		var lsn string
+		if err := old.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+			return err
+		}
+		var replayed bool
+		if err := standby.QueryRow(ctx, "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)", lsn).Scan(&replayed); err != nil {
+			return err
+		}
+		if replayed {
+			streak++
+		} else {
+			streak = 0
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pgharness: standby not caught up with the old primary: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	return nil
 }
