@@ -5,9 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
+	"github.com/pgsteady/pgsteady/pool"
 )
 
 // benchTargets returns a pgsteady pool and a bare pgxpool with the same sizes on dsn.
@@ -111,5 +113,41 @@ func BenchmarkPrePingWithLatency(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkTx is the cost of commit resolution: the same write transaction (one UPDATE) and
+// read-only transaction (one SELECT) through Tx with resolution (the default: the transaction
+// id is learned in BEGIN's round trip) and without (pool.WithoutCommitResolution), in one run.
+// Read-only transactions skip the id either way.
+func BenchmarkTx(b *testing.B) {
+	dsn := freshDB(b)
+	pools := map[string]*pool.Pool{
+		"resolve":   newPool(b, dsn, nil),
+		"noresolve": newPool(b, dsn, nil, pool.WithoutCommitResolution()),
+	}
+	for _, name := range []string{"noresolve", "resolve"} {
+		p := pools[name]
+		for _, mode := range []pgx.TxAccessMode{pgx.ReadWrite, pgx.ReadOnly} {
+			b.Run(name+"/"+string(mode), func(b *testing.B) {
+				b.ReportAllocs()
+				ctx := context.Background()
+				k := 0
+				for b.Loop() {
+					k = k%100 + 1
+					err := p.Tx(ctx, pgx.TxOptions{AccessMode: mode}, func(tx pgx.Tx) error {
+						if mode == pgx.ReadOnly {
+							var v string
+							return tx.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v)
+						}
+						_, err := tx.Exec(ctx, "UPDATE kv SET v = v WHERE k = $1", k)
+						return err
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
