@@ -46,12 +46,12 @@ func runChaos(ctx context.Context, dsn string, every time.Duration, st *ChaosSta
 		case <-t.C:
 		}
 		n, err := sweep(ctx, dsn)
-		if err != nil && ctx.Err() == nil {
+		if err != nil && !ended(ctx) {
 			// One more try: on a loaded machine a connect can fail now and then (a dropped SYN
 			// costs a second); the sweep's job is to kill backends, not to test connecting.
 			n, err = sweep(ctx, dsn)
 		}
-		if ctx.Err() != nil {
+		if ended(ctx) {
 			return
 		}
 		st.Rounds++
@@ -78,4 +78,14 @@ func sweep(ctx context.Context, dsn string) (int, error) {
 	var n int
 	err = conn.QueryRow(ctx, terminateAll).Scan(&n)
 	return n, err
+}
+
+// ended reports whether the run is over: ctx is done, or its deadline has passed (a dial cut by
+// the deadline returns an i/o timeout a moment before ctx itself reports it is done).
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
