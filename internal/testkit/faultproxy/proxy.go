@@ -107,6 +107,24 @@ func (p *Proxy) Flows() int {
 	return len(p.flows)
 }
 
+// ResetSwallowed resets the flows that the idle black hole ([Proxy.BlackholeIdle]) has
+// swallowed, as a NAT that has forgotten a flow answers the next packet of either side with a
+// RST, and returns how many. The others are left alone.
+func (p *Proxy) ResetSwallowed() int {
+	p.mu.Lock()
+	var dead []*flow
+	for f := range p.flows {
+		if f.dead.Load() {
+			dead = append(dead, f)
+		}
+	}
+	p.mu.Unlock()
+	for _, f := range dead {
+		f.reset()
+	}
+	return len(dead)
+}
+
 // ResetAll aborts every open flow with a TCP RST on both sides and reports how many it aborted.
 func (p *Proxy) ResetAll() int {
 	p.mu.Lock()

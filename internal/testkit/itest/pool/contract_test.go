@@ -736,7 +736,7 @@ func (r *contractRun) schedule(stop <-chan struct{}, rng *rand.Rand) {
 		}
 		kind := faultKinds[rng.IntN(len(faultKinds))]
 		d := time.Duration(300+rng.IntN(1700)) * time.Millisecond
-		f := &fault{kind: kind, start: time.Now(), hold: kind == "pause server" || kind == "stall then reset" || kind == "slow responses" || kind == "dead flows" || kind == "host vanished"}
+		f := &fault{kind: kind, start: time.Now(), hold: kind == "pause server" || kind == "stall then reset" || kind == "slow responses" || kind == "dead flows" || kind == "host vanished" || kind == "black-hole idle flows"}
 		if r.bouncer && kind == "restart server" {
 			// PgBouncer keeps its clients' connections and holds their statements while the
 			// server is down, and after a failed server login it waits server_login_retry
@@ -783,10 +783,16 @@ func (r *contractRun) schedule(stop <-chan struct{}, rng *rand.Rand) {
 			r.proxy.SetLatency(0)
 		case "black-hole idle flows":
 			// Past PrePingAfter, as real NAT timeouts (minutes) are: a flow that can be dead is
-			// always pinged before use. Statements are short, so none is in flight that long.
+			// always pinged before use. But the proxy counts a flow idle when no byte passed
+			// either way, so a statement whose answer takes longer than the threshold (one
+			// waiting on a lock) is swallowed while in flight: a real NAT would have seen the
+			// client's TCP keepalive probes, the proxy cannot, and the proxy's kernel acks
+			// everything, so only a deadline ends such a call (a hold fault). At the end the
+			// swallowed flows are reset, as a NAT that forgot them answers with a RST.
 			r.proxy.BlackholeIdle(r.cfg.PrePingAfter + time.Duration(300+rng.IntN(1000))*time.Millisecond)
 			time.Sleep(d + time.Second)
 			r.proxy.BlackholeIdle(0)
+			r.proxy.ResetSwallowed()
 		case "refuse connections":
 			r.gate.refuse()
 			time.Sleep(d)
