@@ -125,10 +125,10 @@ func loop(ctx context.Context, p Policy, start time.Time, err error, fn func(con
 	p = p.withDefaults()
 	var b backoff.BackOff
 	for attempt := 1; ; attempt++ {
-		if final, done := settled(err, attempt, p.RetryOn); done {
+		class, final, done := settled(err, attempt, p.RetryOn)
+		if done {
 			return final
 		}
-		class := Classify(err)
 		if b == nil {
 			b = newBackOff(p, rnd)
 		}
@@ -147,27 +147,28 @@ func loop(ctx context.Context, p Policy, start time.Time, err error, fn func(con
 }
 
 // settled reports whether attempt, which returned err, ends the loop, and
-// with what: success, a Stop, a nested *Error, or a class not in on.
-func settled(err error, attempt int, on Classes) (error, bool) {
+// with what: success, a Stop, a nested *Error, or a class not in on. When
+// the loop goes on, class is err's class.
+func settled(err error, attempt int, on Classes) (class Class, final error, done bool) {
 	if err == nil {
-		return nil, true
+		return Permanent, nil, true
 	}
 	var stop *stopError
 	if errors.As(err, &stop) {
-		return stop.err, true
+		return Permanent, stop.err, true
 	}
 	var nested *Error
 	if errors.As(err, &nested) {
-		return err, true
+		return nested.Class, err, true
 	}
-	class := Classify(err)
+	class = Classify(err)
 	switch {
 	case on.Has(class):
-		return nil, false
+		return class, nil, false
 	case attempt == 1:
-		return err, true
+		return class, err, true
 	}
-	return &Error{Attempts: attempt, Class: class, Err: err}, true
+	return class, &Error{Attempts: attempt, Class: class, Err: err}, true
 }
 
 // nextWait returns the wait before the next attempt, or the bound that
