@@ -110,7 +110,6 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, e
 	if p.closed.Load() {
 		return nil, ErrClosed
 	}
-	p.stats.acquires.Add(1)
 	p.stats.waiting.Add(1)
 	defer p.stats.waiting.Add(-1)
 
@@ -138,16 +137,16 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, e
 	if err == nil {
 		return c, nil
 	}
+	if p.closed.Load() {
+		err = ErrClosed
+		return nil, err
+	}
 	if actx.Err() == context.DeadlineExceeded && !errors.Is(ctx.Err(), context.Canceled) {
 		if bound == "" {
 			bound = "the caller's deadline"
 		}
 		p.stats.acquireTimeouts.Add(1)
 		err = p.timeoutError(start, bound)
-		return nil, err
-	}
-	if p.closed.Load() {
-		err = ErrClosed
 		return nil, err
 	}
 	var ce *pgconn.ConnectError
@@ -168,6 +167,6 @@ func (p *Pool) timeoutError(start time.Time, bound string) *TimeoutError {
 		InUse:   int(s.AcquiredConns()),
 		Waiting: int(p.stats.waiting.Load()),
 		Max:     p.cfg.MaxConns(),
-		LastErr: p.lastConnErr.since(start.Add(-p.cfg.AcquireTimeout)),
+		LastErr: p.lastConnErr.since(start), // a failure before this call began is not why it waited
 	}
 }

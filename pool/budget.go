@@ -17,8 +17,10 @@ const budgetSlack = 100 * time.Millisecond
 // channel and three more allocations), the calls whose budgets end within the same
 // budgetSlack share one epoch, whose channel a single timer closes. Safe for concurrent use.
 type budgets struct {
-	mu  sync.Mutex
-	cur atomic.Pointer[epoch]
+	mu     sync.Mutex
+	cur    atomic.Pointer[epoch]
+	live   map[*epoch]struct{} // epochs whose timer has not fired
+	closed bool
 }
 
 // epoch is a shared deadline.
@@ -26,9 +28,14 @@ type epoch struct {
 	end   time.Time
 	done  chan struct{}
 	timer *time.Timer
+	once  sync.Once
 }
 
-// at returns an epoch that ends at or after d, and at most budgetSlack after it.
+// fire closes e's channel, once: at its deadline, or when the pool closes.
+func (e *epoch) fire() { e.once.Do(func() { close(e.done) }) }
+
+// at returns an epoch that ends at or after d, and at most budgetSlack after it. After stop,
+// it returns an epoch that has ended.
 func (b *budgets) at(d time.Time) *epoch {
 	if e := b.cur.Load(); e != nil && !e.end.Before(d) && e.end.Sub(d) <= budgetSlack {
 		return e
@@ -39,16 +46,35 @@ func (b *budgets) at(d time.Time) *epoch {
 		return e
 	}
 	e := &epoch{end: d.Add(budgetSlack), done: make(chan struct{})}
-	e.timer = time.AfterFunc(time.Until(e.end), func() { close(e.done) })
+	if b.closed {
+		e.fire()
+		return e
+	}
+	if b.live == nil {
+		b.live = map[*epoch]struct{}{}
+	}
+	b.live[e] = struct{}{}
+	e.timer = time.AfterFunc(time.Until(e.end), func() {
+		e.fire()
+		b.mu.Lock()
+		delete(b.live, e)
+		b.mu.Unlock()
+	})
 	b.cur.Store(e)
 	return e
 }
 
-// stop stops the current epoch's timer, when the pool closes.
+// stop ends every epoch at once, when the pool closes: the callers still waiting on one stop
+// waiting (and get ErrClosed), and no timer is left behind.
 func (b *budgets) stop() {
-	if e := b.cur.Load(); e != nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for e := range b.live {
 		e.timer.Stop()
+		e.fire()
 	}
+	b.live = nil
 }
 
 // budgetCtx is the acquire context of a caller whose context never ends: its values, and the

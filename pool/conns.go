@@ -13,6 +13,7 @@ import (
 
 // connState is what the pool knows of one open connection.
 type connState struct {
+	opened   int64                  // unix nanoseconds when it connected (set before it is shared)
 	idle     atomic.Bool            // counted in connTable.idle
 	lastUsed atomic.Int64           // unix nanoseconds of its last release by the pool
 	why      atomic.Pointer[string] // why the pool condemned it, if it did
@@ -35,6 +36,12 @@ type connTable struct {
 	// instant chosen). Black-holed or killed connections cost a caller one ping timeout, not
 	// one per connection.
 	staleBefore atomic.Int64
+
+	// openedBefore (unix nanoseconds): a connection opened at or before this instant is
+	// replaced before its next use, and destroyed when given back: a failover was confirmed
+	// when it was set (see failover.go). Connections busy at that moment are caught when they
+	// come back, however recently they were used.
+	openedBefore atomic.Int64
 }
 
 func (t *connTable) get(c *pgx.Conn) *connState {
@@ -60,8 +67,10 @@ func (p *Pool) install(pc *pgxpool.Config) {
 		return nil
 	}
 	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		st := &connState{peek: newPeeker(c)}
-		st.lastUsed.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		st := &connState{opened: now, peek: newPeeker(c)}
+		st.lastUsed.Store(now)
+		p.learnExpectation(c.PgConn())
 		p.conns.m.Store(c, st)
 		if userAfterConnect != nil {
 			if err := userAfterConnect(ctx, c); err != nil {
@@ -89,6 +98,11 @@ func (p *Pool) release(c *pgxpool.Conn) {
 	st := p.conns.get(pc)
 	if st == nil || pc.IsClosed() || pc.PgConn().IsBusy() || pc.PgConn().TxStatus() != 'I' {
 		c.Release() // pgxpool destroys it
+		return
+	}
+	if st.opened <= p.conns.openedBefore.Load() {
+		p.kill(pc, st, CloseStale) // opened before a confirmed failover
+		c.Release()
 		return
 	}
 	if !reserveIdle(&p.conns.idle, p.cfg.Size) {
@@ -141,6 +155,9 @@ func (p *Pool) closing(c *pgx.Conn) {
 			p.stats.broken.Add(1)
 		}
 		p.logs.warn(context.Background(), p.log, "pgsteady: connection destroyed", "reason", reason)
+	}
+	if reason == CloseAged && !p.closed.Load() {
+		p.stats.aged.Add(1)
 	}
 	if p.obs != nil {
 		p.obs.ConnClosed(reason)

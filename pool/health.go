@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -27,10 +28,10 @@ const (
 
 // decide is the pre-acquire rule, a pure function: lastUsed and staleBefore are unix
 // nanoseconds, idle is how long the connection has been idle, horizon the idle horizon (0:
-// none).
-func decide(cfg *config.Config, idle time.Duration, lastUsed, staleBefore int64, horizon time.Duration) check {
+// none), and condemned whether a confirmed failover condemned the connection.
+func decide(cfg *config.Config, idle time.Duration, lastUsed, staleBefore int64, condemned bool, horizon time.Duration) check {
 	switch {
-	case lastUsed <= staleBefore:
+	case condemned, lastUsed <= staleBefore:
 		return checkReplace
 	case horizon > 0 && idle >= horizon:
 		return checkReplace
@@ -52,7 +53,8 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 	p.notIdle(st)
 	idle := params.IdleDuration
 	lastUsed := time.Now().Add(-idle).UnixNano()
-	switch decide(&p.cfg, idle, lastUsed, p.conns.staleBefore.Load(), p.horizon.get()) {
+	condemned := st != nil && st.opened <= p.conns.openedBefore.Load()
+	switch decide(&p.cfg, idle, lastUsed, p.conns.staleBefore.Load(), condemned, p.horizon.get()) {
 	case checkNone:
 		return false
 	case checkPeek:
@@ -67,28 +69,35 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		p.kill(c, st, CloseStale)
 		return true
 	}
-	pctx, cancel := context.WithTimeout(ctx, p.cfg.PingTimeout)
-	err := c.Ping(pctx)
-	timedOut := pctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
-	cancel()
+	err := pingWithin(ctx, c, p.cfg.PingTimeout)
 	if err == nil {
 		return false
 	}
+	var timeout errPingTimeout
+	timedOut := errors.As(err, &timeout)
 	p.stats.failedPings.Add(1)
-	if timedOut {
-		// A ping that found no answer at all: the flow was black-holed after idle (a NAT or a
-		// load balancer dropped it). Connections idle that long are unsafe from now on.
-		p.learnHorizon(ctx, idle)
+	switch {
+	case timedOut && idle < horizonFloor(&p.cfg):
+		// No answer from a flow idle so briefly is a slow server or a latency spike, not a
+		// black hole: this connection goes, and nothing is learned.
+	case timedOut:
+		// A ping that found no answer at all on a flow idle this long: a NAT or a load
+		// balancer may have dropped it, or the server may be slow. A fresh connection tells
+		// which (see checkBlackHole). Meanwhile the connections idle at least as long are
+		// condemned: a fresh connection costs less than one more ping timeout.
+		raise(&p.conns.staleBefore, lastUsed)
+		p.checkBlackHole(idle)
+	default:
+		// The server ended the session or the flow broke. Condemn the connections idle at
+		// least as long as this one, and with PrePingIdle every connection that would need
+		// a ping now: whatever killed this one (a restart, a mass kill, an idle-session
+		// timeout) has most likely killed them too.
+		cut := lastUsed
+		if p.cfg.PrePing == config.PrePingIdle {
+			cut = max(cut, time.Now().Add(-p.cfg.PrePingAfter).UnixNano())
+		}
+		raise(&p.conns.staleBefore, cut)
 	}
-	// Condemn the connections idle at least as long as this one, and with PrePingIdle every
-	// connection that would need a ping now: whatever killed this one (a NAT's idle cut, a
-	// restart, a mass kill) has most likely killed them too, and a fresh connection costs less
-	// than one more ping timeout.
-	cut := lastUsed
-	if p.cfg.PrePing == config.PrePingIdle {
-		cut = max(cut, time.Now().Add(-p.cfg.PrePingAfter).UnixNano())
-	}
-	raise(&p.conns.staleBefore, cut)
 	p.lastConnErr.set(fmt.Errorf("pre-ping of a connection idle %v failed: %w", idle.Round(time.Millisecond), err))
 	p.logs.info(ctx, p.log, "pgsteady: pre-ping failed", "idle", idle, "err", err)
 	if p.obs != nil {
@@ -112,10 +121,78 @@ func (p *Pool) kill(c *pgx.Conn, st *connState, why string) {
 // horizon is the idle horizon: connections idle at least this long are presumed
 // black-holed. Zero means none is known.
 type horizon struct {
-	d       atomic.Int64 // nanoseconds
-	fixed   bool         // set by hand: never learned or relaxed
-	changed atomic.Int64 // unix nanoseconds of the last change
+	d        atomic.Int64 // nanoseconds
+	fixed    bool         // set by hand: never learned or relaxed
+	changed  atomic.Int64 // unix nanoseconds of the last change
+	checking atomic.Bool  // a checkBlackHole is under way
 }
+
+// horizonFloor is the shortest idle horizon the pool learns: twice PingTimeout (4 s by
+// default). Below it the horizon could not be kept: the keepalive loop pings idle connections
+// every half horizon, and a ping may take PingTimeout. And a flow that went unanswered for one
+// PingTimeout after a shorter idle is told from a slow server by nothing the pool can see; the
+// network hops that drop idle flows do so after minutes (AWS NAT gateway 350 s, Azure's load
+// balancer 4 minutes).
+func horizonFloor(cfg *config.Config) time.Duration { return 2 * cfg.PingTimeout }
+
+// checkBlackHole confirms, in the background, that a ping that found no answer on a flow idle
+// for idle met a black hole rather than a slow server: the horizon is learned only if a fresh
+// connection to the same server answers a ping within half a PingTimeout. One check runs at a
+// time; suspicions that arrive meanwhile are covered by it.
+func (p *Pool) checkBlackHole(idle time.Duration) {
+	if p.horizon.fixed || !p.horizon.checking.CompareAndSwap(false, true) {
+		return
+	}
+	p.bg.Go(func() {
+		defer p.horizon.checking.Store(false)
+		ctx := p.life
+		p.stats.horizonChecks.Add(1)
+		answered, err := p.freshPing(ctx)
+		if err != nil || answered >= p.cfg.PingTimeout/2 {
+			p.logs.info(ctx, p.log, "pgsteady: a ping found no answer, and a fresh connection was slow too: the server is slow, no idle horizon learned",
+				"idle", idle, "fresh_ping", answered, "err", err)
+			return
+		}
+		p.learnHorizon(ctx, max(idle, horizonFloor(&p.cfg)), answered)
+	})
+}
+
+// freshPing opens a connection as the pool would (its BeforeConnect included), pings it once
+// within PingTimeout, closes it, and says how long the ping took.
+func (p *Pool) freshPing(ctx context.Context) (time.Duration, error) {
+	cc := p.probeCfg.ConnConfig.Copy()
+	if p.probeCfg.BeforeConnect != nil {
+		if err := p.probeCfg.BeforeConnect(ctx, cc); err != nil {
+			return 0, err
+		}
+	}
+	c, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return 0, err
+	}
+	defer hardClose(c)
+	t0 := time.Now()
+	err = pingWithin(ctx, c, p.cfg.PingTimeout)
+	return time.Since(t0), err
+}
+
+// pingWithin pings c, waiting at most d, and reports whether the ping ran out of d (rather
+// than ctx ending or the connection failing) through context.DeadlineExceeded.
+func pingWithin(ctx context.Context, c *pgx.Conn, d time.Duration) error {
+	pctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	err := c.Ping(pctx)
+	if err != nil && pctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		return errPingTimeout{err}
+	}
+	return err
+}
+
+// errPingTimeout is a ping that found no answer within PingTimeout.
+type errPingTimeout struct{ err error }
+
+func (e errPingTimeout) Error() string { return "no answer within the ping timeout: " + e.err.Error() }
+func (e errPingTimeout) Unwrap() error { return e.err }
 
 // relaxEvery is how long a learned horizon holds before the pool tries a longer one: the
 // background keepalive then lets connections idle longer, and a ping that finds no answer
@@ -124,8 +201,9 @@ const relaxEvery = 30 * time.Second
 
 func (h *horizon) get() time.Duration { return time.Duration(h.d.Load()) }
 
-// learnHorizon records that a flow idle for idle was found black-holed.
-func (p *Pool) learnHorizon(ctx context.Context, idle time.Duration) {
+// learnHorizon records that a flow idle for idle was found black-holed, while a fresh
+// connection answered in answered.
+func (p *Pool) learnHorizon(ctx context.Context, idle, answered time.Duration) {
 	if p.horizon.fixed || idle <= 0 {
 		return
 	}
@@ -136,8 +214,9 @@ func (p *Pool) learnHorizon(ctx context.Context, idle time.Duration) {
 		}
 		if p.horizon.d.CompareAndSwap(old, int64(idle)) {
 			p.horizon.changed.Store(time.Now().UnixNano())
+			p.stats.horizonsLearned.Add(1)
 			p.log.WarnContext(ctx, "pgsteady: learned an idle horizon: connections idle this long are replaced before use and kept alive below it",
-				"horizon", idle.Round(time.Millisecond))
+				"horizon", idle.Round(time.Millisecond), "confirmed_by", "a fresh connection answered a ping in "+answered.Round(time.Microsecond).String())
 			return
 		}
 	}
@@ -184,25 +263,16 @@ func (p *Pool) keepAlive(stop <-chan struct{}) {
 		if h == 0 {
 			continue
 		}
-		p.pingIdle(stop)
+		p.pingIdle()
 		if time.Now().UnixNano()-p.horizon.changed.Load() >= int64(relaxEvery) {
 			p.relaxHorizon()
 		}
 	}
 }
 
-// pingIdle pings every idle connection. A ping that finds no answer teaches the horizon, as
-// on the request path.
-func (p *Pool) pingIdle(stop <-chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+// pingIdle pings every idle connection.
+func (p *Pool) pingIdle() {
+	ctx := p.life
 	for _, c := range p.pgx.AcquireAllIdle(ctx) {
 		st := p.conns.get(c.Conn())
 		p.notIdle(st)
@@ -210,21 +280,15 @@ func (p *Pool) pingIdle(stop <-chan struct{}) {
 		if st != nil {
 			idle = time.Since(time.Unix(0, st.lastUsed.Load()))
 		}
-		pctx, pcancel := context.WithTimeout(ctx, p.cfg.PingTimeout)
-		err := c.Ping(pctx)
-		timedOut := pctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
-		pcancel()
-		switch {
-		case err == nil:
+		// A keepalive ping is not a request: one that finds no answer costs its connection,
+		// and teaches nothing (the horizon is learned from requests, with confirmation).
+		if err := pingWithin(ctx, c.Conn(), p.cfg.PingTimeout); err != nil {
+			p.stats.keepaliveFailed.Add(1)
+			if p.obs != nil {
+				p.obs.PingFailed(ctx, idle, err)
+			}
+		} else {
 			p.stats.keepalivePings.Add(1)
-		case timedOut:
-			p.stats.keepaliveFailed.Add(1)
-			p.learnHorizon(ctx, idle)
-		default:
-			p.stats.keepaliveFailed.Add(1)
-		}
-		if err != nil && p.obs != nil {
-			p.obs.PingFailed(ctx, idle, err)
 		}
 		p.release(c)
 	}

@@ -34,7 +34,7 @@ func TestDecideWhatToDoWithAConnectionAboutToBeHandedOut(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := decide(&tt.cfg, tt.idle, lastUsed(tt.idle), tt.staleBefore, tt.horizon); got != tt.want {
+			if got := decide(&tt.cfg, tt.idle, lastUsed(tt.idle), tt.staleBefore, false, tt.horizon); got != tt.want {
 				t.Errorf("decide = %v, want %v", got, tt.want)
 			}
 		})
@@ -45,15 +45,15 @@ func TestHorizonIsLearnedDownwardsAndRelaxedUpwards(t *testing.T) {
 	p := &Pool{cfg: config.Config{KeepAlive: 30 * time.Second}}
 	p.log = discard
 	ctx := t.Context()
-	p.learnHorizon(ctx, 3*time.Second)
+	p.learnHorizon(ctx, 3*time.Second, 0)
 	if got := p.horizon.get(); got != 3*time.Second {
 		t.Fatalf("after a dead flow idle 3s the horizon is %v", got)
 	}
-	p.learnHorizon(ctx, 5*time.Second) // a longer idle proves nothing new
+	p.learnHorizon(ctx, 5*time.Second, 0) // a longer idle proves nothing new
 	if got := p.horizon.get(); got != 3*time.Second {
 		t.Fatalf("a dead flow idle longer moved the horizon to %v", got)
 	}
-	p.learnHorizon(ctx, 2*time.Second)
+	p.learnHorizon(ctx, 2*time.Second, 0)
 	if got := p.horizon.get(); got != 2*time.Second {
 		t.Fatalf("a dead flow idle 2s left the horizon at %v", got)
 	}
@@ -70,7 +70,7 @@ func TestHorizonIsLearnedDownwardsAndRelaxedUpwards(t *testing.T) {
 	fixed := &Pool{log: discard}
 	fixed.horizon.d.Store(int64(time.Minute))
 	fixed.horizon.fixed = true
-	fixed.learnHorizon(ctx, time.Second)
+	fixed.learnHorizon(ctx, time.Second, 0)
 	fixed.relaxHorizon()
 	if got := fixed.horizon.get(); got != time.Minute {
 		t.Fatalf("a horizon set by hand moved to %v", got)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/pace"
@@ -49,7 +48,11 @@ type Pool struct {
 	pace        *pace.Pacer  // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
 	horizon     horizon
-	stopBg      chan struct{} // closed by Close: ends the keepalive loop
+	expect      atomic.Int32    // expectPrimary or expectStandby: whether recovery means failover
+	probeCfg    *pgxpool.Config // for connections the pool opens outside pgxpool, to check a suspicion
+	stopBg      chan struct{}   // closed by Close: ends the keepalive loop
+	life        context.Context // canceled by Close: bounds the pool's own background work
+	endLife     context.CancelFunc
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -165,6 +168,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
 	}
 	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: observerOf(o.observers), resolve: !o.noResolve, stopBg: make(chan struct{})}
+	p.life, p.endLife = context.WithCancel(context.Background())
 	if o.paceRate > 0 {
 		p.pace = pace.New(o.paceRate, o.paceBurst)
 	}
@@ -179,13 +183,15 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	p.policy.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
 		p.retrying(context.Background(), attempt, err, class, delay)
 	}
-	for _, edit := range o.pgx {
-		edit(pc)
+	if err := p.applyPgxEdits(pc, o.pgx, warnTo); err != nil {
+		return nil, err
 	}
+	p.expect.Store(expectFrom(pc.ConnConfig.ValidateConnect))
 	p.install(pc)
 	if p.pgx, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		return nil, fmt.Errorf("pool: %w", err)
 	}
+	p.probeCfg = p.pgx.Config()
 	p.bg.Go(func() { p.keepAlive(p.stopBg) })
 	if cfg.LazyStart {
 		return p, nil
@@ -195,6 +201,36 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		return nil, err
 	}
 	return p, nil
+}
+
+// applyPgxEdits runs the WithPgxConfig edits on pc. ShouldPing and PingTimeout belong to the
+// pool (its pre-ping and what it learns from failed pings rest on them): an edit that sets
+// them is refused, with the config setting to use instead. A MaxConns set there is the limit
+// pgxpool enforces, so the pool's Size and Overflow follow it (Size at most MaxConns, Overflow
+// the rest), and Config and Stats say so; a warning names the change.
+func (p *Pool) applyPgxEdits(pc *pgxpool.Config, edits []func(*pgxpool.Config), warnTo *slog.Logger) error {
+	if len(edits) == 0 {
+		return nil
+	}
+	pc.ShouldPing = nil
+	pingTimeout, maxConns := pc.PingTimeout, pc.MaxConns
+	for _, edit := range edits {
+		edit(pc)
+	}
+	switch {
+	case pc.ShouldPing != nil:
+		return errors.New("pool: WithPgxConfig set ShouldPing, which belongs to the pool: choose the pre-ping with the config's PrePing and PrePingAfter (pool_pre_ping)")
+	case pc.PingTimeout != pingTimeout:
+		return errors.New("pool: WithPgxConfig set PingTimeout, which belongs to the pool: set the config's PingTimeout (pool_ping_timeout) instead")
+	}
+	if pc.MaxConns != maxConns && pc.MaxConns > 0 {
+		n := int(pc.MaxConns)
+		p.cfg.Size = min(p.cfg.Size, n)
+		p.cfg.Overflow = n - p.cfg.Size
+		warnTo.Warn("pgsteady: WithPgxConfig set MaxConns: the pool's limits follow it",
+			"max_conns", n, "size", p.cfg.Size, "overflow", p.cfg.Overflow)
+	}
+	return nil
 }
 
 // callPolicy is the retry policy of one call: no retry begins after the call's acquire budget,
@@ -251,7 +287,9 @@ func (p *Pool) startConn(ctx context.Context) (c *pgxpool.Conn, err error) {
 func (p *Pool) Close() {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
+		p.budgets.stop() // callers waiting for a connection without a deadline of their own get ErrClosed
 		close(p.stopBg)
+		p.endLife()
 		p.stdMu.Lock()
 		for _, db := range p.std {
 			db.Close()
@@ -276,12 +314,17 @@ func (p *Pool) Close() {
 			p.log.Warn("pgsteady: closed connections still held after the close grace", "grace", p.grace, "connections", n)
 		}
 		p.bg.Wait()
-		p.budgets.stop()
 	})
 }
 
-// Config returns a copy of the configuration the pool was built from.
-func (p *Pool) Config() config.Config { return p.cfg }
+// Config returns a copy of the configuration the pool was built from, with the limits pgxpool
+// enforces (a MaxConns set through [WithPgxConfig] shows in Size and Overflow). Like
+// [pgxpool.Pool.Config] it is a pointer, so that Config's methods can be called on it; changing
+// it changes nothing in the pool.
+func (p *Pool) Config() *config.Config {
+	c := p.cfg
+	return &c
+}
 
 // Pgx returns the underlying [pgxpool.Pool], for what pgsteady does not wrap. Work done on it
 // directly gets pre-ping, recycling and the overflow limit, but no retries or acquire timeout.
@@ -313,9 +356,6 @@ func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err
 	if err == nil {
 		return nil
 	}
-	if readOnly(err) {
-		p.failoverSuspected(ctx, err)
-	}
 	pol := p.policy.WithRetryOn(on)
 	pol.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
 		p.retrying(ctx, attempt, err, class, delay)
@@ -324,11 +364,7 @@ func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err
 		if p.closed.Load() {
 			return retry.Stop(ErrClosed)
 		}
-		err := fn(ctx)
-		if readOnly(err) {
-			p.failoverSuspected(ctx, err)
-		}
-		return err
+		return fn(ctx)
 	})
 	var re *retry.Error
 	var te *TimeoutError
@@ -376,25 +412,6 @@ func (p *Pool) beforeConnect(ctx context.Context) error {
 	}
 	p.stats.paced.Add(1)
 	return p.pace.Wait(ctx)
-}
-
-// failoverSuspected reacts to an error that says the server is no longer a primary (25006
-// read-only transaction on a demoted primary): every connection opened before now is replaced
-// before its next use, without a ping, so that new ones go through the connection string's
-// host list (and target_session_attrs) and a fresh DNS lookup.
-func (p *Pool) failoverSuspected(ctx context.Context, err error) {
-	raise(&p.conns.staleBefore, time.Now().UnixNano())
-	p.stats.failovers.Add(1)
-	p.outage()
-	p.logs.warn(ctx, p.log, "pgsteady: the server is no longer writable (failover?): replacing every connection", "err", err)
-}
-
-// readOnly reports whether err is a write refused by a server that is not (or no longer) a
-// primary: SQLSTATE 25006 read_only_sql_transaction, which a demoted primary answers (AWS's
-// drivers, too, take it as the sign of a failover).
-func readOnly(err error) bool {
-	var pe *pgconn.PgError
-	return err != nil && errors.As(err, &pe) && pe.Code == "25006"
 }
 
 // Stat returns pgxpool's own statistics of the underlying pool (acquire counts and durations,

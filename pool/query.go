@@ -107,6 +107,7 @@ func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []an
 	if err == nil {
 		return tag, nil
 	}
+	on = wholeCall(on, sql)
 	var again pgconn.CommandTag // declared here so that the success path allocates no closure
 	err = p.retry(ctx, on, start, err, func(ctx context.Context) (err error) {
 		again, err = p.execOnce(ctx, start, sql, args)
@@ -121,6 +122,7 @@ func (p *Pool) execOnce(ctx context.Context, start time.Time, sql string, args [
 		return pgconn.CommandTag{}, err
 	}
 	tag, err := c.Exec(ctx, sql, args...)
+	err = p.judge(ctx, c, err, false)
 	p.release(c)
 	return tag, err
 }
@@ -143,7 +145,7 @@ func (r *row) Scan(dest ...any) error {
 	if err == nil {
 		return nil
 	}
-	return r.p.retry(r.ctx, r.on, start, err, func(ctx context.Context) error { return r.scanOnce(ctx, start, dest) })
+	return r.p.retry(r.ctx, wholeCall(r.on, r.sql), start, err, func(ctx context.Context) error { return r.scanOnce(ctx, start, dest) })
 }
 
 func (r *row) scanOnce(ctx context.Context, start time.Time, dest []any) error {
@@ -152,6 +154,7 @@ func (r *row) scanOnce(ctx context.Context, start time.Time, dest []any) error {
 		return err
 	}
 	err = c.QueryRow(ctx, r.sql, r.args...).Scan(dest...)
+	err = r.p.judge(ctx, c, err, false)
 	r.p.release(c)
 	return err
 }
@@ -169,21 +172,29 @@ func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []a
 		}
 		rs, err := c.Query(ctx, sql, args...)
 		if err != nil {
+			err = p.judge(ctx, c, err, false)
 			p.release(c)
 			return err
 		}
 		r := &rows{Rows: rs, p: p, conn: c}
 		if r.primed = rs.Next(); !r.primed {
+			err := rs.Err()
+			if err != nil {
+				err = p.judge(ctx, c, err, false)
+			}
 			r.release()
-			if err := rs.Err(); err != nil {
+			if err != nil {
 				return err
 			}
 		}
 		out = r
 		return nil
 	}
-	if err := p.retry(ctx, on, start, attempt(ctx), attempt); err != nil {
-		return nil, err
+	if err := attempt(ctx); err != nil {
+		err = p.retry(ctx, wholeCall(on, sql), start, err, attempt)
+		if err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -257,10 +268,27 @@ func (bt *batch) first(on retry.Classes, read func(pgx.BatchResults) error) erro
 		return read(bt.br)
 	}
 	bt.read = true
-	return bt.p.retry(bt.ctx, on, bt.start, read(bt.br), func(ctx context.Context) error {
+	err := bt.judged(read(bt.br))
+	if err == nil {
+		return nil
+	}
+	for _, q := range bt.b.QueuedQueries {
+		on = wholeCall(on, q.SQL)
+	}
+	return bt.p.retry(bt.ctx, on, bt.start, err, func(ctx context.Context) error {
 		bt.resend(ctx)
-		return read(bt.br)
+		return bt.judged(read(bt.br))
 	})
+}
+
+// judged has the pool judge a 25006 that the batch's first result got (see failover.go), once
+// the batch's connection is idle again.
+func (bt *batch) judged(err error) error {
+	if !isReadOnly(err) || bt.conn == nil {
+		return err
+	}
+	bt.br.Close()
+	return bt.p.judge(bt.ctx, bt.conn, err, false)
 }
 
 // resend gives the batch's connection back and sends the batch again on another one; when

@@ -11,17 +11,20 @@ import (
 
 // counters are the pool's own event counts; pgxpool's Stat supplies the rest.
 type counters struct {
-	acquires          atomic.Int64
 	acquireTimeouts   atomic.Int64
 	waiting           atomic.Int64
 	failedPings       atomic.Int64
 	broken            atomic.Int64 // closed because it had failed
+	aged              atomic.Int64 // closed by pgxpool for age or idleness, or by Reset
 	overflowClosed    atomic.Int64 // closed on release because Size were idle
 	replacedIdle      atomic.Int64 // replaced before use: past the idle horizon or condemned
 	keepalivePings    atomic.Int64 // background pings that kept idle flows under the horizon
 	keepaliveFailed   atomic.Int64 // background pings that failed
+	horizonChecks     atomic.Int64 // fresh connections opened to check a suspected black hole
+	horizonsLearned   atomic.Int64 // horizons learned (or lowered) after such a check
 	paced             atomic.Int64 // connections opened while recovering, through the pacer
-	failovers         atomic.Int64 // failovers suspected
+	failovers         atomic.Int64 // failovers confirmed
+	readOnlyErrors    atomic.Int64 // 25006 judged the application's own
 	ambiguous         atomic.Int64 // Tx COMMITs whose outcome was lost and stayed unknown
 	resolvedCommitted atomic.Int64
 	resolvedAborted   atomic.Int64
@@ -54,23 +57,27 @@ type Stats struct {
 	MaxConns      int `json:"max"`         // Size + Overflow
 	Waiting       int `json:"waiting"`     // callers waiting for a connection
 
-	AcquireCount    int64       `json:"acquires"`         // acquire attempts
+	AcquireCount    int64       `json:"acquires"`         // connections handed out (pgxpool's AcquireCount: calls, retries, keepalive rounds)
 	AcquireTimeouts int64       `json:"acquire_timeouts"` // attempts that ended in ErrPoolTimeout
 	Retries         RetryCounts `json:"retries"`          // retries, by error class
 	FailedPings     int64       `json:"failed_pings"`     // pre-pings that failed
 	Opened          int64       `json:"opened"`           // connections opened
-	Recycled        int64       `json:"recycled"`         // closed for age or idleness
+	Recycled        int64       `json:"recycled"`         // closed for age or idleness (Recycle, IdleTimeout), or by Reset
 	OverflowClosed  int64       `json:"overflow_closed"`  // closed on release while Size were idle
 	Destroyed       int64       `json:"destroyed"`        // closed because they failed
 	ReplacedIdle    int64       `json:"replaced_idle"`    // replaced before use without a ping: past the idle horizon, or idle longer than a connection that failed its ping
 	KeepalivePings  int64       `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon
 	KeepaliveFailed int64       `json:"keepalive_failed"` // background pings that failed (FailedPings counts pre-pings only)
 
-	Paced              int64 `json:"paced"`               // connections opened while recovering from an outage, through the pacer
-	FailoversSuspected int64 `json:"failovers_suspected"` // errors that said the server was no longer writable (25006)
-	AmbiguousCommits   int64 `json:"ambiguous_commits"`   // Tx COMMITs whose answer was lost and whose outcome stayed unknown (*AmbiguousCommitError)
-	ResolvedCommitted  int64 `json:"resolved_committed"`  // lost COMMIT answers resolved: the transaction had committed
-	ResolvedAborted    int64 `json:"resolved_aborted"`    // lost COMMIT answers resolved: it had rolled back, and fn ran again
+	Paced             int64 `json:"paced"`              // connections opened while recovering from an outage, through the pacer
+	Failovers         int64 `json:"failovers"`          // failovers confirmed by the server after a 25006 (in recovery, or read-only for every session)
+	ReadOnlyErrors    int64 `json:"read_only_errors"`   // 25006 errors that were the application's own (a read-only transaction, role or database, or a standby the pool was meant for): returned, no reaction
+	AmbiguousCommits  int64 `json:"ambiguous_commits"`  // Tx COMMITs whose answer was lost and whose outcome stayed unknown (*AmbiguousCommitError)
+	ResolvedCommitted int64 `json:"resolved_committed"` // lost COMMIT answers resolved: the transaction had committed
+	ResolvedAborted   int64 `json:"resolved_aborted"`   // lost COMMIT answers resolved: it had rolled back, and fn ran again
+
+	HorizonChecks   int64 `json:"horizon_checks"`   // pings that found no answer on a flow idle at least the horizon floor, checked with a fresh connection
+	HorizonsLearned int64 `json:"horizons_learned"` // checks that confirmed a black hole (the fresh connection answered promptly) and set or lowered IdleHorizon
 
 	// IdleHorizon is the idle time past which flows are presumed black-holed (learned, or set
 	// with WithIdleHorizon); 0 when none is known.
@@ -96,27 +103,28 @@ func (p *Pool) Stats() Stats {
 		TotalConns:    total,
 		MaxConns:      p.cfg.MaxConns(),
 		Waiting:       int(p.stats.waiting.Load()),
-		AcquireCount:  p.stats.acquires.Load(),
+		AcquireCount:  s.AcquireCount(),
 		Retries: RetryCounts{
 			NotSent:  p.stats.retriedNotSent.Load(),
 			ConnLost: p.stats.retriedConnLost.Load(),
 			Conflict: p.stats.retriedConflict.Load(),
 		},
-		AcquireTimeouts:    p.stats.acquireTimeouts.Load(),
-		FailedPings:        p.stats.failedPings.Load(),
-		Opened:             s.NewConnsCount(),
-		Recycled:           s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
-		OverflowClosed:     p.stats.overflowClosed.Load(),
-		Destroyed:          p.stats.broken.Load(),
-		ReplacedIdle:       p.stats.replacedIdle.Load(),
-		KeepalivePings:     p.stats.keepalivePings.Load(),
-		KeepaliveFailed:    p.stats.keepaliveFailed.Load(),
-		IdleHorizon:        p.horizon.get(),
-		Paced:              p.stats.paced.Load(),
-		FailoversSuspected: p.stats.failovers.Load(),
-		AmbiguousCommits:   p.stats.ambiguous.Load(),
-		ResolvedCommitted:  p.stats.resolvedCommitted.Load(),
-		ResolvedAborted:    p.stats.resolvedAborted.Load(),
+		AcquireTimeouts:   p.stats.acquireTimeouts.Load(),
+		FailedPings:       p.stats.failedPings.Load(),
+		Opened:            s.NewConnsCount(),
+		Recycled:          s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
+		OverflowClosed:    p.stats.overflowClosed.Load(),
+		Destroyed:         p.stats.broken.Load(),
+		ReplacedIdle:      p.stats.replacedIdle.Load(),
+		KeepalivePings:    p.stats.keepalivePings.Load(),
+		KeepaliveFailed:   p.stats.keepaliveFailed.Load(),
+		IdleHorizon:       p.horizon.get(),
+		Paced:             p.stats.paced.Load(),
+		Failovers:         p.stats.failovers.Load(),
+		ReadOnlyErrors:    p.stats.readOnlyErrors.Load(),
+		AmbiguousCommits:  p.stats.ambiguous.Load(),
+		ResolvedCommitted: p.stats.resolvedCommitted.Load(),
+		ResolvedAborted:   p.stats.resolvedAborted.Load(),
 	}
 }
 

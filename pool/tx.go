@@ -101,38 +101,71 @@ func (p *Pool) txOnce(ctx context.Context, start time.Time, opts pgx.TxOptions, 
 	if err != nil {
 		return err
 	}
-	defer p.release(c) // a connection left in a transaction is destroyed
-	var t pgx.Tx
-	var ref xact.Ref
-	if p.resolve && opts.AccessMode != pgx.ReadOnly {
-		t, ref, err = xact.Begin(ctx, c, opts)
-	} else {
-		t, err = c.BeginTx(ctx, opts)
-	}
+	held := &heldConn{p: p, c: c}
+	defer held.release() // a connection left in a transaction is destroyed
+	callerReadOnly := opts.AccessMode == pgx.ReadOnly
+	t, ref, err := p.begin(ctx, c, opts)
 	if err != nil {
-		return err
+		return p.judge(ctx, c, err, callerReadOnly)
 	}
-	ft := &fnTx{Tx: t, p: p, start: start, ref: ref}
+	ft := &fnTx{Tx: t, p: p, start: start, ref: ref, held: held}
 	err = fn(ft)
 	switch {
 	case ft.state == txOpen && err != nil:
 		rollback(t)
-		return err
+		return p.judge(ctx, c, err, callerReadOnly)
 	case ft.state == txOpen:
-		return p.commit(ctx, start, t, ref)
+		return p.commit(ctx, start, t, ref, held)
 	case ft.state == txCommitted && err != nil:
 		return retry.Stop(err) // the commit may have applied: running fn again could apply it twice
 	case ft.state == txCommitted:
 		return ft.commitErr
 	default: // fn rolled back
-		return err
+		return p.judge(ctx, c, err, callerReadOnly)
 	}
 }
 
-// commit commits t, the transaction ref of a call that began at start. A COMMIT whose answer
-// was lost is resolved (see Tx): it returns nil when the transaction committed, a NotSent
-// error when it aborted, and retry.Stop(*AmbiguousCommitError) when the outcome stays unknown.
-func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xact.Ref) error {
+// begin begins a transaction on c, learning its id for commit resolution where that is
+// possible and useful: not for a read-only transaction (nothing to lose), not without
+// resolution, and not on a hot standby, which cannot assign transaction ids (it says so with
+// in_hot_standby from PostgreSQL 14; before, its refusal, a 25006, sends Tx to a plain BEGIN on
+// the same connection unless the refusal is a failover).
+func (p *Pool) begin(ctx context.Context, c *pgxpool.Conn, opts pgx.TxOptions) (pgx.Tx, xact.Ref, error) {
+	if !p.resolve || opts.AccessMode == pgx.ReadOnly || onStandby(c.Conn().PgConn()) {
+		t, err := c.BeginTx(ctx, opts)
+		return t, xact.Ref{}, err
+	}
+	t, ref, err := xact.Begin(ctx, c, opts)
+	if !isReadOnly(err) || c.Conn().IsClosed() {
+		return t, ref, err
+	}
+	var ro *readOnlyError
+	if err := p.judge(ctx, c, err, false); !errors.As(err, &ro) || ro.v != verdictCaller {
+		return nil, xact.Ref{}, err
+	}
+	t, err = c.BeginTx(ctx, opts)
+	return t, xact.Ref{}, err
+}
+
+// heldConn is the connection of one Tx attempt, given back once: before a lost COMMIT is
+// looked up (so that a full pool has a slot for the lookup) or when the attempt ends.
+type heldConn struct {
+	p *Pool
+	c *pgxpool.Conn
+}
+
+func (h *heldConn) release() {
+	if h.c != nil {
+		h.p.release(h.c)
+		h.c = nil
+	}
+}
+
+// commit commits t, the transaction ref of a call that began at start, on held. A COMMIT whose
+// answer was lost is resolved (see Tx): it returns nil when the transaction committed, a
+// NotSent error when it aborted, and retry.Stop(*AmbiguousCommitError) when the outcome stays
+// unknown.
+func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xact.Ref, held *heldConn) error {
 	err := t.Commit(ctx)
 	outcome := CommitOK
 	switch {
@@ -140,6 +173,7 @@ func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xact.R
 	case !xact.Uncertain(err):
 		outcome = CommitRolledBack
 	default:
+		held.release() // its connection is lost: its slot serves the lookup
 		outcome, err = p.resolveCommit(ctx, start, ref, err)
 	}
 	if p.obs != nil {
@@ -200,6 +234,7 @@ type fnTx struct {
 	p         *Pool
 	start     time.Time
 	ref       xact.Ref
+	held      *heldConn
 	state     int
 	commitErr error // as commit returned it, retry.Stop included
 }
@@ -209,7 +244,7 @@ func (t *fnTx) Commit(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.state = txCommitted
-	t.commitErr = t.p.commit(ctx, t.start, t.Tx, t.ref)
+	t.commitErr = t.p.commit(ctx, t.start, t.Tx, t.ref, t.held)
 	var amb *AmbiguousCommitError
 	if errors.As(t.commitErr, &amb) {
 		return amb

@@ -167,8 +167,8 @@ func (c pgsteadyClient) stats() string {
 	out := fmt.Sprintf("retries not-sent=%d conn-lost=%d conflict=%d, failed pings=%d, connections opened=%d destroyed=%d replaced idle=%d paced=%d",
 		s.Retries.NotSent, s.Retries.ConnLost, s.Retries.Conflict, s.FailedPings, s.Opened, s.Destroyed, s.ReplacedIdle, s.Paced)
 	out += fmt.Sprintf(", lost COMMITs resolved committed=%d aborted=%d, left ambiguous=%d", s.ResolvedCommitted, s.ResolvedAborted, s.AmbiguousCommits)
-	if s.FailoversSuspected > 0 {
-		out += fmt.Sprintf(", failovers suspected (25006 seen)=%d", s.FailoversSuspected)
+	if s.Failovers > 0 {
+		out += fmt.Sprintf(", failovers confirmed=%d", s.Failovers)
 	}
 	if s.IdleHorizon > 0 || s.KeepalivePings > 0 {
 		out += fmt.Sprintf(", idle horizon %v, keepalive pings=%d failed=%d", s.IdleHorizon, s.KeepalivePings, s.KeepaliveFailed)

@@ -136,7 +136,7 @@ func TestFailoverToAPromotedStandby(t *testing.T) {
 		first = time.Duration(f - promotedAt.Load())
 	}
 	t.Logf("reads %d (errors %d), writes acknowledged %d, ambiguous %d, errors %d; first write %v after the promotion; failovers suspected %d, paced connections %d",
-		reads.Load(), len(readErrs), len(acked), len(ambiguous), len(writeErrs), first, st.FailoversSuspected, st.Paced)
+		reads.Load(), len(readErrs), len(acked), len(ambiguous), len(writeErrs), first, st.Failovers, st.Paced)
 	_ = writesOldHost.Load()
 	for _, err := range append(readErrs, writeErrs...) {
 		t.Errorf("caller saw: %v", err)
@@ -168,7 +168,7 @@ func TestFailoverToAPromotedStandby(t *testing.T) {
 			t.Errorf("ambiguous write %s stored %d times", k, n)
 		}
 	}
-	if st.FailoversSuspected == 0 {
+	if st.Failovers == 0 {
 		t.Error("the pool never noticed the read-only primary")
 	}
 }
