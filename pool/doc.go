@@ -20,11 +20,20 @@
 //   - [Pool.Tx], which retries a whole transaction function, and resolves a COMMIT whose answer
 //     was lost by asking the server (pg_xact_status) instead of guessing; only an unknowable
 //     outcome is an [AmbiguousCommitError].
-//   - Failover: a write refused by a demoted primary (25006) replaces every connection, and new
-//     connections are paced while the pool recovers from an outage ([WithConnectPacing]).
-//   - Dead flows: TCP_USER_TIMEOUT bounds a statement whose flow died; a learned idle horizon
-//     ([WithIdleHorizon]) replaces connections a NAT has probably dropped, and keeps the others
-//     alive.
+//   - Failover: a write refused with 25006 makes the pool ask the server that refused, on the
+//     same connection, whether it is in recovery or read-only for every session
+//     (pg_settings.source); only then is it a failover, and every connection opened before it
+//     is replaced (busy ones when they come back). A 25006 of the application's own (a READ
+//     ONLY transaction, a read-only role or database, a replica the pool was meant for) is
+//     returned at once and never retried. New connections are paced while the pool recovers
+//     from an outage ([WithConnectPacing]).
+//   - Dead flows: TCP_USER_TIMEOUT bounds a statement whose flow died; an idle horizon learned
+//     when a ping finds no answer and a fresh connection to the same server answers promptly
+//     (never below twice PingTimeout; [WithIdleHorizon] sets it by hand) replaces connections a
+//     NAT has probably dropped, and keeps the others alive.
+//   - Conflicts (40001, 40P01) are retried only where the server rolled the whole call back:
+//     not for a CALL or DO that may COMMIT part of its work, nor for several statements in one
+//     string.
 //   - pgx's own hooks stay available ([WithPgxConfig]); events go to an [Observer]
 //     (package otelpool exports them to OpenTelemetry).
 //   - [Pool.Stats] and [Pool.DebugHandler], and logging through an optional [log/slog.Logger].
@@ -81,6 +90,7 @@
 //	StdDB                  database/sql's own (driver.ErrBadConn)    database/sql's
 //	Close                  -                                         - (returns within the close grace)
 //
-// After Close every method returns [ErrClosed]; a connection still held when the grace
+// After Close every method returns [ErrClosed], and so do callers that were waiting for a
+// connection when it began; a connection still held when the grace
 // ([WithCloseGrace]) runs out has its socket closed, and is destroyed when released.
 package pool

@@ -83,9 +83,9 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 	case timedOut:
 		// A ping that found no answer at all on a flow idle this long: a NAT or a load
 		// balancer may have dropped it, or the server may be slow. A fresh connection tells
-		// which (see checkBlackHole). Meanwhile the connections idle at least as long are
-		// condemned: a fresh connection costs less than one more ping timeout.
-		raise(&p.conns.staleBefore, lastUsed)
+		// which (see checkBlackHole). Meanwhile the connections idle at least the floor are
+		// condemned: a fresh connection costs less than one more ping timeout each.
+		raise(&p.conns.staleBefore, time.Now().Add(-horizonFloor(&p.cfg)).UnixNano())
 		p.checkBlackHole(idle)
 	default:
 		// The server ended the session or the flow broke. Condemn the connections idle at

@@ -112,7 +112,7 @@ func (p *Pool) Stats() Stats {
 		AcquireTimeouts:   p.stats.acquireTimeouts.Load(),
 		FailedPings:       p.stats.failedPings.Load(),
 		Opened:            s.NewConnsCount(),
-		Recycled:          s.MaxLifetimeDestroyCount() + s.MaxIdleDestroyCount(),
+		Recycled:          p.stats.aged.Load(),
 		OverflowClosed:    p.stats.overflowClosed.Load(),
 		Destroyed:         p.stats.broken.Load(),
 		ReplacedIdle:      p.stats.replacedIdle.Load(),

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"regexp"
@@ -82,6 +83,7 @@ const (
 	writePlan           // one statement or batch outside Tx: stored once if acknowledged; if stored after an error, the error does not claim nothing was sent
 	writeIdem           // an idempotent upsert: stored if acknowledged, at most once in any case (a unique key)
 	writeNone           // rolled back by the caller or by fn's error: never stored
+	writePart           // a procedure or DO block that commits, then fails: stored at most once, never run twice
 )
 
 // call is one call of a public method, as a worker made and saw it.
@@ -99,6 +101,7 @@ type call struct {
 	keys     []string // rows of table writes (or idem) the call writes, all or none
 	wrong    string   // a successful read that returned a wrong value
 	flagged  bool     // already reported as over its bound
+	check    func(err error) string // what the call's error must be, for an application's call: "" or the broken promise
 }
 
 func (c *call) String() string {
@@ -128,6 +131,8 @@ type contractRun struct {
 	began   time.Time // when the workload started
 	proxy   *faultproxy.Proxy
 	gate    *gate
+	ro      *pool.Pool // the same database as a role whose sessions are read-only; nil through PgBouncer
+	logs    *reactionLog
 
 	mu         sync.Mutex
 	calls      []*call
@@ -233,6 +238,9 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 	if _, err := setup.Exec(ctx, "CREATE TABLE idem (key text PRIMARY KEY)"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := setup.Exec(ctx, commitThenConflictSQL); err != nil {
+		t.Fatal(err)
+	}
 	setup.Close()
 
 	// The target: PostgreSQL, or PgBouncer in transaction mode (one run in four), behind the
@@ -253,6 +261,10 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 	}
 	cfg.Size = 1 + rng.IntN(4)
 	cfg.Overflow = rng.IntN(4)
+	if rng.IntN(4) == 0 {
+		cfg.Size, cfg.Overflow = 1, 0 // one connection: a lost COMMIT is resolved on the slot it frees
+	}
+	cfg.PrePing = []config.PrePingMode{config.PrePingIdle, config.PrePingAlways, config.PrePingNever}[rng.IntN(3)]
 	cfg.AcquireTimeout = time.Duration(1+rng.IntN(3)) * time.Second
 	cfg.PingTimeout = time.Duration(300+rng.IntN(700)) * time.Millisecond
 	cfg.ConnectTimeout = time.Duration(1+rng.IntN(2)) * time.Second
@@ -264,13 +276,14 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 		t.Fatal(err)
 	}
 	r.cfg = *cfg
-	t.Logf("seed %d: target %s, Size %d, Overflow %d, AcquireTimeout %v, PingTimeout %v, ConnectTimeout %v, Retry.MaxElapsed %v, DeadFlowAfter %v",
+	t.Logf("seed %d: target %s, Size %d, Overflow %d, PrePing %v, AcquireTimeout %v, PingTimeout %v, ConnectTimeout %v, Retry.MaxElapsed %v, DeadFlowAfter %v",
 		seed, map[bool]string{false: "postgres", true: "pgbouncer (transaction mode)"}[r.bouncer],
-		cfg.Size, cfg.Overflow, cfg.AcquireTimeout, cfg.PingTimeout, cfg.ConnectTimeout, cfg.Retry.MaxElapsed, cfg.DeadFlowAfter())
+		cfg.Size, cfg.Overflow, cfg.PrePing, cfg.AcquireTimeout, cfg.PingTimeout, cfg.ConnectTimeout, cfg.Retry.MaxElapsed, cfg.DeadFlowAfter())
 
 	baseline := goroutineIDs()
+	r.logs = &reactionLog{}
 	nctx, cancel := context.WithTimeout(ctx, time.Minute)
-	r.p, err = pool.New(nctx, cfg)
+	r.p, err = pool.New(nctx, cfg, pool.WithLogger(slog.New(r.logs)))
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -281,6 +294,10 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 			r.p.Close()
 		}
 	}()
+	if !r.bouncer {
+		r.ro = r.readOnlyRolePool(cfg)
+		defer r.ro.Close()
+	}
 
 	// Workers, the fault schedule and the monitor of bounds and stats.
 	r.began = time.Now()
@@ -316,7 +333,9 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 		r.violate("workers still in calls 30 s after the faults were lifted:\n%s", poolGoroutinesOf(baseline))
 	}
 
-	// Close, maybe while a caller holds a connection.
+	r.checkApplicationErrors()
+
+	// Close, maybe while a caller holds a connection, or callers wait for one.
 	held := r.hold(rng)
 	r.tally.closeHeld[held.what]++
 	grace := pool.DefaultCloseGrace
@@ -341,6 +360,10 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 	close(monStop)
 	<-monDone
 	r.checkStatsAfterClose()
+	r.checkReactions()
+	if r.ro != nil {
+		r.ro.Close()
+	}
 	r.checkGoroutines(baseline)
 	for _, w := range workers {
 		if w.db != nil {
@@ -390,6 +413,10 @@ var ops = []struct {
 	{"Ping", func(w *worker, ctx context.Context, _ *call, _ context.CancelFunc) error { return w.r.p.Ping(ctx) }},
 	{"StdDB.Exec", (*worker).stdExec},
 	{"StdDB.QueryRow", (*worker).stdQueryRow},
+	{"Tx (read-only)", (*worker).readOnlyTx},
+	{"Exec (read-only role)", (*worker).readOnlyRoleExec},
+	{"CALL (commits, then deadlock)", (*worker).callCommitThenConflict},
+	{"DO (commits, then conflict)", (*worker).doCommitThenConflict},
 }
 
 func (w *worker) loop(stop <-chan struct{}) {
@@ -400,6 +427,9 @@ func (w *worker) loop(stop <-chan struct{}) {
 		default:
 		}
 		op := ops[w.rng.IntN(len(ops))]
+		if op.name == "Exec (read-only role)" && w.r.ro == nil {
+			continue // no such role behind PgBouncer
+		}
 		w.one(op.name, op.run)
 		time.Sleep(time.Duration(w.rng.IntN(20)) * time.Millisecond)
 	}
@@ -940,6 +970,8 @@ func (r *contractRun) monitor(stop <-chan struct{}) {
 
 func (r *contractRun) checkStats(s pool.Stats, when string) {
 	switch {
+	case s.IdleHorizon != 0 && s.IdleHorizon < 2*r.cfg.PingTimeout:
+		r.violate("Stats%s: idle horizon %v below its floor 2*PingTimeout %v", when, s.IdleHorizon, 2*r.cfg.PingTimeout)
 	case s.TotalConns > s.MaxConns:
 		r.violate("Stats%s: Total %d > Max %d: %+v", when, s.TotalConns, s.MaxConns, s)
 	case s.TotalConns < 0 || s.IdleConns < 0 || s.AcquiredConns < 0 || s.OverflowConns < 0 || s.Waiting < 0:
@@ -979,7 +1011,9 @@ type held struct {
 func (r *contractRun) hold(rng *rand.Rand) held {
 	ctx := context.Background()
 	nothing := held{what: "nothing", release: func() {}, after: func(*contractRun) {}}
-	switch rng.IntN(5) {
+	switch rng.IntN(6) {
+	case 5:
+		return r.holdWaiters()
 	case 1:
 		rows, err := r.p.Query(ctx, "SELECT i FROM generate_series(1, 1000000) i")
 		if err != nil {
@@ -1067,8 +1101,8 @@ func (r *contractRun) checkClosed(closeStart time.Time) {
 	r.mu.Unlock()
 	w := &worker{r: r, id: -1, rng: rand.New(rand.NewPCG(r.seed, 1<<32))}
 	for _, op := range ops {
-		if strings.HasPrefix(op.name, "StdDB") {
-			continue // database/sql's own error ("sql: database is closed")
+		if strings.HasPrefix(op.name, "StdDB") || op.name == "Exec (read-only role)" {
+			continue // database/sql's own error ("sql: database is closed"); another pool
 		}
 		done := make(chan struct{})
 		go func() {
@@ -1186,6 +1220,11 @@ func (r *contractRun) checkWrites() {
 		}
 		if c.end.IsZero() {
 			continue // reported as never returning
+		}
+		if c.check != nil {
+			if v := c.check(c.err); v != "" {
+				r.violate("%v: %s (err %v)", c, v, c.err)
+			}
 		}
 		var ns []int
 		for _, k := range c.keys {

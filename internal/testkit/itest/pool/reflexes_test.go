@@ -104,6 +104,7 @@ func readOnlyRole(t *testing.T, dsn string) string {
 		GRANT ALL ON ALL TABLES IN SCHEMA public TO %[1]s`, role)); err != nil {
 		t.Fatal(err)
 	}
+	admin.Close()
 	u.User = url.UserPassword(role, "ro-secret")
 	return u.String()
 }
