@@ -98,9 +98,9 @@ type call struct {
 	deadline time.Time // the caller's, zero if none
 	err      error
 	write    writeKind
-	keys     []string // rows of table writes (or idem) the call writes, all or none
-	wrong    string   // a successful read that returned a wrong value
-	flagged  bool     // already reported as over its bound
+	keys     []string               // rows of table writes (or idem) the call writes, all or none
+	wrong    string                 // a successful read that returned a wrong value
+	flagged  bool                   // already reported as over its bound
 	check    func(err error) string // what the call's error must be, for an application's call: "" or the broken promise
 }
 

@@ -378,7 +378,9 @@ func TestStatsTellTheTruth(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name, edit := range map[string]func(*pgxpool.Config){
-			"ShouldPing":  func(pc *pgxpool.Config) { pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false } },
+			"ShouldPing": func(pc *pgxpool.Config) {
+				pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+			},
 			"PingTimeout": func(pc *pgxpool.Config) { pc.PingTimeout = time.Minute },
 		} {
 			p, err := pool.New(t.Context(), cfg, pool.WithPgxConfig(edit))
@@ -464,7 +466,7 @@ func TestALatencySpikeTeachesNoTinyHorizon(t *testing.T) {
 			if err := read(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond) // past PrePingAfter: the next acquire pings
+			time.Sleep(300 * time.Millisecond)       // past PrePingAfter: the next acquire pings
 			proxy.SetLatency(400 * time.Millisecond) // a round trip costs 800 ms: the ping times out
 			_ = read()                               // may succeed on a new connection, or not
 			proxy.SetLatency(0)
