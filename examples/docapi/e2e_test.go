@@ -54,6 +54,9 @@ type api struct {
 	store  *store
 	token  string
 	client *http.Client
+
+	handler http.Handler // the server under test
+	logger  *slog.Logger
 }
 
 // newAPI starts docapi with three users (testEmail, otherEmail, adminEmail, the last an admin),
@@ -105,7 +108,8 @@ func newAPILogged(t testing.TB, logger *slog.Logger, opts ...serverOption) *api 
 		}
 	}
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-	ts := httptest.NewServer(newServer(p, logger, append([]serverOption{withTrustedProxies(loopback)}, opts...)...))
+	a.handler, a.logger = newServer(p, logger, append([]serverOption{withTrustedProxies(loopback)}, opts...)...), logger
+	ts := httptest.NewServer(a.handler)
 	t.Cleanup(ts.Close)
 	a.url, a.client = ts.URL, ts.Client()
 	a.token = a.login(testEmail, testPassword)

@@ -21,7 +21,8 @@
 // info, warn or error; default info; info logs one line per request), DOCAPI_USER_ADMIN=true
 // (the configured user reads every user's documents; others read only their own),
 // DOCAPI_TRUSTED_PROXIES (addresses or CIDR prefixes of proxies whose X-Forwarded-For names the
-// client, for login throttling), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
+// client, for login throttling and connection limits), DOCAPI_MAX_CONNS (default 1024) and
+// DOCAPI_MAX_CONNS_PER_ADDR (default 64; trusted proxies count only in the total), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
 // the superuser's DSN, for loadgen -chaos). The schema is created or migrated at start.
 //
 // Routes (JSON; errors are {"error": "..."}):
@@ -51,7 +52,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -125,6 +125,10 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	limits, err := parseConnLimits(env)
+	if err != nil {
+		return err
+	}
 	port := cmp.Or(env("PORT"), defaultPort)
 	ln, err := net.Listen("tcp", net.JoinHostPort(cmp.Or(env("HOST"), defaultHost), port))
 	if err != nil {
@@ -132,16 +136,10 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "docapi: listening on http://%s\n", ln.Addr())
 
-	srv := &http.Server{
-		Handler:           newServer(p, logger, withTrustedProxies(proxies), withTelemetry(tel)),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	guard := newConnGuard(ln, limits, proxies, logger)
+	srv := newHTTPServer(newServer(p, logger, withTrustedProxies(proxies), withTelemetry(tel)), guard, logger)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(guard) }()
 	select {
 	case err := <-serveErr:
 		return err

@@ -58,6 +58,21 @@ func TestParseOptions(t *testing.T) {
 	if _, err := parseAdmin("yes please"); err == nil {
 		t.Error("parseAdmin(yes please): no error")
 	}
+	limits := map[string]string{}
+	env := func(k string) string { return limits[k] }
+	if l, err := parseConnLimits(env); err != nil || l != (connLimits{defaultMaxConns, defaultMaxConnsPerAddr}) {
+		t.Errorf("parseConnLimits(unset) = %+v, %v; want the defaults", l, err)
+	}
+	limits["DOCAPI_MAX_CONNS"], limits["DOCAPI_MAX_CONNS_PER_ADDR"] = "10", "2"
+	if l, err := parseConnLimits(env); err != nil || l != (connLimits{10, 2}) {
+		t.Errorf("parseConnLimits(10, 2) = %+v, %v", l, err)
+	}
+	for _, bad := range []string{"0", "-1", "many"} {
+		limits["DOCAPI_MAX_CONNS_PER_ADDR"] = bad
+		if _, err := parseConnLimits(env); err == nil {
+			t.Errorf("DOCAPI_MAX_CONNS_PER_ADDR=%s: no error", bad)
+		}
+	}
 }
 
 func TestBodyHash(t *testing.T) {
