@@ -47,6 +47,7 @@ type server struct {
 	emailTurns     *turns
 	bcrypt         *semaphore
 	checks         *flights
+	streams        *streams // image responses in flight
 
 	readyBudget  time.Duration
 	failingSince atomic.Int64 // unix nanoseconds of the first failed readiness check in a row; 0: none
@@ -67,6 +68,7 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Han
 		emailTurns:    newTurns(),
 		bcrypt:        newSemaphore(bcryptSlots, bcryptMaxWaiting),
 		checks:        newFlights(),
+		streams:       newStreams(maxImageStreams, maxImageStreamsPerAddr),
 		readyBudget:   p.Config().Retry.MaxElapsed,
 	}
 	if s.readyBudget <= 0 {
@@ -212,7 +214,8 @@ func (s *server) get(k *kind) http.HandlerFunc {
 // run no script. Anything else (a PDF) is served as a download.
 var inlineImageTypes = []string{"image/jpeg", "image/png"}
 
-// image handles GET /{kind}/{id}/image: the stored bytes with their content type. Only JPEG
+// image handles GET /{kind}/{id}/image: the stored bytes with their content type, sent in
+// chunks (see imagestream.go; 503 with Retry-After when too many are being sent). Only JPEG
 // and PNG are served inline; a PDF, or any type docapi did not expect in its table, is an
 // attachment, and an unexpected type is sent as application/octet-stream. Every answer carries
 // Content-Security-Policy: sandbox (no script, no plugin, an opaque origin, should a browser
@@ -223,11 +226,18 @@ func (s *server) image(k *kind) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		contentType, data, err := s.store.image(r.Context(), k, caller(r.Context()).viewer, id)
+		contentType, size, err := s.store.image(r.Context(), k, caller(r.Context()).viewer, id)
 		if err != nil {
 			s.readError(w, r, k, err)
 			return
 		}
+		addr := s.clientAddr(r)
+		if !s.streams.acquire(addr) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "too many images being sent, retry later")
+			return
+		}
+		defer s.streams.release(addr)
 		disposition := "inline"
 		if !slices.Contains(inlineImageTypes, contentType) {
 			disposition = "attachment"
@@ -238,14 +248,13 @@ func (s *server) image(k *kind) http.HandlerFunc {
 		ext := map[string]string{"image/jpeg": ".jpg", "image/png": ".png", "application/pdf": ".pdf"}[contentType]
 		h := w.Header()
 		h.Set("Content-Type", contentType)
-		h.Set("Content-Length", strconv.Itoa(len(data)))
+		h.Set("Content-Length", strconv.Itoa(size))
 		h.Set("Content-Disposition", fmt.Sprintf(`%s; filename="%s-%d%s"`, disposition, k.name, id, ext))
 		h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		h.Set("Cache-Control", "private, max-age=3600")
-		w.WriteHeader(http.StatusOK)
-		w.Write(data)
+		s.sendImage(r.Context(), w, r, k, id, size)
 	}
 }
 
