@@ -20,6 +20,16 @@ func withTrustedProxies(prefixes []netip.Prefix) serverOption {
 	return func(s *server) { s.trustedProxies = prefixes }
 }
 
+// withLoginDelay makes every login delay d, the first as the longest (tests: a delay that
+// outlasts the test, so that what is delayed does not depend on the clock).
+func withLoginDelay(d time.Duration) serverOption {
+	return func(s *server) {
+		for _, t := range []*throttle{s.emailFailures, s.addrFailures} {
+			t.base, t.maxDelay = d, d
+		}
+	}
+}
+
 // withReadyBudget sets how long the database may fail the readiness check before /readyz
 // answers 503. Default: the pool's retry budget, cfg.Retry.MaxElapsed.
 func withReadyBudget(d time.Duration) serverOption {

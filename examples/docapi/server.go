@@ -44,8 +44,9 @@ type server struct {
 	trustedProxies []netip.Prefix
 	emailFailures  *throttle
 	addrFailures   *throttle
+	known          *knownClients
 	emailTurns     *turns
-	bcrypt         *semaphore
+	bcrypt         *fairQueue
 	checks         *flights
 	streams        *streams // image responses in flight
 
@@ -63,10 +64,11 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Han
 		today:         func() time.Time { return time.Now().UTC().Truncate(24 * time.Hour) },
 		metrics:       newMetrics(),
 		tokenTTL:      defaultTokenTTL,
-		emailFailures: newThrottle(emailFailureLimit, failureWindow),
-		addrFailures:  newThrottle(addrFailureLimit, failureWindow),
+		emailFailures: newThrottle(emailFailureLimit, loginDelay, emailMaxDelay),
+		addrFailures:  newThrottle(addrFailureLimit, loginDelay, addrMaxDelay),
+		known:         newKnownClients(),
 		emailTurns:    newTurns(),
-		bcrypt:        newSemaphore(bcryptSlots, bcryptMaxWaiting),
+		bcrypt:        newFairQueue(bcryptSlots, bcryptMaxWaiting, bcryptWaitingPerAddr),
 		checks:        newFlights(),
 		streams:       newStreams(maxImageStreams, maxImageStreamsPerAddr),
 		readyBudget:   p.Config().Retry.MaxElapsed,
