@@ -61,7 +61,8 @@ func validEmail(email string) bool {
 // normalizeEmail makes e-mail addresses compare the way users expect.
 func normalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
-// ensureUser creates the user, or sets its password and admin flag.
+// ensureUser creates the user, or sets its password and admin flag; a change of either
+// revokes the user's tokens.
 func ensureUser(ctx context.Context, st *store, email, password string, admin bool) error {
 	email = normalizeEmail(email)
 	if !validEmail(email) {
@@ -70,9 +71,17 @@ func ensureUser(ctx context.Context, st *store, email, password string, admin bo
 	if len(password) < minPasswordLen {
 		return fmt.Errorf("the password of %s must have at least %d characters", email, minPasswordLen)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
-	if err != nil {
-		return fmt.Errorf("the password of %s: %w", email, err) // bcrypt.ErrPasswordTooLong
+	// The same password keeps its hash, so that a restart with the same settings does not
+	// revoke the user's tokens (saveUser revokes them when the hash or the flag changes).
+	_, hash, err := st.userByEmail(ctx, email)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return err
+	}
+	if err != nil || bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+		hash, err = bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
+		if err != nil {
+			return fmt.Errorf("the password of %s: %w", email, err) // bcrypt.ErrPasswordTooLong
+		}
 	}
 	return st.saveUser(ctx, email, hash, admin)
 }

@@ -854,3 +854,33 @@ func TestSetupUserAdminFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestTokensRevokedOnUserChange: a new password or admin flag revokes the user's tokens; the
+// same settings again (a restart) keep them.
+func TestTokensRevokedOnUserChange(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	works := func(token string) bool {
+		status, _, _ := a.request(http.MethodGet, "/permis/all", bearer(token), "", nil)
+		return status == http.StatusOK
+	}
+	tests := []struct {
+		name     string
+		password string
+		admin    bool
+		revoked  bool
+	}{
+		{"same settings", testPassword, false, false},
+		{"admin flag", testPassword, true, true},
+		{"password", "a brand new password", true, true},
+	}
+	for _, tt := range tests {
+		token := a.login(testEmail, testPassword) // the password before this change
+		if err := ensureUser(t.Context(), a.store, testEmail, tt.password, tt.admin); err != nil {
+			t.Fatal(err)
+		}
+		if got := !works(token); got != tt.revoked {
+			t.Errorf("%s: token revoked %v, want %v", tt.name, got, tt.revoked)
+		}
+	}
+}

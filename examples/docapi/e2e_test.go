@@ -340,6 +340,16 @@ func TestAuthRequired(t *testing.T) {
 func TestDebugPool(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
+	if status, _, body := a.request(http.MethodGet, "/debug/pool", "", "", nil); status != http.StatusForbidden {
+		t.Errorf("/debug/pool for a user: %d %s, want 403", status, body)
+	}
+	if status, _, body := a.request(http.MethodGet, "/metrics", "", "", nil); status != http.StatusForbidden {
+		t.Errorf("/metrics for a user: %d %s, want 403", status, body)
+	}
+	if status, _, body := a.request(http.MethodGet, "/metrics", "-", "", nil); status != http.StatusUnauthorized {
+		t.Errorf("/metrics without a token: %d %s, want 401", status, body)
+	}
+	a.token = a.login(adminEmail, adminPassword)
 	stats := a.getJSON("/debug/pool", http.StatusOK)
 	for _, k := range []string{"size", "checked_in", "checked_out", "overflow", "retries"} {
 		if _, ok := stats[k]; !ok {

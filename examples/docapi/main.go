@@ -23,7 +23,9 @@
 // DOCAPI_TRUSTED_PROXIES (addresses or CIDR prefixes of proxies whose X-Forwarded-For names the
 // client, for login throttling and connection limits), DOCAPI_MAX_CONNS (default 1024) and
 // DOCAPI_MAX_CONNS_PER_ADDR (default 64; trusted proxies count only in the total), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
-// the superuser's DSN, for loadgen -chaos). The schema is created or migrated at start.
+// the superuser's DSN, for loadgen -chaos), DOCAPI_OPS_ADDR (host:port: serve /metrics and
+// /debug/pool there, without a token, and not on the API; unset, they answer admins only). The
+// schema is created or migrated at start.
 //
 // Routes (JSON; errors are {"error": "..."}):
 //
@@ -34,11 +36,11 @@
 //	GET  /{kind}/{id}/image          its image
 //	POST /{kind}/process             multipart upload: "image" plus the card's fields
 //	GET  /healthz, /readyz           liveness, readiness (the database, within the retry budget)
-//	GET  /metrics                    Prometheus metrics: the pool's statistics, requests, logins
-//	GET  /debug/pool                 the pool's statistics
+//	GET  /metrics                    Prometheus metrics (admins, or on DOCAPI_OPS_ADDR)
+//	GET  /debug/pool                 the pool's statistics (admins, or on DOCAPI_OPS_ADDR)
 //
 // where {kind} is permis, cin or gris. A user reads only the documents they uploaded (another
-// user's id answers 404), an admin every document. All but login, metrics and health need
+// user's id answers 404), an admin every document. All but login and health need
 // "Authorization: Bearer <token>". SIGINT or SIGTERM drains requests, then closes the pool.
 package main
 
@@ -136,10 +138,28 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "docapi: listening on http://%s\n", ln.Addr())
 
+	opts := []serverOption{withTrustedProxies(proxies), withTelemetry(tel)}
+	opsAddr := env("DOCAPI_OPS_ADDR")
+	if opsAddr != "" {
+		opts = append(opts, withOpsApart())
+	}
+	api := newServer(p, logger, opts...)
 	guard := newConnGuard(ln, limits, proxies, logger)
-	srv := newHTTPServer(newServer(p, logger, withTrustedProxies(proxies), withTelemetry(tel)), guard, logger)
-	serveErr := make(chan error, 1)
+	srv := newHTTPServer(api, guard, logger)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(guard) }()
+	if opsAddr != "" {
+		oln, err := net.Listen("tcp", opsAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("DOCAPI_OPS_ADDR: %w", err)
+		}
+		fmt.Fprintf(stdout, "docapi: /metrics and /debug/pool on http://%s\n", oln.Addr())
+		og := newConnGuard(oln, connLimits{total: 64, perAddr: 64}, nil, logger)
+		ops := newHTTPServer(api.opsHandler(), og, logger)
+		go func() { serveErr <- ops.Serve(og) }()
+		defer ops.Close()
+	}
 	select {
 	case err := <-serveErr:
 		return err

@@ -30,6 +30,12 @@ func withLoginDelay(d time.Duration) serverOption {
 	}
 }
 
+// withOpsApart leaves /metrics and /debug/pool out of the API: they are served by the
+// server's opsHandler, on a listener of their own.
+func withOpsApart() serverOption {
+	return func(s *server) { s.opsApart = true }
+}
+
 // withReadyBudget sets how long the database may fail the readiness check before /readyz
 // answers 503. Default: the pool's retry budget, cfg.Retry.MaxElapsed.
 func withReadyBudget(d time.Duration) serverOption {

@@ -106,3 +106,24 @@ func TestBodyHash(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestIDFromTrustedProxiesOnly(t *testing.T) {
+	proxies, _ := parseTrustedProxies("10.0.0.0/8")
+	s := &server{trustedProxies: proxies}
+	tests := []struct {
+		name, remote, id string
+		kept             bool
+	}{
+		{"from a trusted proxy", "10.1.2.3:5000", "abc-123", true},
+		{"from a client", "203.0.113.7:5000", "abc-123", false},
+		{"from a trusted proxy, not printable", "10.1.2.3:5000", "a b", false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", "/healthz", nil)
+		r.RemoteAddr = tt.remote
+		r.Header.Set("X-Request-Id", tt.id)
+		if got := s.newRequestID(r) == tt.id; got != tt.kept {
+			t.Errorf("%s: id kept %v, want %v", tt.name, got, tt.kept)
+		}
+	}
+}

@@ -50,12 +50,14 @@ type server struct {
 	checks         *flights
 	streams        *streams // image responses in flight
 
+	opsApart     bool // /metrics and /debug/pool on opsHandler's listener, not here
 	readyBudget  time.Duration
 	failingSince atomic.Int64 // unix nanoseconds of the first failed readiness check in a row; 0: none
 }
 
 // newServer returns docapi's handler. The schema must be in place (see migrate).
-func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Handler {
+// /metrics and /debug/pool are for admins, or, with withOpsApart, on opsHandler only.
+func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) *server {
 	s := &server{
 		pool:          p,
 		store:         newStore(p, logger),
@@ -81,10 +83,12 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Han
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.HandleFunc("GET /metrics", s.metricsHandler)
+	if !s.opsApart {
+		s.mux.Handle("GET /metrics", s.requireAuth(requireAdmin(http.HandlerFunc(s.metricsHandler))))
+		s.mux.Handle("GET /debug/pool", s.requireAuth(requireAdmin(p.DebugHandler())))
+	}
 	s.mux.HandleFunc("POST /auth/login", s.login)
 	s.mux.Handle("POST /auth/logout", s.requireAuth(http.HandlerFunc(s.logout)))
-	s.mux.Handle("GET /debug/pool", s.requireAuth(p.DebugHandler()))
 	for _, k := range kinds {
 		s.mux.Handle("GET /"+k.name+"/all", s.requireAuth(s.list(k)))
 		s.mux.Handle("GET /"+k.name+"/{id}", s.requireAuth(s.get(k)))
@@ -93,6 +97,28 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Han
 	}
 	s.handler = s.logged(http.HandlerFunc(s.route))
 	return s
+}
+
+// opsHandler serves /metrics, /debug/pool and /healthz without a token, for a listener of
+// their own (DOCAPI_OPS_ADDR), reached by scrapers and operators only.
+func (s *server) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.metricsHandler)
+	mux.Handle("GET /debug/pool", s.pool.DebugHandler())
+	mux.HandleFunc("GET /healthz", s.healthz)
+	return mux
+}
+
+// requireAdmin lets through, after requireAuth, only an admin's request, and answers 403
+// otherwise.
+func requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !caller(r.Context()).admin {
+			writeError(w, http.StatusForbidden, "admins only")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP serves the request and writes its access-log line.

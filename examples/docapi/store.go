@@ -333,10 +333,13 @@ func (s *store) byKey(ctx context.Context, k *kind, userID int64, key string) (i
 	return id, hash, err
 }
 
-// saveUser creates a user or sets its password hash and admin flag. Repeating it is harmless.
+// saveUser creates a user or sets its password hash and admin flag. When either changes, the
+// user's tokens are revoked (in the same statement). Repeating it is harmless.
 func (s *store) saveUser(ctx context.Context, email string, passwordHash []byte, admin bool) error {
-	_, err := s.p.Idempotent().Exec(ctx, `INSERT INTO users (email, password_hash, admin) VALUES ($1, $2, $3)
-		ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, admin = EXCLUDED.admin`,
+	_, err := s.p.Idempotent().Exec(ctx, `WITH old AS (SELECT id, password_hash, admin FROM users WHERE email = $1),
+		saved AS (INSERT INTO users (email, password_hash, admin) VALUES ($1, $2, $3)
+			ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, admin = EXCLUDED.admin)
+		DELETE FROM tokens WHERE user_id IN (SELECT id FROM old WHERE password_hash <> $2 OR admin <> $3)`,
 		email, string(passwordHash), admin)
 	return err
 }
