@@ -698,11 +698,12 @@ func TestBurstWithBackendKills(t *testing.T) {
 	}
 }
 
-// TestLoadgen runs the load generator briefly against docapi.
+// TestLoadgen runs the load generator briefly against docapi, as an admin (who may read
+// /debug/pool for the report).
 func TestLoadgen(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
-	cfg := loadgen.Config{URL: a.url, Email: testEmail, Password: testPassword, Users: 4, Duration: time.Second}
+	cfg := loadgen.Config{URL: a.url, Email: adminEmail, Password: adminPassword, Users: 4, Duration: time.Second}
 	r, err := loadgen.Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
