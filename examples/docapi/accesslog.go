@@ -59,9 +59,10 @@ func setUser(ctx context.Context, id int64) {
 	}
 }
 
-// newRequestID returns the X-Request-Id the request came with when it is sane, or a random one.
-func newRequestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= maxRequestID &&
+// newRequestID returns the X-Request-Id the request came with when a trusted proxy sent it
+// and it is sane, or a random one (a client could otherwise write what it likes in the logs).
+func (s *server) newRequestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && s.fromTrustedProxy(r) && len(id) <= maxRequestID &&
 		!strings.ContainsFunc(id, func(c rune) bool { return c <= ' ' || c > '~' }) {
 		return id
 	}
@@ -103,7 +104,7 @@ func (w *loggingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (s *server) logged(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{id: newRequestID(r)}
+		ri := &reqInfo{id: s.newRequestID(r)}
 		w.Header().Set("X-Request-Id", ri.id)
 		lw := &loggingWriter{ResponseWriter: w}
 		next.ServeHTTP(lw, r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri)))

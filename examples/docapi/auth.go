@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -43,21 +45,43 @@ func hashToken(token string) []byte {
 	return h[:]
 }
 
+// maxEmailLen is the longest e-mail address (RFC 5321's path limit).
+const maxEmailLen = 254
+
+// validEmail reports whether email (normalized) can be an address: at most maxEmailLen
+// bytes of valid UTF-8, one "@" with text on both sides, and no control character or space
+// (PostgreSQL refuses a NUL byte in text with an error, 22021).
+func validEmail(email string) bool {
+	local, domain, ok := strings.Cut(email, "@")
+	return ok && local != "" && domain != "" && !strings.Contains(domain, "@") &&
+		len(email) <= maxEmailLen && utf8.ValidString(email) &&
+		!strings.ContainsFunc(email, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) })
+}
+
 // normalizeEmail makes e-mail addresses compare the way users expect.
 func normalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
-// ensureUser creates the user, or sets its password and admin flag.
+// ensureUser creates the user, or sets its password and admin flag; a change of either
+// revokes the user's tokens.
 func ensureUser(ctx context.Context, st *store, email, password string, admin bool) error {
 	email = normalizeEmail(email)
-	if email == "" || !strings.Contains(email, "@") {
+	if !validEmail(email) {
 		return fmt.Errorf("user e-mail %q is not an address", email)
 	}
 	if len(password) < minPasswordLen {
 		return fmt.Errorf("the password of %s must have at least %d characters", email, minPasswordLen)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
-	if err != nil {
-		return fmt.Errorf("the password of %s: %w", email, err) // bcrypt.ErrPasswordTooLong
+	// The same password keeps its hash, so that a restart with the same settings does not
+	// revoke the user's tokens (saveUser revokes them when the hash or the flag changes).
+	_, hash, err := st.userByEmail(ctx, email)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return err
+	}
+	if err != nil || bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+		hash, err = bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
+		if err != nil {
+			return fmt.Errorf("the password of %s: %w", email, err) // bcrypt.ErrPasswordTooLong
+		}
 	}
 	return st.saveUser(ctx, email, hash, admin)
 }
@@ -92,7 +116,17 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	email, addr := normalizeEmail(req.Email), s.clientAddr(r)
-	if s.throttled(w, email, addr) {
+	if !validEmail(email) {
+		s.addrFailures.fail(addr)
+		s.metrics.login("failed")
+		writeError(w, http.StatusBadRequest, "email is not an e-mail address")
+		return
+	}
+	// A client that has logged in to this e-mail before meets the delays of its own failures
+	// with it, not those that anyone else caused.
+	login := s.known.key(email, addr)
+	known := login != email
+	if s.throttled(w, login, addr) {
 		return
 	}
 	// Logins for one e-mail go ahead only while, all wrong, they would stay within the
@@ -101,15 +135,17 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	// answered 429 without any password work.
 	deadline := time.Now().Add(loginMaxWait)
 	may := func(inflight int) bool {
-		n := s.emailFailures.count(email)
-		return n >= emailFailureLimit || n+inflight < emailFailureLimit // at the limit: go on, to a 429
+		if s.emailFailures.retryAfter(login) > 0 {
+			return true // go on, to a 429
+		}
+		return inflight == 0 || s.emailFailures.count(login)+inflight < emailFailureLimit
 	}
-	if !s.emailTurns.enter(r.Context(), email, loginMaxWait, may) {
+	if !s.emailTurns.enter(r.Context(), login, loginMaxWait, may) {
 		s.loginBusy(w)
 		return
 	}
-	defer s.emailTurns.leave(email)
-	if s.throttled(w, email, addr) {
+	defer s.emailTurns.leave(login)
+	if s.throttled(w, login, addr) {
 		return
 	}
 	id, hash, err := s.store.userByEmail(r.Context(), email)
@@ -120,26 +156,30 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, err)
 		return
 	}
-	ok, busy := s.checkPassword(r.Context(), deadline, email, addr, hash, req.Password)
-	if busy {
+	ok, busy := s.checkPassword(r.Context(), deadline, login, addr, known, hash, req.Password)
+	if busy != queueGranted {
+		if busy == queueOverShare {
+			s.addrFailures.fail(addr) // a flood from one address pays for itself
+		}
 		s.loginBusy(w)
 		return
 	}
 	if ok == nil {
 		// Throttled while it waited for a slot (and, should that have just expired, busy).
-		if !s.throttled(w, email, addr) {
+		if !s.throttled(w, login, addr) {
 			s.loginBusy(w)
 		}
 		return
 	}
 	if !*ok || id == 0 {
-		s.emailFailures.fail(email)
+		s.emailFailures.fail(login)
 		s.addrFailures.fail(addr)
 		s.metrics.login("failed")
 		writeError(w, http.StatusUnauthorized, "wrong email or password")
 		return
 	}
-	s.emailFailures.reset(email)
+	s.emailFailures.reset(login)
+	s.known.add(email, addr)
 	setUser(r.Context(), id)
 
 	token, tokenHash := newToken()
@@ -163,14 +203,16 @@ func (s *server) loginBusy(w http.ResponseWriter) {
 	writeError(w, http.StatusServiceUnavailable, "too many logins at once, retry later")
 }
 
-// checkPassword compares password with hash in a bcrypt slot, waiting for one until deadline.
-// It answers busy when no slot came in time, ok nil when the e-mail or the address became
-// throttled while it waited (no comparison ran), and otherwise whether the password matches.
+// checkPassword compares password with hash in a bcrypt slot (fairQueue), waiting for one
+// until deadline; email is the e-mail throttle's key. It answers busy (queueBusy, or
+// queueOverShare when addr has its share of logins waiting) when no slot came, ok nil when the
+// e-mail or the address became throttled while it waited (no comparison ran), and otherwise
+// whether the password matches.
 //
 // Identical checks in flight at once (same e-mail, password and hash: a crowd of correct
 // logins to one account, or a burst of one wrong password) share one comparison. Each caller
 // still counts its own failure. No result outlives the comparison.
-func (s *server) checkPassword(ctx context.Context, deadline time.Time, email, addr string, hash []byte, password string) (ok *bool, busy bool) {
+func (s *server) checkPassword(ctx context.Context, deadline time.Time, email, addr string, known bool, hash []byte, password string) (ok *bool, busy queueResult) {
 	h := sha256.New()
 	for _, part := range []string{string(hash), email, password} {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(part)))) // no two splits alike
@@ -181,8 +223,11 @@ func (s *server) checkPassword(ctx context.Context, deadline time.Time, email, a
 	for {
 		res := s.checks.do(ctx, key, func() checkResult {
 			// The first caller compares for all: its client's going away must not fail theirs.
-			if !s.bcrypt.acquire(context.WithoutCancel(ctx), time.Until(deadline)) {
+			switch s.bcrypt.acquire(context.WithoutCancel(ctx), addr, known, time.Until(deadline)) {
+			case queueBusy:
 				return checkBusy
+			case queueOverShare:
+				return checkOverShare
 			}
 			defer s.bcrypt.release()
 			if s.throttleWait(email, addr) > 0 {
@@ -195,17 +240,19 @@ func (s *server) checkPassword(ctx context.Context, deadline time.Time, email, a
 		})
 		switch res {
 		case checkBusy:
-			return nil, true
+			return nil, queueBusy
+		case checkOverShare:
+			return nil, queueOverShare
 		case checkRight, checkWrong:
 			match := res == checkRight
-			return &match, false
+			return &match, queueGranted
 		}
 		// The first caller's address was throttled; this one's may be too.
 		if s.throttleWait(email, addr) > 0 {
-			return nil, false
+			return nil, queueGranted
 		}
 		if !time.Now().Before(deadline) {
-			return nil, true
+			return nil, queueBusy
 		}
 	}
 }

@@ -54,6 +54,9 @@ type api struct {
 	store  *store
 	token  string
 	client *http.Client
+
+	handler http.Handler // the server under test
+	logger  *slog.Logger
 }
 
 // newAPI starts docapi with three users (testEmail, otherEmail, adminEmail, the last an admin),
@@ -105,7 +108,8 @@ func newAPILogged(t testing.TB, logger *slog.Logger, opts ...serverOption) *api 
 		}
 	}
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-	ts := httptest.NewServer(newServer(p, logger, append([]serverOption{withTrustedProxies(loopback)}, opts...)...))
+	a.handler, a.logger = newServer(p, logger, append([]serverOption{withTrustedProxies(loopback)}, opts...)...), logger
+	ts := httptest.NewServer(a.handler)
 	t.Cleanup(ts.Close)
 	a.url, a.client = ts.URL, ts.Client()
 	a.token = a.login(testEmail, testPassword)
@@ -336,6 +340,16 @@ func TestAuthRequired(t *testing.T) {
 func TestDebugPool(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
+	if status, _, body := a.request(http.MethodGet, "/debug/pool", "", "", nil); status != http.StatusForbidden {
+		t.Errorf("/debug/pool for a user: %d %s, want 403", status, body)
+	}
+	if status, _, body := a.request(http.MethodGet, "/metrics", "", "", nil); status != http.StatusForbidden {
+		t.Errorf("/metrics for a user: %d %s, want 403", status, body)
+	}
+	if status, _, body := a.request(http.MethodGet, "/metrics", "-", "", nil); status != http.StatusUnauthorized {
+		t.Errorf("/metrics without a token: %d %s, want 401", status, body)
+	}
+	a.token = a.login(adminEmail, adminPassword)
 	stats := a.getJSON("/debug/pool", http.StatusOK)
 	for _, k := range []string{"size", "checked_in", "checked_out", "overflow", "retries"} {
 		if _, ok := stats[k]; !ok {
@@ -684,11 +698,12 @@ func TestBurstWithBackendKills(t *testing.T) {
 	}
 }
 
-// TestLoadgen runs the load generator briefly against docapi.
+// TestLoadgen runs the load generator briefly against docapi, as an admin (who may read
+// /debug/pool for the report).
 func TestLoadgen(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
-	cfg := loadgen.Config{URL: a.url, Email: testEmail, Password: testPassword, Users: 4, Duration: time.Second}
+	cfg := loadgen.Config{URL: a.url, Email: adminEmail, Password: adminPassword, Users: 4, Duration: time.Second}
 	r, err := loadgen.Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -21,8 +21,11 @@
 // info, warn or error; default info; info logs one line per request), DOCAPI_USER_ADMIN=true
 // (the configured user reads every user's documents; others read only their own),
 // DOCAPI_TRUSTED_PROXIES (addresses or CIDR prefixes of proxies whose X-Forwarded-For names the
-// client, for login throttling), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
-// the superuser's DSN, for loadgen -chaos). The schema is created or migrated at start.
+// client, for login throttling and connection limits), DOCAPI_MAX_CONNS (default 1024) and
+// DOCAPI_MAX_CONNS_PER_ADDR (default 64; trusted proxies count only in the total), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
+// the superuser's DSN, for loadgen -chaos), DOCAPI_OPS_ADDR (host:port: serve /metrics and
+// /debug/pool there, without a token, and not on the API; unset, they answer admins only). The
+// schema is created or migrated at start.
 //
 // Routes (JSON; errors are {"error": "..."}):
 //
@@ -33,11 +36,11 @@
 //	GET  /{kind}/{id}/image          its image
 //	POST /{kind}/process             multipart upload: "image" plus the card's fields
 //	GET  /healthz, /readyz           liveness, readiness (the database, within the retry budget)
-//	GET  /metrics                    Prometheus metrics: the pool's statistics, requests, logins
-//	GET  /debug/pool                 the pool's statistics
+//	GET  /metrics                    Prometheus metrics (admins, or on DOCAPI_OPS_ADDR)
+//	GET  /debug/pool                 the pool's statistics (admins, or on DOCAPI_OPS_ADDR)
 //
 // where {kind} is permis, cin or gris. A user reads only the documents they uploaded (another
-// user's id answers 404), an admin every document. All but login, metrics and health need
+// user's id answers 404), an admin every document. All but login and health need
 // "Authorization: Bearer <token>". SIGINT or SIGTERM drains requests, then closes the pool.
 package main
 
@@ -51,7 +54,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -125,6 +127,10 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	limits, err := parseConnLimits(env)
+	if err != nil {
+		return err
+	}
 	port := cmp.Or(env("PORT"), defaultPort)
 	ln, err := net.Listen("tcp", net.JoinHostPort(cmp.Or(env("HOST"), defaultHost), port))
 	if err != nil {
@@ -132,16 +138,28 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "docapi: listening on http://%s\n", ln.Addr())
 
-	srv := &http.Server{
-		Handler:           newServer(p, logger, withTrustedProxies(proxies), withTelemetry(tel)),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	opts := []serverOption{withTrustedProxies(proxies), withTelemetry(tel)}
+	opsAddr := env("DOCAPI_OPS_ADDR")
+	if opsAddr != "" {
+		opts = append(opts, withOpsApart())
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	api := newServer(p, logger, opts...)
+	guard := newConnGuard(ln, limits, proxies, logger)
+	srv := newHTTPServer(api, guard, logger)
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(guard) }()
+	if opsAddr != "" {
+		oln, err := net.Listen("tcp", opsAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("DOCAPI_OPS_ADDR: %w", err)
+		}
+		fmt.Fprintf(stdout, "docapi: /metrics and /debug/pool on http://%s\n", oln.Addr())
+		og := newConnGuard(oln, connLimits{total: 64, perAddr: 64}, nil, logger)
+		ops := newHTTPServer(api.opsHandler(), og, logger)
+		go func() { serveErr <- ops.Serve(og) }()
+		defer ops.Close()
+	}
 	select {
 	case err := <-serveErr:
 		return err

@@ -51,8 +51,11 @@ func TestMetricsThroughOpenTelemetry(t *testing.T) {
 	if err := tel.register(p); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(newServer(p, logger, withTelemetry(tel)))
+	api := newServer(p, logger, withTelemetry(tel), withOpsApart())
+	ts := httptest.NewServer(api)
 	t.Cleanup(ts.Close)
+	ops := httptest.NewServer(api.opsHandler()) // DOCAPI_OPS_ADDR's listener
+	t.Cleanup(ops.Close)
 
 	resp, err := ts.Client().Post(ts.URL+"/auth/login", "application/json",
 		strings.NewReader(`{"email":"nobody@example.com","password":"not the password"}`))
@@ -65,6 +68,14 @@ func TestMetricsThroughOpenTelemetry(t *testing.T) {
 	}
 
 	resp, err = ts.Client().Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the API with the ops listener apart: %d, want 404", resp.StatusCode)
+	}
+	resp, err = ops.Client().Get(ops.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

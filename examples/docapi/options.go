@@ -20,6 +20,22 @@ func withTrustedProxies(prefixes []netip.Prefix) serverOption {
 	return func(s *server) { s.trustedProxies = prefixes }
 }
 
+// withLoginDelay makes every login delay d, the first as the longest (tests: a delay that
+// outlasts the test, so that what is delayed does not depend on the clock).
+func withLoginDelay(d time.Duration) serverOption {
+	return func(s *server) {
+		for _, t := range []*throttle{s.emailFailures, s.addrFailures} {
+			t.base, t.maxDelay = d, d
+		}
+	}
+}
+
+// withOpsApart leaves /metrics and /debug/pool out of the API: they are served by the
+// server's opsHandler, on a listener of their own.
+func withOpsApart() serverOption {
+	return func(s *server) { s.opsApart = true }
+}
+
 // withReadyBudget sets how long the database may fail the readiness check before /readyz
 // answers 503. Default: the pool's retry budget, cfg.Retry.MaxElapsed.
 func withReadyBudget(d time.Duration) serverOption {
@@ -75,7 +91,7 @@ func (s *server) clientAddr(r *http.Request) string {
 		return host
 	}
 	addr = addr.Unmap()
-	if s.trusted(addr) {
+	if trustedBy(s.trustedProxies, addr) {
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 		for i := len(hops) - 1; i >= 0; i-- {
 			a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
@@ -83,11 +99,28 @@ func (s *server) clientAddr(r *http.Request) string {
 				break // a forged or garbled hop: stop at the last good one
 			}
 			addr = a.Unmap()
-			if !s.trusted(addr) {
+			if !trustedBy(s.trustedProxies, addr) {
 				break
 			}
 		}
 	}
+	return addrKey(addr)
+}
+
+// fromTrustedProxy reports whether the request's peer is a trusted proxy.
+func (s *server) fromTrustedProxy(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && trustedBy(s.trustedProxies, addr.Unmap())
+}
+
+// addrKey is the key under which a client address is counted: the address, or, for IPv6, its
+// /64, which one client usually holds whole.
+func addrKey(addr netip.Addr) string {
+	addr = addr.Unmap()
 	if addr.Is6() {
 		p, _ := addr.Prefix(64)
 		return p.String()
@@ -95,11 +128,33 @@ func (s *server) clientAddr(r *http.Request) string {
 	return addr.String()
 }
 
-func (s *server) trusted(a netip.Addr) bool {
-	for _, p := range s.trustedProxies {
+// trustedBy reports whether a is in one of the prefixes.
+func trustedBy(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
 		if p.Contains(a) {
 			return true
 		}
 	}
 	return false
+}
+
+// parseConnLimits reads DOCAPI_MAX_CONNS and DOCAPI_MAX_CONNS_PER_ADDR (whole numbers, at
+// least 1; empty: defaultMaxConns and defaultMaxConnsPerAddr).
+func parseConnLimits(env func(string) string) (connLimits, error) {
+	l := connLimits{total: defaultMaxConns, perAddr: defaultMaxConnsPerAddr}
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{"DOCAPI_MAX_CONNS", &l.total}, {"DOCAPI_MAX_CONNS_PER_ADDR", &l.perAddr}} {
+		v := env(f.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return l, fmt.Errorf("%s must be a whole number >= 1, got %q", f.name, v)
+		}
+		*f.dst = n
+	}
+	return l, nil
 }

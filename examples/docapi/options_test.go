@@ -58,6 +58,21 @@ func TestParseOptions(t *testing.T) {
 	if _, err := parseAdmin("yes please"); err == nil {
 		t.Error("parseAdmin(yes please): no error")
 	}
+	limits := map[string]string{}
+	env := func(k string) string { return limits[k] }
+	if l, err := parseConnLimits(env); err != nil || l != (connLimits{defaultMaxConns, defaultMaxConnsPerAddr}) {
+		t.Errorf("parseConnLimits(unset) = %+v, %v; want the defaults", l, err)
+	}
+	limits["DOCAPI_MAX_CONNS"], limits["DOCAPI_MAX_CONNS_PER_ADDR"] = "10", "2"
+	if l, err := parseConnLimits(env); err != nil || l != (connLimits{10, 2}) {
+		t.Errorf("parseConnLimits(10, 2) = %+v, %v", l, err)
+	}
+	for _, bad := range []string{"0", "-1", "many"} {
+		limits["DOCAPI_MAX_CONNS_PER_ADDR"] = bad
+		if _, err := parseConnLimits(env); err == nil {
+			t.Errorf("DOCAPI_MAX_CONNS_PER_ADDR=%s: no error", bad)
+		}
+	}
 }
 
 func TestBodyHash(t *testing.T) {
@@ -88,6 +103,27 @@ func TestBodyHash(t *testing.T) {
 		tt.change(&u)
 		if got := string(bodyHash(permis, u)) == string(h); got != tt.same {
 			t.Errorf("%s: same hash %v, want %v", tt.name, got, tt.same)
+		}
+	}
+}
+
+func TestRequestIDFromTrustedProxiesOnly(t *testing.T) {
+	proxies, _ := parseTrustedProxies("10.0.0.0/8")
+	s := &server{trustedProxies: proxies}
+	tests := []struct {
+		name, remote, id string
+		kept             bool
+	}{
+		{"from a trusted proxy", "10.1.2.3:5000", "abc-123", true},
+		{"from a client", "203.0.113.7:5000", "abc-123", false},
+		{"from a trusted proxy, not printable", "10.1.2.3:5000", "a b", false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", "/healthz", nil)
+		r.RemoteAddr = tt.remote
+		r.Header.Set("X-Request-Id", tt.id)
+		if got := s.newRequestID(r) == tt.id; got != tt.kept {
+			t.Errorf("%s: id kept %v, want %v", tt.name, got, tt.kept)
 		}
 	}
 }

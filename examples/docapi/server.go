@@ -44,16 +44,20 @@ type server struct {
 	trustedProxies []netip.Prefix
 	emailFailures  *throttle
 	addrFailures   *throttle
+	known          *knownClients
 	emailTurns     *turns
-	bcrypt         *semaphore
+	bcrypt         *fairQueue
 	checks         *flights
+	streams        *streams // image responses in flight
 
+	opsApart     bool // /metrics and /debug/pool on opsHandler's listener, not here
 	readyBudget  time.Duration
 	failingSince atomic.Int64 // unix nanoseconds of the first failed readiness check in a row; 0: none
 }
 
 // newServer returns docapi's handler. The schema must be in place (see migrate).
-func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Handler {
+// /metrics and /debug/pool are for admins, or, with withOpsApart, on opsHandler only.
+func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) *server {
 	s := &server{
 		pool:          p,
 		store:         newStore(p, logger),
@@ -62,11 +66,13 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Han
 		today:         func() time.Time { return time.Now().UTC().Truncate(24 * time.Hour) },
 		metrics:       newMetrics(),
 		tokenTTL:      defaultTokenTTL,
-		emailFailures: newThrottle(emailFailureLimit, failureWindow),
-		addrFailures:  newThrottle(addrFailureLimit, failureWindow),
+		emailFailures: newThrottle(emailFailureLimit, loginDelay, emailMaxDelay),
+		addrFailures:  newThrottle(addrFailureLimit, loginDelay, addrMaxDelay),
+		known:         newKnownClients(),
 		emailTurns:    newTurns(),
-		bcrypt:        newSemaphore(bcryptSlots, bcryptMaxWaiting),
+		bcrypt:        newFairQueue(bcryptSlots, bcryptMaxWaiting, bcryptWaitingPerAddr),
 		checks:        newFlights(),
+		streams:       newStreams(maxImageStreams, maxImageStreamsPerAddr),
 		readyBudget:   p.Config().Retry.MaxElapsed,
 	}
 	if s.readyBudget <= 0 {
@@ -77,10 +83,12 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Han
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.HandleFunc("GET /metrics", s.metricsHandler)
+	if !s.opsApart {
+		s.mux.Handle("GET /metrics", s.requireAuth(requireAdmin(http.HandlerFunc(s.metricsHandler))))
+		s.mux.Handle("GET /debug/pool", s.requireAuth(requireAdmin(p.DebugHandler())))
+	}
 	s.mux.HandleFunc("POST /auth/login", s.login)
 	s.mux.Handle("POST /auth/logout", s.requireAuth(http.HandlerFunc(s.logout)))
-	s.mux.Handle("GET /debug/pool", s.requireAuth(p.DebugHandler()))
 	for _, k := range kinds {
 		s.mux.Handle("GET /"+k.name+"/all", s.requireAuth(s.list(k)))
 		s.mux.Handle("GET /"+k.name+"/{id}", s.requireAuth(s.get(k)))
@@ -89,6 +97,28 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) http.Han
 	}
 	s.handler = s.logged(http.HandlerFunc(s.route))
 	return s
+}
+
+// opsHandler serves /metrics, /debug/pool and /healthz without a token, for a listener of
+// their own (DOCAPI_OPS_ADDR), reached by scrapers and operators only.
+func (s *server) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.metricsHandler)
+	mux.Handle("GET /debug/pool", s.pool.DebugHandler())
+	mux.HandleFunc("GET /healthz", s.healthz)
+	return mux
+}
+
+// requireAdmin lets through, after requireAuth, only an admin's request, and answers 403
+// otherwise.
+func requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !caller(r.Context()).admin {
+			writeError(w, http.StatusForbidden, "admins only")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP serves the request and writes its access-log line.
@@ -212,7 +242,8 @@ func (s *server) get(k *kind) http.HandlerFunc {
 // run no script. Anything else (a PDF) is served as a download.
 var inlineImageTypes = []string{"image/jpeg", "image/png"}
 
-// image handles GET /{kind}/{id}/image: the stored bytes with their content type. Only JPEG
+// image handles GET /{kind}/{id}/image: the stored bytes with their content type, sent in
+// chunks (see imagestream.go; 503 with Retry-After when too many are being sent). Only JPEG
 // and PNG are served inline; a PDF, or any type docapi did not expect in its table, is an
 // attachment, and an unexpected type is sent as application/octet-stream. Every answer carries
 // Content-Security-Policy: sandbox (no script, no plugin, an opaque origin, should a browser
@@ -223,11 +254,18 @@ func (s *server) image(k *kind) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		contentType, data, err := s.store.image(r.Context(), k, caller(r.Context()).viewer, id)
+		contentType, size, err := s.store.image(r.Context(), k, caller(r.Context()).viewer, id)
 		if err != nil {
 			s.readError(w, r, k, err)
 			return
 		}
+		addr := s.clientAddr(r)
+		if !s.streams.acquire(addr) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "too many images being sent, retry later")
+			return
+		}
+		defer s.streams.release(addr)
 		disposition := "inline"
 		if !slices.Contains(inlineImageTypes, contentType) {
 			disposition = "attachment"
@@ -238,14 +276,13 @@ func (s *server) image(k *kind) http.HandlerFunc {
 		ext := map[string]string{"image/jpeg": ".jpg", "image/png": ".png", "application/pdf": ".pdf"}[contentType]
 		h := w.Header()
 		h.Set("Content-Type", contentType)
-		h.Set("Content-Length", strconv.Itoa(len(data)))
+		h.Set("Content-Length", strconv.Itoa(size))
 		h.Set("Content-Disposition", fmt.Sprintf(`%s; filename="%s-%d%s"`, disposition, k.name, id, ext))
 		h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		h.Set("Cache-Control", "private, max-age=3600")
-		w.WriteHeader(http.StatusOK)
-		w.Write(data)
+		s.sendImage(r.Context(), w, r, k, id, size)
 	}
 }
 

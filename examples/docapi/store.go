@@ -43,6 +43,7 @@ type store struct {
 type kindSQL struct {
 	list, get, image [2]string // [scopeOwn], [scopeAll]
 	insert, byKey    string
+	chunk            string // a part of a document's image, by id (after the image read's check)
 }
 
 // Read scopes: the index into kindSQL's read statements.
@@ -89,9 +90,10 @@ func newStore(p *pool.Pool, logger *slog.Logger) *store {
 				"SELECT " + selectList + " FROM " + table + " WHERE id = $1",
 			},
 			image: [2]string{
-				"SELECT image_type, image FROM " + table + " WHERE id = $1 AND user_id = $2",
-				"SELECT image_type, image FROM " + table + " WHERE id = $1",
+				"SELECT image_type, image_size FROM " + table + " WHERE id = $1 AND user_id = $2",
+				"SELECT image_type, image_size FROM " + table + " WHERE id = $1",
 			},
+			chunk: "SELECT substring(image FROM $2 FOR $3) FROM " + table + " WHERE id = $1",
 			insert: "INSERT INTO " + table + " (user_id, idempotency_key, " + fields + ", image, image_type, image_size, body_hash)" +
 				" VALUES (" + strings.Join(params, ", ") + ")" +
 				" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
@@ -219,14 +221,26 @@ func (s *store) get(ctx context.Context, k *kind, v viewer, id int64) (document,
 	return d, err
 }
 
-// image returns the image of a document v may read and its content type, or errNotFound.
-func (s *store) image(ctx context.Context, k *kind, v viewer, id int64) (contentType string, data []byte, err error) {
+// image returns the content type and size of the image of a document v may read, or
+// errNotFound. Its bytes are read with imageChunk.
+func (s *store) image(ctx context.Context, k *kind, v viewer, id int64) (contentType string, size int, err error) {
 	scope, owner := v.scope()
-	err = s.p.Idempotent().QueryRow(ctx, s.sql[k].image[scope], append([]any{id}, owner...)...).Scan(&contentType, &data)
+	err = s.p.Idempotent().QueryRow(ctx, s.sql[k].image[scope], append([]any{id}, owner...)...).Scan(&contentType, &size)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil, errNotFound
+		return "", 0, errNotFound
 	}
-	return contentType, data, err
+	return contentType, size, err
+}
+
+// imageChunk reads n bytes of document id's image from offset off into c (fewer at its end),
+// or answers errNotFound. It does not check who reads: image does, first (a document never
+// changes owner).
+func (s *store) imageChunk(ctx context.Context, k *kind, id int64, off, n int, c *chunk) error {
+	err := s.p.Idempotent().QueryRow(ctx, s.sql[k].chunk, id, off+1, n).Scan(c)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNotFound
+	}
+	return err
 }
 
 // upload is a validated upload: the card's fields (from validate) and its image.
@@ -319,10 +333,13 @@ func (s *store) byKey(ctx context.Context, k *kind, userID int64, key string) (i
 	return id, hash, err
 }
 
-// saveUser creates a user or sets its password hash and admin flag. Repeating it is harmless.
+// saveUser creates a user or sets its password hash and admin flag. When either changes, the
+// user's tokens are revoked (in the same statement). Repeating it is harmless.
 func (s *store) saveUser(ctx context.Context, email string, passwordHash []byte, admin bool) error {
-	_, err := s.p.Idempotent().Exec(ctx, `INSERT INTO users (email, password_hash, admin) VALUES ($1, $2, $3)
-		ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, admin = EXCLUDED.admin`,
+	_, err := s.p.Idempotent().Exec(ctx, `WITH old AS (SELECT id, password_hash, admin FROM users WHERE email = $1),
+		saved AS (INSERT INTO users (email, password_hash, admin) VALUES ($1, $2, $3)
+			ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, admin = EXCLUDED.admin)
+		DELETE FROM tokens WHERE user_id IN (SELECT id FROM old WHERE password_hash <> $2 OR admin <> $3)`,
 		email, string(passwordHash), admin)
 	return err
 }

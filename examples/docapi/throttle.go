@@ -8,22 +8,42 @@ import (
 )
 
 // Login abuse limits. A wrong password, or an unknown e-mail, counts as a failure of both the
-// e-mail and the client address. Once a key has reached its limit within failureWindow, every
-// login for it is answered 429 until the window that began with its first failure ends, without
+// e-mail and the client address. Their first failures cost nothing; from the limit on, each
+// failure makes the key wait before its next login, a wait that doubles with every failure
+// (1 s, 2 s, 4 s, ...) up to a ceiling: an attacker gets a few guesses an hour, and nobody is
+// locked out for long. A login that comes too soon is answered 429 with Retry-After, without
 // any bcrypt work. A correct password clears the e-mail's failures (not the address's).
+//
+// The e-mail's delays are not met by a client address that has logged in to that e-mail
+// before (knownClients): its failures count apart, so that an attacker who keeps an e-mail
+// delayed does not keep its user out. This is OWASP's advice against lockouts that attackers
+// can trigger (Authentication Cheat Sheet, "Account Lockout"; "Slow Down Online Guessing
+// Attacks with Device Cookies"), with the client address standing in for the device cookie.
 const (
-	// emailFailureLimit is how many failed logins an e-mail may have per failureWindow.
+	// emailFailureLimit is how many failed logins an e-mail may have before its delays begin.
 	emailFailureLimit = 5
-	// addrFailureLimit is how many failed logins a client address may have per failureWindow
-	// (higher: several users may share an address behind a NAT).
+	// addrFailureLimit is how many failed logins a client address may have before its delays
+	// begin (higher: several users may share an address behind a NAT).
 	addrFailureLimit = 20
-	// failureWindow is how long failures are remembered, from a key's first failure.
-	failureWindow = 15 * time.Minute
-	// maxThrottleKeys bounds the memory of each throttle.
+	// loginDelay is the first delay; each failure past the limit doubles it.
+	loginDelay = time.Second
+	// emailMaxDelay is the longest delay of an e-mail: 5 minutes.
+	emailMaxDelay = 5 * time.Minute
+	// addrMaxDelay is the longest delay of a client address: 15 minutes.
+	addrMaxDelay = 15 * time.Minute
+	// failureWindow is how long failures are remembered after a key's last failure.
+	failureWindow = time.Hour
+	// knownClientTTL is how long an address that logged in to an e-mail stays known.
+	knownClientTTL = 30 * 24 * time.Hour
+	// maxThrottleKeys bounds the memory of each throttle, and of the known clients.
 	maxThrottleKeys = 100_000
 
 	// bcryptMaxWaiting bounds the logins waiting for a bcrypt slot; more are answered 503 at once.
 	bcryptMaxWaiting = 256
+	// bcryptWaitingPerAddr bounds the logins of one client address waiting for a bcrypt slot:
+	// more are answered 503 at once, and count as failures of the address. Clients known to
+	// the e-mail they log in to wait apart, and are served first.
+	bcryptWaitingPerAddr = 4
 	// loginMaxWait is the longest a login waits for its turns (for its e-mail, then for a bcrypt
 	// slot, in all) before it is answered 503. Long enough for the seed's load test, whose 50
 	// users log in to one account at the same instant, on a busy machine.
@@ -36,24 +56,39 @@ const (
 // push /healthz's p99 to 700 ms, one kept it near 45 ms.
 var bcryptSlots = max(1, runtime.GOMAXPROCS(0)/2)
 
-// throttle counts failures per key (an e-mail or a client address) in a fixed window that
-// begins with the key's first failure. It is safe for concurrent use.
+// throttle counts failures per key (an e-mail or a client address) and makes a key that has
+// failed limit times or more wait, longer with each failure. A key's failures are forgotten
+// window after its last one. It is safe for concurrent use.
 type throttle struct {
-	limit  int
-	window time.Duration
-	now    func() time.Time
+	limit    int
+	base     time.Duration // the first delay
+	maxDelay time.Duration // the longest
+	window   time.Duration
+	now      func() time.Time
 
 	mu   sync.Mutex
 	keys map[string]*failures
 }
 
 type failures struct {
-	n     int
-	since time.Time
+	n    int
+	last time.Time
 }
 
-func newThrottle(limit int, window time.Duration) *throttle {
-	return &throttle{limit: limit, window: window, now: time.Now, keys: map[string]*failures{}}
+func newThrottle(limit int, base, maxDelay time.Duration) *throttle {
+	return &throttle{limit: limit, base: base, maxDelay: maxDelay, window: failureWindow, now: time.Now, keys: map[string]*failures{}}
+}
+
+// delay is the wait after n failures.
+func (t *throttle) delay(n int) time.Duration {
+	if n < t.limit {
+		return 0
+	}
+	d := t.base
+	for i := t.limit; i < n && d < t.maxDelay; i++ {
+		d *= 2
+	}
+	return min(d, t.maxDelay)
 }
 
 // retryAfter returns how long key must wait before its next attempt: 0 when it may try now.
@@ -65,15 +100,11 @@ func (t *throttle) retryAfter(key string) time.Duration {
 		return 0
 	}
 	now := t.now()
-	end := f.since.Add(t.window)
-	if !now.Before(end) {
+	if !now.Before(f.last.Add(t.window)) {
 		delete(t.keys, key)
 		return 0
 	}
-	if f.n < t.limit {
-		return 0
-	}
-	return end.Sub(now)
+	return max(0, f.last.Add(t.delay(f.n)).Sub(now))
 }
 
 // fail records a failure of key.
@@ -82,22 +113,23 @@ func (t *throttle) fail(key string) {
 	defer t.mu.Unlock()
 	now := t.now()
 	f := t.keys[key]
-	if f == nil || !now.Before(f.since.Add(t.window)) {
+	if f == nil || !now.Before(f.last.Add(t.window)) {
 		if f == nil && len(t.keys) >= maxThrottleKeys {
 			t.evict(now)
 		}
-		f = &failures{since: now}
+		f = &failures{}
 		t.keys[key] = f
 	}
 	f.n++
+	f.last = now
 }
 
-// count returns key's failures in its current window.
+// count returns key's failures that are still remembered.
 func (t *throttle) count(key string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.keys[key]
-	if f == nil || !t.now().Before(f.since.Add(t.window)) {
+	if f == nil || !t.now().Before(f.last.Add(t.window)) {
 		return 0
 	}
 	return f.n
@@ -116,7 +148,7 @@ func (t *throttle) reset(key string) {
 func (t *throttle) evict(now time.Time) {
 	n := len(t.keys)
 	for k, f := range t.keys {
-		if !now.Before(f.since.Add(t.window)) {
+		if !now.Before(f.last.Add(t.window)) {
 			delete(t.keys, k)
 		}
 	}
@@ -129,50 +161,47 @@ func (t *throttle) evict(now time.Time) {
 	}
 }
 
-// semaphore bounds concurrent work and the number of callers waiting for it.
-type semaphore struct {
-	slots   chan struct{}
-	mu      sync.Mutex
-	waiting int
-	max     int
+// knownClients remembers which client addresses have logged in to which e-mails, for
+// knownClientTTL, in at most maxThrottleKeys pairs (beyond, 1 % are dropped at random). It is
+// safe for concurrent use.
+type knownClients struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	pairs map[string]time.Time // email NUL addr -> last login
 }
 
-func newSemaphore(slots, maxWaiting int) *semaphore {
-	return &semaphore{slots: make(chan struct{}, slots), max: maxWaiting}
+func newKnownClients() *knownClients {
+	return &knownClients{now: time.Now, pairs: map[string]time.Time{}}
 }
 
-// acquire takes a slot, waiting at most wait or until ctx is done. It reports whether it got
-// one; the caller then calls release.
-func (s *semaphore) acquire(ctx context.Context, wait time.Duration) bool {
-	select {
-	case s.slots <- struct{}{}:
-		return true
-	default:
+// key returns the e-mail throttle's key for a login from addr: the e-mail, or, when addr has
+// logged in to it before, the pair (whose failures count apart).
+func (k *knownClients) key(email, addr string) string {
+	pair := email + "\x00" + addr
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if last, ok := k.pairs[pair]; ok && k.now().Sub(last) < knownClientTTL {
+		return pair
 	}
-	s.mu.Lock()
-	if s.waiting >= s.max {
-		s.mu.Unlock()
-		return false
-	}
-	s.waiting++
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.waiting--
-		s.mu.Unlock()
-	}()
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case s.slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	return false
+	return email
 }
 
-func (s *semaphore) release() { <-s.slots }
+// add records a login to email from addr.
+func (k *knownClients) add(email, addr string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	pair := email + "\x00" + addr
+	if _, ok := k.pairs[pair]; !ok && len(k.pairs) >= maxThrottleKeys {
+		n := len(k.pairs)
+		for p := range k.pairs {
+			if len(k.pairs) <= n-max(1, n/100) {
+				break
+			}
+			delete(k.pairs, p)
+		}
+	}
+	k.pairs[pair] = k.now()
+}
 
 // turns bounds the callers in flight per key: logins for one e-mail go ahead together only as
 // long as, were they all wrong, they would not take the e-mail past its failure limit. A burst
@@ -248,10 +277,11 @@ func (l *turns) forget(key string, t *turn) {
 type checkResult int
 
 const (
-	checkWrong   checkResult = iota // compared: no match
-	checkRight                      // compared: match
-	checkBusy                       // no bcrypt slot in time
-	checkSkipped                    // the first caller was throttled: no comparison ran
+	checkWrong     checkResult = iota // compared: no match
+	checkRight                        // compared: match
+	checkBusy                         // no bcrypt slot in time
+	checkSkipped                      // the first caller was throttled: no comparison ran
+	checkOverShare                    // the first caller's address had its share waiting
 )
 
 // flights lets identical password checks in flight at once share one comparison (a

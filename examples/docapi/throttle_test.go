@@ -1,41 +1,44 @@
 package main
 
 import (
-	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
-func TestThrottleLimitsFailuresPerWindow(t *testing.T) {
+func TestThrottleDelaysGrow(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	th := newThrottle(3, 15*time.Minute)
+	th := newThrottle(3, time.Second, 10*time.Second)
 	th.now = func() time.Time { return now }
-
-	for i := range 3 {
-		if d := th.retryAfter("a@example.com"); d != 0 {
-			t.Fatalf("after %d failures: wait %s, want none", i, d)
+	tests := []struct {
+		failures int
+		want     time.Duration
+	}{{1, 0}, {2, 0}, {3, time.Second}, {4, 2 * time.Second}, {5, 4 * time.Second}, {6, 8 * time.Second}, {7, 10 * time.Second}, {20, 10 * time.Second}}
+	n := 0
+	for _, tt := range tests {
+		for ; n < tt.failures; n++ {
+			th.fail("a@example.com")
 		}
-		th.fail("a@example.com")
-		now = now.Add(time.Minute)
-	}
-	if d := th.retryAfter("a@example.com"); d != 12*time.Minute {
-		t.Errorf("after 3 failures in 3 minutes: wait %s, want the 12 minutes left of the window", d)
+		if d := th.retryAfter("a@example.com"); d != tt.want {
+			t.Errorf("after %d failures: wait %s, want %s", tt.failures, d, tt.want)
+		}
 	}
 	if d := th.retryAfter("b@example.com"); d != 0 {
 		t.Errorf("another key: wait %s, want none", d)
 	}
-	now = now.Add(12 * time.Minute)
-	if d := th.retryAfter("a@example.com"); d != 0 {
-		t.Errorf("once the window is over: wait %s, want none", d)
+	now = now.Add(4 * time.Second)
+	if d := th.retryAfter("a@example.com"); d != 6*time.Second {
+		t.Errorf("4 s later: wait %s, want the 6 s left", d)
 	}
-	th.fail("a@example.com")
-	if d := th.retryAfter("a@example.com"); d != 0 {
-		t.Errorf("one failure in a new window: wait %s, want none", d)
+	now = now.Add(failureWindow)
+	if d, n := th.retryAfter("a@example.com"), th.count("a@example.com"); d != 0 || n != 0 {
+		t.Errorf("a window after the last failure: wait %s, %d failures; want none", d, n)
 	}
-	for range 2 {
+	for range 3 {
 		th.fail("a@example.com")
 	}
 	th.reset("a@example.com")
@@ -44,8 +47,28 @@ func TestThrottleLimitsFailuresPerWindow(t *testing.T) {
 	}
 }
 
+func TestKnownClients(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	k := newKnownClients()
+	k.now = func() time.Time { return now }
+	if got := k.key("a@example.com", "192.0.2.1"); got != "a@example.com" {
+		t.Errorf("before any login: key %q, want the e-mail", got)
+	}
+	k.add("a@example.com", "192.0.2.1")
+	if got := k.key("a@example.com", "192.0.2.1"); got == "a@example.com" {
+		t.Error("after a login: the e-mail's own key, want the pair's")
+	}
+	if got := k.key("a@example.com", "192.0.2.2"); got != "a@example.com" {
+		t.Errorf("another address: key %q, want the e-mail", got)
+	}
+	now = now.Add(knownClientTTL)
+	if got := k.key("a@example.com", "192.0.2.1"); got != "a@example.com" {
+		t.Errorf("after knownClientTTL: key %q, want the e-mail", got)
+	}
+}
+
 func TestThrottleMemoryIsBounded(t *testing.T) {
-	th := newThrottle(1, time.Hour)
+	th := newThrottle(1, time.Hour, time.Hour)
 	for i := range maxThrottleKeys + 10 {
 		th.fail(fmt.Sprint(i))
 	}
@@ -57,34 +80,59 @@ func TestThrottleMemoryIsBounded(t *testing.T) {
 	}
 }
 
-func TestSemaphoreBoundsWorkAndWaiting(t *testing.T) {
-	s := newSemaphore(1, 1)
-	if !s.acquire(t.Context(), time.Second) {
-		t.Fatal("first acquire failed")
-	}
-	// One waiter is allowed; it gives up at its deadline.
-	ctx, cancel := context.WithCancel(t.Context())
-	waited := make(chan bool)
-	go func() { waited <- s.acquire(ctx, time.Hour) }()
-	for {
-		s.mu.Lock()
-		n := s.waiting
-		s.mu.Unlock()
-		if n == 1 {
-			break
-		}
+// waitUntil polls cond: a wait for goroutines to reach a state, not a timing assertion.
+func waitUntil(cond func() bool) {
+	for !cond() {
 		time.Sleep(time.Millisecond)
 	}
-	if s.acquire(t.Context(), time.Hour) {
-		t.Error("a second waiter got a slot, want it refused at once")
+}
+
+func TestFairQueueTakesAddressesInTurn(t *testing.T) {
+	q := newFairQueue(1, 10, 2)
+	if q.acquire(t.Context(), "x", false, 0) != queueGranted {
+		t.Fatal("first acquire: no slot")
 	}
-	cancel()
-	if <-waited {
-		t.Error("a canceled waiter got a slot")
+	waiting := func(n int) func() bool {
+		return func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.waiting == n }
 	}
-	s.release()
-	if !s.acquire(t.Context(), 0) {
-		t.Error("acquire after release failed")
+	var order []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	enqueue := func(addr string, known bool) {
+		q.mu.Lock()
+		n := q.waiting
+		q.mu.Unlock()
+		wg.Go(func() {
+			if q.acquire(t.Context(), addr, known, time.Hour) != queueGranted {
+				t.Errorf("%s: no slot", addr)
+				return
+			}
+			mu.Lock()
+			order = append(order, addr)
+			mu.Unlock()
+			q.release()
+		})
+		waitUntil(waiting(n + 1))
+	}
+	enqueue("flood", false)
+	enqueue("flood", false)
+	if got := q.acquire(t.Context(), "flood", false, time.Hour); got != queueOverShare {
+		t.Errorf("a third waiter of one address: %v, want queueOverShare", got)
+	}
+	enqueue("user", false)
+	enqueue("known", true)
+	q.release()
+	wg.Wait()
+	if want := []string{"known", "flood", "user", "flood"}; !slices.Equal(order, want) {
+		t.Errorf("served %v, want %v: the known client first, then the addresses in turn", order, want)
+	}
+	// A waiter that gives up leaves no trace.
+	q.acquire(t.Context(), "x", false, 0)
+	if got := q.acquire(t.Context(), "late", false, 0); got != queueBusy {
+		t.Errorf("no slot in time: %v, want queueBusy", got)
+	}
+	if len(q.queues) != 0 || len(q.order) != 0 || q.waiting != 0 {
+		t.Errorf("after a waiter gave up: queues %v, order %v, waiting %d", q.queues, q.order, q.waiting)
 	}
 }
 

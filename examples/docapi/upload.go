@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"image"
+	_ "image/jpeg" // image.DecodeConfig of JPEG
+	_ "image/png"  // and PNG
 	"io"
 	"mime"
 	"net/http"
@@ -23,6 +27,10 @@ const (
 	maxFormFields = 64
 	// maxUploadBytes bounds a whole upload request: the image and the form values.
 	maxUploadBytes = maxImageBytes + maxFormFields*(maxFieldBytes+1<<10)
+	// maxImageSide is the most pixels on either side of an image: 10,000.
+	maxImageSide = 10_000
+	// maxImagePixels is the most pixels in an image: 40 million (a 300 dpi A4 scan is 8.7).
+	maxImagePixels = 40_000_000
 	// maxIdempotencyKey is the longest Idempotency-Key accepted.
 	maxIdempotencyKey = 200
 )
@@ -151,7 +159,28 @@ func readUpload(w http.ResponseWriter, r *http.Request) (form map[string]string,
 	if ct := sniff(img); !slices.Contains(allowedImageTypes, ct) {
 		return nil, nil, &httpError{http.StatusBadRequest, "image: must be JPEG, PNG or PDF, got " + ct}
 	}
+	if herr := checkDimensions(img); herr != nil {
+		return nil, nil, herr
+	}
 	return form, img, nil
+}
+
+// checkDimensions reads the header of a PNG or JPEG and refuses an image that cannot be read
+// or whose size is over maxImageSide or maxImagePixels: a client that decodes it could be made
+// to allocate gigabytes. A PDF is not decoded.
+func checkDimensions(img []byte) *httpError {
+	if sniff(img) == "application/pdf" {
+		return nil
+	}
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(img))
+	if err != nil {
+		return &httpError{http.StatusBadRequest, "image: not a readable JPEG or PNG"}
+	}
+	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width > maxImageSide || cfg.Height > maxImageSide || cfg.Width*cfg.Height > maxImagePixels {
+		return &httpError{http.StatusBadRequest, fmt.Sprintf("image: %d x %d pixels, want at most %d on a side and %d in all",
+			cfg.Width, cfg.Height, maxImageSide, maxImagePixels)}
+	}
+	return nil
 }
 
 // bodyError turns an error reading the request body into a 413 or 400.
