@@ -17,7 +17,10 @@ type connState struct {
 	idle     atomic.Bool            // counted in connTable.idle
 	lastUsed atomic.Int64           // unix nanoseconds of its last release by the pool
 	why      atomic.Pointer[string] // why the pool condemned it, if it did
-	peek     peeker                 // looks into the socket without reading from it
+	// readOnlySession: its role or database makes its sessions read-only (pg_settings.source
+	// said so after a 25006): its next 25006 is the application's without asking again.
+	readOnlySession atomic.Bool
+	peek            peeker // looks into the socket without reading from it
 }
 
 // connTable tracks the open connections, and how many of them are idle: pgxpool's hooks tell

