@@ -143,7 +143,7 @@ func ExampleError() {
 	// Output:
 	// max_overflow: config: max_overflow must be an integer >= 0, got -3
 	// sslmode: config: sslmode must be require, verify-ca or verify-full for non-loopback host db.example.com (or pgsteady_allow_insecure=true), got disable
-	// connection string: config: connection string: cannot parse `postgres://app:xxxxx@db.example.com:54x2/app`: invalid port
+	// connection string: config: connection string: invalid port
 }
 
 // setenv sets vars ("" unsets) and returns a function that restores the previous values.

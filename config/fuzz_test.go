@@ -57,7 +57,10 @@ func FuzzParse(f *testing.F) {
 // checkParse is FuzzParse's check of one connection string.
 func checkParse(t *testing.T, s string) {
 	// pgx reads what Parse reads: the URL without a SQLAlchemy driver in its scheme.
-	pgxForm, _ := dropDriver(s)
+	pgxForm, _, pasteErr := unpaste(s)
+	if pasteErr != nil {
+		pgxForm = s
+	}
 	d, splitErr := parseDSN(pgxForm)
 	if splitErr == nil && slices.ContainsFunc(fileKeys, d.has) {
 		t.Skip()
@@ -91,9 +94,11 @@ func checkParse(t *testing.T, s string) {
 	if errors.Is(splitErr, errRawAt) {
 		t.Fatalf("Parse accepted %q, whose host list holds a '@'", s)
 	}
-	if pgxForm != s {
-		// A SQLAlchemy URL: ssl=<sslmode> may have become sslmode=<sslmode>.
-		delete(orig.RuntimeParams, "ssl")
+	// ssl=<sslmode> may have become sslmode=<sslmode>, and Prisma's and JDBC's keys
+	// pgsteady's or libpq's.
+	delete(orig.RuntimeParams, "ssl")
+	for k := range foreignKeys {
+		delete(orig.RuntimeParams, k)
 	}
 	checkCleaned(t, c, orig)
 	if _, err := c.PgxPoolConfig(); err != nil {
