@@ -219,15 +219,16 @@ func adoName(k string, n int) string {
 }
 
 // looksADO reports whether t is an ADO.NET connection string: Key=Value pairs separated by
-// ';', the first key one ADO.NET knows.
+// ';', the first one a key ADO.NET knows with one '='.
 func looksADO(t string) bool {
 	first, _, ok := strings.Cut(t, ";")
 	if !ok {
 		return false
 	}
-	k, _, ok := strings.Cut(first, "=")
+	k, v, ok := strings.Cut(first, "=")
 	_, known := adoKeys[adoKey(k)]
-	return ok && known
+	// A libpq keyword/value string with a ';' in a value has more than one '=' before it.
+	return ok && known && !strings.Contains(v, "=")
 }
 
 // adoToKV converts an ADO.NET connection string to libpq keyword/value, with a warning

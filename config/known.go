@@ -98,8 +98,8 @@ func unknownKeyError(p dsnParam) error {
 	case p.afterSecret && s == "":
 		return &Error{Field: "password", Err: fmt.Errorf("%w follows it: %s", ErrUnknownKey, quoteHint)}
 	case p.afterSecret:
-		// A key one or two edits from a known one is a typo, not a password's rest.
-		return &Error{Field: p.key, Err: fmt.Errorf("%w; did you mean %s? (if it is the rest of the password: %s)",
+		// Probably a typo, but it may be the rest of the password: the key is not named.
+		return &Error{Field: "password", Err: fmt.Errorf("%w follows it; did you mean %s? (if it is the rest of the password: %s)",
 			ErrUnknownKey, s, quoteHint)}
 	case s != "":
 		return &Error{Field: p.key, Err: fmt.Errorf("%w; did you mean %s?", ErrUnknownKey, s)}
