@@ -71,7 +71,7 @@ func ExampleParse_rawAtInPassword() {
 	_, err := config.Parse("postgres://app:p@ss@db.example.com/app")
 	fmt.Println(err)
 	// Output:
-	// config: connection string must be a URL with each '@' in the user name or password written as %40, got postgres://app:xxxxx@db.example.com/app
+	// config: connection string must be a URL with each '@' in the user name or password written as %40
 }
 
 // DB_* variables; the password is escaped into the URL, whatever it contains.

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,8 +30,9 @@ func Parse(connString string) (*Config, error) {
 	var kvErr *kvSyntaxError
 	switch {
 	case errors.Is(err, errRawAt):
-		return nil, d.secrets().redactError(&Error{Field: "connection string", Value: d.redacted(),
-			Limit: "a URL with each '@' in the user name or password written as %40"})
+		// The string is not shown: what pgx would take for the host is the password's rest.
+		return nil, &Error{Field: "connection string",
+			Limit: "a URL with each '@' in the user name or password written as %40"}
 	case errors.As(err, &kvErr):
 		return nil, kvError(kvErr)
 	case err != nil:
@@ -41,6 +43,9 @@ func Parse(connString string) (*Config, error) {
 			perr = errors.New("invalid connection string")
 		}
 		return nil, parseError(perr, sec)
+	}
+	if err := swallowedSecret(d); err != nil {
+		return nil, err
 	}
 	if v, ok := d.sslAsSSLMode(); ok {
 		warnings = append(warnings, "ssl="+v+" read as sslmode="+v+" (asyncpg's spelling; pgx reads ssl only as ssl=true)")
@@ -109,4 +114,20 @@ func parse(d *dsn, sec *secrets) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// swallowedSecret refuses a keyword/value pair whose empty value took the next pair, a
+// password, as its value ("user= password=x" is user="password=x" to libpq): the password
+// would be sent and shown as that key's value.
+func swallowedSecret(d *dsn) error {
+	if d.url {
+		return nil
+	}
+	for _, p := range d.params {
+		if !isSecretKey(p.key) && (strings.HasPrefix(p.value, "password=") || strings.HasPrefix(p.value, "sslpassword=")) {
+			return &Error{Field: p.key, Err: errors.New("an empty value takes the password that follows as its value; write " +
+				p.key + "='' or remove it")}
+		}
+	}
+	return nil
 }

@@ -538,8 +538,8 @@ func TestParseRawAtInUserinfo(t *testing.T) {
 					t.Fatalf("error shows the password (or its tail): %v", err)
 				}
 			}
-			if !strings.Contains(e.Value, "example.com") {
-				t.Errorf("error %v does not show the host", err)
+			if e.Value != "" {
+				t.Errorf("error %v quotes the string", err)
 			}
 		})
 	}
