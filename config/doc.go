@@ -129,7 +129,7 @@
 //
 // A URL whose host list holds a '@' is an error: a user name or password written with a raw
 // '@' (or '@' and ':') is cut by libpq and pgx at the first '@', and the rest of it would be
-// read as the host. Write '@' as %40 and ':' as %3A; the error masks the whole password.
+// read as the host. Write '@' as %40 and ':' as %3A; the error does not show the string.
 //
 // Every invalid value fails in Parse or FromEnv (and in [Config.Validate] after edits) with
 // an *[Error]. No error, warning, or output of a Config contains the password: values are
