@@ -116,17 +116,18 @@ func parse(d *dsn, sec *secrets) (*Config, error) {
 	return c, nil
 }
 
-// swallowedSecret refuses a keyword/value pair whose empty value took the next pair, a
-// password, as its value ("user= password=x" is user="password=x" to libpq): the password
-// would be sent and shown as that key's value.
+// swallowedSecret refuses a keyword/value pair whose value took a password pair in (an
+// empty value takes the next word: "user= password=x" is user="password=x" to libpq, and
+// so does a backslash before the space): the password would be sent and shown as that
+// key's value.
 func swallowedSecret(d *dsn) error {
 	if d.url {
 		return nil
 	}
 	for _, p := range d.params {
-		if !isSecretKey(p.key) && (strings.HasPrefix(p.value, "password=") || strings.HasPrefix(p.value, "sslpassword=")) {
-			return &Error{Field: p.key, Err: errors.New("an empty value takes the password that follows as its value; write " +
-				p.key + "='' or remove it")}
+		if !isSecretKey(p.key) && strings.Contains(p.value, "password=") {
+			return &Error{Field: p.key, Err: errors.New("its value holds a password=... pair (an empty value, or a backslash before a space, " +
+				"takes the next word in); write " + p.key + "='...' or remove it")}
 		}
 	}
 	return nil
