@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pgsteady/pgsteady/retry"
@@ -352,7 +351,7 @@ func (c *Config) validateState() error {
 		h := c.st.insecure[0]
 		return &Error{Field: "sslmode", Value: h.mode,
 			Limit: "require, verify-ca or verify-full for non-loopback host " + h.host +
-				" (or pgsteady_allow_insecure=true)"}
+				" (or " + keyAllowInsecure + "=true)"}
 	}
 	return nil
 }
@@ -361,34 +360,4 @@ func (c *Config) validateState() error {
 // through a transaction-mode pooler; "" is safe because PgxPoolConfig then picks exec.
 func safeBehindPooler(mode string) bool {
 	return mode == "" || mode == "exec" || mode == "simple_protocol"
-}
-
-// String describes the Config: the connection string with its password masked, then every
-// option. It never contains a password.
-func (c *Config) String() string {
-	var b strings.Builder
-	if c.st != nil {
-		b.WriteString(c.st.shown)
-	} else {
-		b.WriteString("(no connection string)")
-	}
-	fmt.Fprintf(&b, " Size=%d Overflow=%d AcquireTimeout=%s Recycle=%s RecycleJitter=%s",
-		c.Size, c.Overflow, c.AcquireTimeout, c.Recycle, c.RecycleJitter)
-	fmt.Fprintf(&b, " PrePing=%s PrePingAfter=%s PingTimeout=%s ConnectTimeout=%s KeepAlive=%s",
-		c.PrePing, c.PrePingAfter, c.PingTimeout, c.ConnectTimeout, c.KeepAlive)
-	fmt.Fprintf(&b, " HealthCheckPeriod=%s IdleTimeout=%s Pooler=%s",
-		c.HealthCheckPeriod, c.IdleTimeout, c.Pooler)
-	for _, f := range []struct {
-		name string
-		on   bool
-	}{{"KeepChannelBinding", c.KeepChannelBinding}, {"AllowInsecure", c.AllowInsecure},
-		{"LazyStart", c.LazyStart}, {"WarmUp", c.WarmUp}} {
-		if f.on {
-			b.WriteString(" " + f.name)
-		}
-	}
-	if c.st != nil {
-		return c.st.secrets.redact(b.String())
-	}
-	return b.String()
 }

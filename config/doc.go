@@ -70,12 +70,43 @@
 // stays in the string for pgx and sets ConnectTimeout; 0 means the default, never "wait
 // forever". Every other key is left to pgx.
 //
+// # Connection strings as they are pasted
+//
+// Parse recognises what other ecosystems write, converts what has one meaning, and adds a
+// warning to [Config.Warnings] naming each conversion:
+//
+//	pasted                                              read as
+//	" postgres://...\n" (white space around a URL)     the URL
+//	"postgres://..." or 'host=... ' (quotes around)     what is inside
+//	export DATABASE_URL="postgres://..." (.env line)    the value
+//	POSTGRESQL://...                                    postgresql://...
+//	postgresql+psycopg2://, postgres+asyncpg://, ...    postgresql:// (SQLAlchemy's driver dropped)
+//	jdbc:postgresql://host/db?user=u&password=p         postgresql://host/db?user=u&password=p
+//	Server=h;Port=5432;Database=d;User Id=u;            host=h port=5432 dbname=d user=u
+//	  Password=p;SSL Mode=Require (ADO.NET, Npgsql)       password=p sslmode=require
+//	?ssl=require (asyncpg, node-postgres)               sslmode=require (pgx reads only ssl=true)
+//	?pgbouncer=true&connection_limit=5 (Prisma)         pooler=transaction&pool_max_conns=5
+//	?ApplicationName=a&connectTimeout=5 (JDBC)          application_name=a&connect_timeout=5
+//
+// It refuses, with an *[Error] wrapping [ErrFormat] that names the form and the fix but
+// never quotes the string: another database's URL (mysql://, a JDBC URL for another
+// database, ...), an ADO.NET key with no pgx counterpart, Prisma's schema= and JDBC's
+// currentSchema= (use options=-c search_path=NAME), and a URL with a '@' after its first
+// '/' (a raw '/' in a password: write %2F). A password that is a template's placeholder
+// ([YOUR-PASSWORD], <password>, ********, ${DB_PASSWORD}) wraps [ErrPlaceholder] and names
+// the field to fill.
+//
+// Every key left after pgsteady's own must be a libpq key pgx understands, a PostgreSQL
+// run-time setting (which pgx sends to the server; options=-c name=value is libpq's way
+// for any other), or a custom setting with a '.' in its name. Any other key wraps
+// [ErrUnknownKey] and names the closest known key: "config: max_overflows: unknown key;
+// did you mean max_overflow?". A key written right after an unquoted password may be the
+// rest of that password, so such an error names the password, not the key.
+//
 // # What Parse changes
 //
-//   - A URL whose scheme names a Python driver, postgresql+driver:// as SQLAlchemy writes it
-//     (+psycopg2, +psycopg, +asyncpg, ...), is read as postgresql://, and a warning in
-//     [Config.Warnings] says so. In such a URL, ssl=require (asyncpg's spelling; any libpq
-//     sslmode value) is read as sslmode=require unless an sslmode key is given.
+//   - See the section above for the forms it converts. ssl=<sslmode value> in a URL is read
+//     as sslmode=<value> unless an sslmode key is given.
 //   - channel_binding is removed (pgx then uses PGCHANNELBINDING or its default, prefer), and
 //     a warning in [Config.Warnings] says so, unless pgsteady_keep_channel_binding=true (or,
 //     after Parse, KeepChannelBinding = true: the value is kept aside and PgxPoolConfig
@@ -98,12 +129,15 @@
 //
 // A URL whose host list holds a '@' is an error: a user name or password written with a raw
 // '@' (or '@' and ':') is cut by libpq and pgx at the first '@', and the rest of it would be
-// read as the host. Write '@' as %40 and ':' as %3A; the error masks the whole password.
+// read as the host. Write '@' as %40 and ':' as %3A; the error does not show the string.
 //
 // Every invalid value fails in Parse or FromEnv (and in [Config.Validate] after edits) with
-// an *[Error]. No error, warning, or [Config.String] output contains the password: values are
-// shown only for pgsteady's own keys, connection strings are shown with password and
-// sslpassword masked, pgx's parse errors are rebuilt around the masked string, and the
-// passwords found are masked wherever else they might appear. Printing a Config with fmt is
-// safe too: the connection string is held behind an unexported pointer.
+// an *[Error]. No error, warning, or output of a Config contains the password: values are
+// shown only for pgsteady's own keys, a keyword/value string that does not split is
+// described by byte position and the key before it, pgx's parse errors are cut to their own
+// words before any quoted value (their causes described by type), connection strings are
+// shown with password and sslpassword masked, and the passwords found are masked wherever
+// else they might appear. A Config formats itself under every fmt verb (%v, %+v, %s, %q,
+// %#v through [Config.GoString]), for [log/slog] ([Config.LogValue]) and as JSON
+// ([Config.MarshalJSON]), always with the connection string masked.
 package config

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -18,6 +19,9 @@ type dsnParam struct {
 	value    string // decoded value
 	raw      string // the pair as written, re-emitted unchanged when kept
 	badValue bool   // URL pair whose key decodes but whose value does not (pgx rejects it)
+	// afterSecret: the pair follows a password or sslpassword pair. An unknown key there is
+	// likely the rest of a password written with a raw space or '&', so errors never name it.
+	afterSecret bool
 }
 
 // dsn is a connection string split into parameters.
@@ -126,7 +130,7 @@ func (d *dsn) parseQuery(query string) error {
 			err = errDSNSyntax
 			continue
 		}
-		prm := dsnParam{key: key, raw: pair}
+		prm := dsnParam{key: key, raw: pair, afterSecret: d.lastIsSecret()}
 		var verr error
 		prm.value, verr = uriDecode(rawValue)
 		prm.badValue = verr != nil
@@ -248,30 +252,60 @@ const kvSpace = " \t\n\r\v\f"
 
 func isKVSpace(c byte) bool { return strings.IndexByte(kvSpace, c) >= 0 }
 
+// lastIsSecret reports whether the last pair read is a password or sslpassword.
+func (d *dsn) lastIsSecret() bool {
+	return len(d.params) > 0 && isSecretKey(d.params[len(d.params)-1].key)
+}
+
+// kvSyntaxError says where a keyword/value string stops making sense: the byte offset and
+// the key read before it. It never quotes the string.
+type kvSyntaxError struct {
+	pos         int
+	what        string
+	after       string // the key before the fault, "" at the start
+	afterSecret bool   // that key is a password
+}
+
+func (e *kvSyntaxError) Error() string { return e.what }
+
+// Is makes a kvSyntaxError match errDSNSyntax.
+func (e *kvSyntaxError) Is(target error) bool { return target == errDSNSyntax }
+
 // parseKVDSN follows pgconn's parseKeywordValueSettings, recording each pair's raw text.
 func parseKVDSN(s string) (*dsn, error) {
 	d := &dsn{} // returned with errors too, so that the passwords read so far can be redacted
-	if strings.IndexByte(s, 0) >= 0 {
-		return d, errDSNSyntax
+	whole := s
+	fail := func(rest, what string) (*dsn, error) {
+		e := &kvSyntaxError{pos: len(whole) - len(rest), what: what, afterSecret: d.lastIsSecret()}
+		if len(d.params) > 0 {
+			e.after = d.params[len(d.params)-1].key
+		}
+		return d, e
+	}
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return fail(s[i:], "a NUL byte")
 	}
 	s = strings.TrimLeft(s, kvSpace)
 	for len(s) > 0 {
 		start := s
 		eq := strings.IndexByte(s, '=')
 		if eq < 0 {
-			return d, errDSNSyntax
+			return fail(s, "a word without '=' after it")
 		}
 		key := strings.Trim(s[:eq], kvSpace)
-		if key == "" || strings.ContainsAny(key, kvSpace) {
-			return d, errDSNSyntax
+		if key == "" {
+			return fail(s, "an '=' without a key before it")
+		}
+		if strings.ContainsAny(key, kvSpace) {
+			return fail(s, "a word without '=' after it")
 		}
 		val, rest, err := scanKVValue(strings.TrimLeft(s[eq+1:], kvSpace))
 		if err != nil {
-			return d, err
+			return fail(s, "a quoted value without its closing quote")
 		}
 		s = rest
 		raw := start[:len(start)-len(s)]
-		d.params = append(d.params, dsnParam{key: key, value: val, raw: raw})
+		d.params = append(d.params, dsnParam{key: key, value: val, raw: raw, afterSecret: d.lastIsSecret()})
 		s = strings.TrimLeft(s, kvSpace)
 	}
 	return d, nil
@@ -387,6 +421,24 @@ func (d *dsn) sslAsSSLMode() (string, bool) {
 	d.take("ssl")
 	d.add("sslmode", v)
 	return v, true
+}
+
+// addEncoded appends key=value, value quoted or percent-encoded as the form needs.
+func (d *dsn) addEncoded(key, value string) {
+	raw := key + "=" + quoteKV(value)
+	if d.url {
+		var b strings.Builder
+		for i := 0; i < len(value); i++ {
+			c := value[i]
+			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+				b.WriteByte(c)
+			} else {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		}
+		raw = key + "=" + b.String()
+	}
+	d.params = append(d.params, dsnParam{key: key, value: value, raw: raw})
 }
 
 // add appends key=value; value must need no quoting or escaping.

@@ -2,15 +2,47 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 )
 
 // The DB_* variables FromEnv reads, in the order they are reported.
 var dbVars = []string{"DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT", "DB_NAME", "DB_SSLMODE"}
+
+// dbOptionVars are the DB_* variables that carry a connection string key, for those who
+// configure a service through the environment only.
+var dbOptionVars = []struct{ name, key string }{
+	{"DB_POOL_SIZE", keyPoolSize},
+	{"DB_MAX_OVERFLOW", keyMaxOverflow},
+	{"DB_POOL_TIMEOUT", "pool_timeout"},
+	{"DB_POOL_RECYCLE", keyPoolRecycle},
+	{"DB_POOL_PRE_PING", "pool_pre_ping"},
+	{"DB_POOLER", keyPooler},
+	{"DB_ALLOW_INSECURE", keyAllowInsecure},
+}
+
+// dbAliases are DB_* names other frameworks use (Laravel's DB_USERNAME and DB_DATABASE,
+// ...), with the name FromEnv reads instead.
+var dbAliases = map[string]string{
+	"DB_USERNAME": "DB_USER", "DB_PASS": "DB_PASSWORD", "DB_PASSWD": "DB_PASSWORD", "DB_PWD": "DB_PASSWORD",
+	"DB_DATABASE": "DB_NAME", "DB_DBNAME": "DB_NAME", "DB_HOSTNAME": "DB_HOST", "DB_SERVER": "DB_HOST",
+	"DB_SSL_MODE": "DB_SSLMODE", "DB_SSL": "DB_SSLMODE", "DB_MAX_CONNS": "DB_POOL_SIZE and DB_MAX_OVERFLOW",
+}
+
+// dbNames lists every DB_* variable FromEnv reads.
+func dbNames() []string {
+	names := append([]string(nil), dbVars...)
+	for _, v := range dbOptionVars {
+		names = append(names, v.name)
+	}
+	return names
+}
 
 // FromEnv builds a Config from the environment, trying in order:
 //
@@ -21,23 +53,39 @@ var dbVars = []string{"DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT", "DB_NAME",
 //     here, let PGPASSWORD or ~/.pgpass provide it), DB_PORT defaults to 5432 and
 //     DB_SSLMODE to require. DB_HOST may carry the port (db.example.com:5433 or
 //     [2001:db8::1]:5433); DB_PORT must then be unset or the same. They are put into a
-//     properly escaped URL, which is then Parsed.
+//     properly escaped URL, which is then Parsed. These carry pool options, as the
+//     connection string key named: DB_POOL_SIZE (pool_size), DB_MAX_OVERFLOW
+//     (max_overflow), DB_POOL_TIMEOUT (pool_timeout), DB_POOL_RECYCLE (pool_recycle),
+//     DB_POOL_PRE_PING (pool_pre_ping), DB_POOLER (pooler) and DB_ALLOW_INSECURE
+//     (pgsteady_allow_insecure).
 //     A missing variable is an *[Error] listing all the missing ones.
 //  3. Otherwise PostgreSQL's own PG* variables, as pgx reads them: FromEnv is Parse(""),
 //     provided PGHOST or PGSERVICE is set. With none of the three an *[Error] says so: a
 //     service that forgot its database settings fails at start rather than trying a local
 //     socket.
 //
+// Unless DATABASE_URL is used, a set DB_* variable that FromEnv does not read is an error
+// wrapping [ErrUnknownKey] when it is close to one it reads or another framework's name
+// for one (DB_USERNAME: did you mean DB_USER?), and a warning otherwise (DB_CONNECTION).
+//
 // In cases 1 and 2, PG* variables still fill the pieces the URL leaves out (PGAPPNAME,
 // PGSSLROOTCERT, PGPASSWORD when DB_PASSWORD is empty, ...), as with Parse.
 func FromEnv() (*Config, error) {
-	return fromEnv(os.LookupEnv)
+	var names []string
+	for _, kv := range os.Environ() {
+		if k, _, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "DB_") {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	return fromEnv(os.LookupEnv, names)
 }
 
-func fromEnv(lookup func(string) (string, bool)) (*Config, error) {
+// fromEnv is FromEnv reading variables through lookup; names lists the DB_* variables set.
+func fromEnv(lookup func(string) (string, bool), names []string) (*Config, error) {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	var setDB []string
-	for _, k := range dbVars {
+	for _, k := range dbNames() {
 		if get(k) != "" {
 			setDB = append(setDB, k)
 		}
@@ -55,6 +103,10 @@ func fromEnv(lookup func(string) (string, bool)) (*Config, error) {
 		return c, nil
 	}
 
+	unread, err := unreadDBVars(get, names)
+	if err != nil {
+		return nil, err
+	}
 	if len(setDB) > 0 {
 		u, err := dbURL(lookup, setDB[0])
 		if err != nil {
@@ -62,11 +114,10 @@ func fromEnv(lookup func(string) (string, bool)) (*Config, error) {
 		}
 		c, err := Parse(u)
 		if err != nil {
-			var e *Error
-			if errors.As(err, &e) && e.Field == "sslmode" {
-				e.Field = "DB_SSLMODE"
-			}
-			return nil, err
+			return nil, dbError(err)
+		}
+		for _, k := range unread {
+			c.Warnings = append(c.Warnings, k+" ignored (pgsteady does not read it)")
 		}
 		return c, nil
 	}
@@ -76,6 +127,60 @@ func fromEnv(lookup func(string) (string, bool)) (*Config, error) {
 			Limit: "set, or DB_HOST, DB_USER, DB_PASSWORD and DB_NAME, or PGHOST"}
 	}
 	return Parse("")
+}
+
+// unreadDBVars returns the set DB_* variables FromEnv does not read, or an error for the
+// first one that is close to one it reads.
+func unreadDBVars(get func(string) string, names []string) ([]string, error) {
+	known := dbNames()
+	var unread []string
+	for _, k := range names {
+		if get(k) == "" || slices.Contains(known, k) {
+			continue
+		}
+		want, ok := dbAliases[k]
+		if !ok {
+			want = closest(k, known)
+		}
+		if want != "" {
+			return nil, &Error{Field: k, Err: fmt.Errorf("%w; did you mean %s?", ErrUnknownKey, want)}
+		}
+		unread = append(unread, k)
+	}
+	return unread, nil
+}
+
+// closest returns the name in names closest to k, or "".
+func closest(k string, names []string) string {
+	best, bestDist := "", 3
+	for _, n := range names {
+		if d := editDistance(k, n); d < bestDist && d*3 <= len(k) {
+			best, bestDist = n, d
+		}
+	}
+	return best
+}
+
+// dbError renames the connection string key an error names to the DB_* variable that set
+// it, and a fix through a connection string key to the DB_* variable that gives it.
+func dbError(err error) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch e.Field {
+	case "sslmode":
+		e.Field = "DB_SSLMODE"
+	case "password":
+		e.Field = "DB_PASSWORD"
+	}
+	for _, v := range dbOptionVars {
+		if e.Field == v.key {
+			e.Field = v.name
+		}
+		e.Limit = strings.ReplaceAll(e.Limit, v.key+"=true", v.name+"=true")
+	}
+	return err
 }
 
 // dbURL builds the URL from DB_* variables:
@@ -111,6 +216,11 @@ func dbURL(lookup func(string) (string, bool), trigger string) (string, error) {
 	}
 
 	q := url.Values{}
+	for _, v := range dbOptionVars {
+		if x := get(v.name); x != "" {
+			q.Set(v.key, x)
+		}
+	}
 	var b strings.Builder
 	b.WriteString("postgres://")
 	if password == "" {
@@ -143,6 +253,10 @@ func dbURL(lookup func(string) (string, bool), trigger string) (string, error) {
 // must then be unset, empty or the same port. DB_PORT defaults to 5432.
 func dbHostPort(host, port string) (string, string, error) {
 	portVar := "DB_PORT"
+	if strings.Contains(host, "://") || strings.Contains(host, "@") {
+		return "", "", formatError("DB_HOST", "a connection URL or user@host",
+			"put a URL in DATABASE_URL, or only the host name in DB_HOST")
+	}
 	if h, p, ok := splitHostPort(host); ok {
 		if port != "" && port != p {
 			return "", "", &Error{Field: "DB_PORT", Value: port,
@@ -150,14 +264,14 @@ func dbHostPort(host, port string) (string, string, error) {
 		}
 		host, port, portVar = h, p, "DB_HOST"
 	} else if strings.Contains(host, ":") && !isIPv6(host) && !strings.HasPrefix(host, "/") {
-		return "", "", &Error{Field: "DB_HOST", Value: host,
+		return "", "", &Error{Field: "DB_HOST",
 			Limit: "a host name or IP address, optionally followed by :port"}
 	}
 	if port == "" {
 		port = "5432"
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return "", "", &Error{Field: portVar, Value: port, Limit: "a port number between 1 and 65535"}
+		return "", "", &Error{Field: portVar, Limit: "a port number between 1 and 65535"}
 	}
 	return host, port, nil
 }

@@ -1,6 +1,9 @@
 package config
 
-import "strings"
+import (
+	"errors"
+	"strings"
+)
 
 // Error is the error returned for an invalid option. It names what is wrong (a connection
 // string key such as "pool_size", an environment variable such as "DB_PORT", or a [Config]
@@ -50,3 +53,18 @@ func (e *Error) Error() string {
 
 // Unwrap returns e.Err.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Sentinels that an [Error]'s Err wraps, for [errors.Is].
+var (
+	// ErrUnknownKey: a connection string key (or a DB_* variable) that is not pgsteady's,
+	// not libpq's, and not a PostgreSQL setting. The error names the key and, when one is
+	// close, the key meant ("did you mean max_overflow?").
+	ErrUnknownKey = errors.New("unknown key")
+	// ErrPlaceholder: a password left as a template wrote it ([YOUR-PASSWORD], <password>,
+	// ********, ${DB_PASSWORD}). The error names where to fill in the real one.
+	ErrPlaceholder = errors.New("a placeholder, not a password")
+	// ErrFormat: a connection string in a form that has no unambiguous PostgreSQL meaning,
+	// such as a MySQL URL, a JDBC URL for another database, or a URL whose password holds a
+	// raw '/'. The error names the form and the fix, never the text.
+	ErrFormat = errors.New("unsupported connection string")
+)

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -57,7 +58,10 @@ func FuzzParse(f *testing.F) {
 // checkParse is FuzzParse's check of one connection string.
 func checkParse(t *testing.T, s string) {
 	// pgx reads what Parse reads: the URL without a SQLAlchemy driver in its scheme.
-	pgxForm, _ := dropDriver(s)
+	pgxForm, _, pasteErr := unpaste(s)
+	if pasteErr != nil {
+		pgxForm = s
+	}
 	d, splitErr := parseDSN(pgxForm)
 	if splitErr == nil && slices.ContainsFunc(fileKeys, d.has) {
 		t.Skip()
@@ -91,9 +95,11 @@ func checkParse(t *testing.T, s string) {
 	if errors.Is(splitErr, errRawAt) {
 		t.Fatalf("Parse accepted %q, whose host list holds a '@'", s)
 	}
-	if pgxForm != s {
-		// A SQLAlchemy URL: ssl=<sslmode> may have become sslmode=<sslmode>.
-		delete(orig.RuntimeParams, "ssl")
+	// ssl=<sslmode> may have become sslmode=<sslmode>, and Prisma's and JDBC's keys
+	// pgsteady's or libpq's.
+	delete(orig.RuntimeParams, "ssl")
+	for k := range foreignKeys {
+		delete(orig.RuntimeParams, k)
 	}
 	checkCleaned(t, c, orig)
 	if _, err := c.PgxPoolConfig(); err != nil {
@@ -179,6 +185,136 @@ func servers(cfg *pgconn.Config) []string {
 		s := fmt.Sprintf("%s:%d", a.host, a.port)
 		if len(out) == 0 || out[len(out)-1] != s {
 			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// pastedForms build a connection string (or DB_* environment) around a password, in the
+// forms people paste, with the password written raw or escaped; extra is one more
+// key=value pair.
+var pastedForms = []func(user, pw, extra string) (dsn string, env map[string]string){
+	func(u, p, x string) (string, map[string]string) {
+		return "postgres://" + u + ":" + p + "@db.example.com/app?" + x, nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return "postgresql://" + url.PathEscape(u) + ":" + url.QueryEscape(p) + "@db.example.com:5432/app?" + x, nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return "host=db.example.com user=" + u + " password=" + p + " dbname=app " + x, nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return "host=db.example.com user=" + u + " password=" + quoteKV(p) + " " + x, nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return "Server=db.example.com;Port=5432;Database=app;User Id=" + u + ";Password=" + p + ";SSL Mode=Require;" + x, nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return `Host=db.example.com;Username=` + u + `;Password="` + strings.ReplaceAll(p, `"`, `""`) + `";` + x, nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return "jdbc:postgresql://db.example.com:5432/app?user=" + u + "&password=" + p + "&" + x, nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return `export DATABASE_URL="postgres://` + u + ":" + p + `@db.example.com/app?` + x + `"`, nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return " postgres+psycopg2://" + u + ":" + p + "@db.example.com/app?pgbouncer=true&" + x + "\n", nil
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return "", map[string]string{"DB_HOST": "db.example.com", "DB_USER": u, "DB_PASSWORD": p, "DB_NAME": "app", "DB_POOL_SIZE": x}
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return "", map[string]string{"DB_HOST": "postgres://" + u + ":" + p + "@db.example.com/app?" + x, "DB_USER": u, "DB_PASSWORD": "", "DB_NAME": "app"}
+	},
+	func(u, p, x string) (string, map[string]string) {
+		return "", map[string]string{"DB_HOST": "db.example.com", "DB_USER": u, "DB_PASWORD": p, "DB_PASSWORD": "", "DB_NAME": "app", x: "1"}
+	},
+}
+
+// FuzzPasted checks, across every pasted form, that no output (the error, String, every
+// fmt verb, GoString, JSON, slog, the warnings) shows the password or any fragment of it:
+// each run of letters and digits of 6 bytes or more that holds a letter and a digit and is
+// not found elsewhere in the input.
+func FuzzPasted(f *testing.F) {
+	clearEnv(f)
+	for i := range pastedForms {
+		f.Add(uint8(i), "app", "Tok3nX horse S3cretPW", "pool_size=2")
+		f.Add(uint8(i), "app", "QZa1x@QZb2x:QZc3x/QZd4x", "sslmod=require")
+		f.Add(uint8(i), "app", "Pa55word;x=1&y'z\"w", "max_overflows=1")
+		f.Add(uint8(i), "a b", "[YOUR-PASSWORD]", "application_name=x")
+	}
+	f.Fuzz(func(t *testing.T, form uint8, user, pw, extra string) {
+		build := pastedForms[int(form)%len(pastedForms)]
+		dsn, env := build(user, pw, extra)
+		if nd, _ := build("u", "p", extra); readsFiles(dsn) || readsFiles(nd) {
+			t.Skip()
+		}
+		frags := fragments(pw)
+		neutralDSN, neutralEnv := build(user, "", extra)
+		var outs []string
+		c, err := parsePasted(dsn, env)
+		outs = append(outs, outputs(t, c, err)...)
+		nc, nerr := parsePasted(neutralDSN, neutralEnv)
+		neutral := neutralDSN + user + extra + strings.Join(outputs(t, nc, nerr), "\n")
+		for k, v := range neutralEnv {
+			neutral += k + v
+		}
+		for _, fr := range frags {
+			if strings.Contains(neutral, fr) {
+				continue
+			}
+			for _, o := range outs {
+				if strings.Contains(o, fr) {
+					t.Fatalf("form %d: output shows %q of the password: %s", int(form)%len(pastedForms), fr, o)
+				}
+			}
+		}
+	})
+}
+
+// readsFiles reports whether pgconn would read a file named in s (as pasted, or its URL
+// decoded): the fuzzer must not point it at /dev/stdin and the like.
+func readsFiles(s string) bool {
+	conn, _, err := unpaste(s)
+	if err != nil {
+		conn = s
+	}
+	d, _ := parseDSN(conn)
+	for _, k := range fileKeys {
+		if strings.Contains(s, k) || d.has(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// parsePasted is Parse(dsn), or FromEnv over env when env is set.
+func parsePasted(dsn string, env map[string]string) (*Config, error) {
+	if env == nil {
+		return Parse(dsn)
+	}
+	var names []string
+	for k := range env {
+		if strings.HasPrefix(k, "DB_") {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return fromEnv(lookupMap(env), names)
+}
+
+// fragments returns the runs of ASCII letters and digits of s, 6 bytes or more, holding a
+// letter and a digit: what a reader could recognise as part of a password, unlike the words
+// and numbers that any output holds.
+func fragments(s string) []string {
+	var out []string
+	for _, run := range strings.FieldsFunc(s, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+	}) {
+		if len(run) >= 6 && strings.ContainsAny(run, "0123456789") &&
+			strings.IndexFunc(run, func(r rune) bool { return r > '9' }) >= 0 {
+			out = append(out, run)
 		}
 	}
 	return out

@@ -20,6 +20,7 @@ const (
 	keyLifetimeJitter  = "pool_max_conn_lifetime_jitter"
 	keyPooler          = "pooler"
 	keyKeepChannelBind = "pgsteady_keep_channel_binding"
+	keyAllowInsecure   = "pgsteady_allow_insecure"
 	keyChannelBinding  = "channel_binding"
 )
 
@@ -52,7 +53,7 @@ var keyRules = []keyRule{
 	{"pool_ping_timeout", "PingTimeout", "a duration > 0 such as 30s", "pgx", into(duration(false), func(r *reading) *time.Duration { return &r.c.PingTimeout })},
 	{keyPooler, "Pooler", "transaction, session or none", "", into(pooler, func(r *reading) *PoolerMode { return &r.c.Pooler })},
 	{keyKeepChannelBind, "KeepChannelBinding", "true or false", "", into(strconv.ParseBool, func(r *reading) *bool { return &r.c.KeepChannelBinding })},
-	{"pgsteady_allow_insecure", "AllowInsecure", "true or false", "", into(strconv.ParseBool, func(r *reading) *bool { return &r.c.AllowInsecure })},
+	{keyAllowInsecure, "AllowInsecure", "true or false", "", into(strconv.ParseBool, func(r *reading) *bool { return &r.c.AllowInsecure })},
 	{keyChannelBinding, "(removed unless kept)", "disable, prefer or require", "libpq", into(channelBinding, func(r *reading) *string { return &r.st.channelBinding })},
 }
 
@@ -101,7 +102,7 @@ func (c *Config) applyKeys(d *dsn, st *state) error {
 	}
 	for _, p := range d.params {
 		if strings.HasPrefix(p.key, "pool_") || strings.HasPrefix(p.key, "pgsteady_") {
-			return &Error{Field: p.key, Value: p.value, Limit: "a known option (see package config)"}
+			return unknownKeyError(p)
 		}
 	}
 	for _, k := range keyRules {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,51 +22,58 @@ import (
 // Every problem is an *[Error] naming the key, the value and the limit; no error contains the
 // password.
 func Parse(connString string) (*Config, error) {
-	connString, warning := dropDriver(connString)
-	d, err := parseDSN(connString)
-	if errors.Is(err, errRawAt) {
-		return nil, d.secrets().redactError(&Error{Field: "connection string", Value: d.redacted(),
-			Limit: "a URL with each '@' in the user name or password written as %40"})
-	}
+	conn, warnings, err := unpaste(connString)
 	if err != nil {
-		// The string does not split; let pgx say why (its error does not quote the string
-		// here: we replace it).
+		return nil, err // it quotes nothing
+	}
+	d, err := parseDSN(conn)
+	var kvErr *kvSyntaxError
+	switch {
+	case errors.Is(err, errRawAt):
+		// The string is not shown: what pgx would take for the host is the password's rest.
+		return nil, &Error{Field: "connection string",
+			Limit: "a URL with each '@' in the user name or password written as %40"}
+	case errors.As(err, &kvErr):
+		return nil, kvError(kvErr)
+	case err != nil:
+		// A URL that does not split: let pgx say why, in words of its own only.
 		sec := d.secrets()
-		_, perr := pgconn.ParseConfig(connString)
+		_, perr := pgconn.ParseConfig(conn)
 		if perr == nil {
 			perr = errors.New("invalid connection string")
 		}
-		return nil, parseError(perr, "…", sec)
+		return nil, parseError(perr, sec)
 	}
-	var warnings []string
-	if warning != "" {
-		warnings = append(warnings, warning)
-		if v, ok := d.sslAsSSLMode(); ok {
-			warnings = append(warnings, "ssl="+v+" read as sslmode="+v+" (asyncpg's spelling; pgx reads ssl only as ssl=true)")
-		}
+	if err := swallowedSecret(d); err != nil {
+		return nil, err
+	}
+	if v, ok := d.sslAsSSLMode(); ok {
+		warnings = append(warnings, "ssl="+v+" read as sslmode="+v+" (asyncpg's spelling; pgx reads ssl only as ssl=true)")
 	}
 	sec := d.secrets()
+	converted, err := convertForeign(d)
+	if err != nil {
+		return nil, sec.redactError(err)
+	}
 	c, err := parse(d, &sec)
 	if err != nil {
 		return nil, sec.redactError(err)
 	}
-	c.Warnings = append(warnings, c.Warnings...)
+	c.Warnings = append(append(warnings, converted...), c.Warnings...)
 	return c, nil
 }
 
-// dropDriver turns a SQLAlchemy URL's postgresql+driver:// scheme into postgresql:// and
-// returns a warning saying so, or s unchanged and "".
-func dropDriver(s string) (string, string) {
-	rest, ok := strings.CutPrefix(s, "postgresql+")
-	if !ok {
-		return s, ""
+// kvError is the error for a keyword/value string that does not split: it names the
+// position and the key before it, or, after a password, the password.
+func kvError(e *kvSyntaxError) error {
+	if e.afterSecret {
+		return &Error{Field: e.after, Err: fmt.Errorf("%s follows its value (byte %d); %s", e.what, e.pos, quoteHint)}
 	}
-	driver, rest, ok := strings.Cut(rest, "://")
-	if !ok || driver == "" || strings.TrimLeft(driver, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
-		return s, ""
+	where := fmt.Sprintf("at byte %d", e.pos)
+	if e.after != "" && knownKey(e.after) {
+		where += ", after " + e.after
 	}
-	return "postgresql://" + rest, "postgresql+" + driver + ":// read as postgresql:// (+" + driver +
-		" names a Python driver for SQLAlchemy; pgx needs none)"
+	return &Error{Field: "connection string", Err: fmt.Errorf("%s %s", e.what, where)}
 }
 
 func parse(d *dsn, sec *secrets) (*Config, error) {
@@ -74,17 +82,23 @@ func parse(d *dsn, sec *secrets) (*Config, error) {
 	if err := c.applyKeys(d, st); err != nil {
 		return nil, err
 	}
+	if err := checkKeys(d); err != nil {
+		return nil, err
+	}
 	pc, err := pgxpool.ParseConfig(d.String())
 	if err != nil {
-		return nil, parseError(err, d.redacted(), *sec)
+		return nil, parseError(err, *sec)
 	}
 	sec.add(pc.ConnConfig.Password)
+	if isPlaceholder(pc.ConnConfig.Password) {
+		return nil, placeholderError("password")
+	}
 	hosts := hostsOf(&pc.ConnConfig.Config)
 	if !st.poolerGiven && behindTransactionPooler(hosts) {
 		c.Pooler = PoolerTransaction
 	}
 	if hosts, err = requireTLS(d, hosts); err != nil {
-		return nil, parseError(err, d.redacted(), *sec)
+		return nil, parseError(err, *sec)
 	}
 	st.insecure = insecure(hosts)
 
@@ -100,4 +114,21 @@ func parse(d *dsn, sec *secrets) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// swallowedSecret refuses a keyword/value pair whose value took a password pair in (an
+// empty value takes the next word: "user= password=x" is user="password=x" to libpq, and
+// so does a backslash before the space): the password would be sent and shown as that
+// key's value.
+func swallowedSecret(d *dsn) error {
+	if d.url {
+		return nil
+	}
+	for _, p := range d.params {
+		if !isSecretKey(p.key) && strings.Contains(p.value, "password=") {
+			return &Error{Field: p.key, Err: errors.New("its value holds a password=... pair (an empty value, or a backslash before a space, " +
+				"takes the next word in); write " + p.key + "='...' or remove it")}
+		}
+	}
+	return nil
 }

@@ -147,9 +147,6 @@ func TestParseBadValues(t *testing.T) {
 		{"pgsteady_keep_channel_binding=perhaps", "pgsteady_keep_channel_binding"},
 		{"pgsteady_allow_insecure=yes", "pgsteady_allow_insecure"},
 		{"channel_binding=sometimes", "channel_binding"},
-		{"pool_szie=5", "pool_szie"},
-		{"pool_use_lifo=true", "pool_use_lifo"},
-		{"pgsteady_lazy=true", "pgsteady_lazy"},
 	}
 	for _, tc := range tests {
 		for form, dsn := range forms(tc.param) {
@@ -541,8 +538,8 @@ func TestParseRawAtInUserinfo(t *testing.T) {
 					t.Fatalf("error shows the password (or its tail): %v", err)
 				}
 			}
-			if !strings.Contains(e.Value, "example.com") {
-				t.Errorf("error %v does not show the host", err)
+			if e.Value != "" {
+				t.Errorf("error %v quotes the string", err)
 			}
 		})
 	}
@@ -614,15 +611,14 @@ func TestParseSQLAlchemySchemeErrorsHideThePassword(t *testing.T) {
 	}
 }
 
-// Only a driver name (lower-case letters, digits, '_') after "postgresql+" is dropped: other
-// strings are left for pgx to judge, and it refuses them.
+// Only a driver name (lower-case letters, digits, '_') after "postgresql+" or "postgres+" is
+// dropped: other strings are refused.
 func TestParseSQLAlchemySchemeOnlyDriverNames(t *testing.T) {
 	clearEnv(t)
 	for _, dsn := range []string{
 		"postgresql+://app:pw@db.example.com/app",
 		"postgresql+Psycopg2://app:pw@db.example.com/app",
 		"postgresql+a b://app:pw@db.example.com/app",
-		"postgres+psycopg2://app:pw@db.example.com/app",
 		"mysql+pymysql://app:pw@db.example.com/app",
 	} {
 		if _, err := Parse(dsn); err == nil {
@@ -642,15 +638,15 @@ func TestParseSQLAlchemyAsyncpgSSL(t *testing.T) {
 		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=require", "require", false},
 		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=verify-full&sslrootcert=system", "verify-full", false},
 		{"postgresql+asyncpg://u:pw@127.0.0.1/d?ssl=disable", "disable", false},
-		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=disable", "", true}, // plaintext to a remote host
-		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=true", "", false},   // pgx's alias, left alone
-		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=require&sslmode=verify-full&sslrootcert=system", "", false},
+		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=disable", "", true},                                        // plaintext to a remote host
+		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=true", "", false},                                          // pgx's alias, left alone
+		{"postgresql+asyncpg://u:pw@db.example.com/d?ssl=require&sslmode=verify-full&sslrootcert=system", "", true}, // pgx would send ssl to the server
 	}
 	for _, tc := range tests {
 		t.Run(tc.dsn, func(t *testing.T) {
 			c, err := Parse(tc.dsn)
 			if tc.wantErr {
-				if e := asError(t, err); e.Field != "sslmode" {
+				if e := asError(t, err); e.Field != "sslmode" && e.Field != "ssl" {
 					t.Fatalf("Parse = %v, want an sslmode error", err)
 				}
 				return
@@ -673,12 +669,13 @@ func TestParseSQLAlchemyAsyncpgSSL(t *testing.T) {
 			}
 		})
 	}
-	// In a plain postgres:// URL, ssl=require stays what pgx makes of it.
+	// In a plain postgres:// URL too (asyncpg's and node-postgres's spelling): pgx would
+	// send ssl=require to the server, which refuses it.
 	c, err := Parse("postgresql://u:pw@127.0.0.1/d?ssl=require")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := parseDSN(c.st.conn); !d.has("ssl") || d.has("sslmode") {
-		t.Errorf("plain URL rewritten: %q", c.st.shown)
+	if d, _ := parseDSN(c.st.conn); d.has("ssl") || !d.has("sslmode") {
+		t.Errorf("plain URL not rewritten: %q", c.st.shown)
 	}
 }

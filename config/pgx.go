@@ -39,7 +39,7 @@ func (c *Config) PgxPoolConfig() (*pgxpool.Config, error) {
 	}
 	pc, err := pgxpool.ParseConfig(c.st.conn)
 	if err != nil {
-		return nil, parseError(err, c.st.shown, c.st.secrets)
+		return nil, parseError(err, c.st.secrets)
 	}
 	pc.MaxConns = int32(c.MaxConns())
 	pc.MinConns = 0
