@@ -13,8 +13,10 @@ import (
 // the closest known key. Without this check a typo such as sslmod or max_overflows would
 // be sent to the server as a setting and fail there (FATAL 42704) or, worse, pass silently.
 
-// pgSettingsText lists PostgreSQL's run-time settings that a session can set (from the
-// server's documentation, version 17), one per line.
+// pgSettingsText lists PostgreSQL's run-time settings that a session can set, one per line:
+// every setting of context user, superuser, backend or superuser-backend that PostgreSQL 15's
+// `postgres --describe-config` lists (checked on 2026-12-03), and those that versions 16 and 17
+// added (from their documentation).
 //
 //go:embed pgsettings.txt
 var pgSettingsText string
