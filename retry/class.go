@@ -91,9 +91,6 @@ const (
 	//
 	//   - 40001 serialization_failure and 40P01 deadlock_detected, so that a
 	//     concurrent transaction could proceed;
-	//   - 25006 read_only_sql_transaction: the server refused a write because
-	//     it is (now) a standby, typically a primary demoted by a failover
-	//     (the connection should be dropped: see [Discard]);
 	//   - 0A000 "cached plan must not change result type": a prepared
 	//     statement whose result columns changed (ALTER TABLE) was refused
 	//     before it ran; pgx drops it from its cache, and the next attempt

@@ -461,12 +461,17 @@ func classifyCode(code, message, routine string) Class {
 		"40P01": // deadlock_detected
 		return Conflict
 	case "25006": // read_only_sql_transaction
-		// The server refused a write because the transaction is read-only:
-		// it is a standby, typically a primary demoted by a failover (the
-		// connection should go: see Discard). The check comes before the
-		// write, and the error aborts the transaction, so nothing of it
-		// committed.
-		return Conflict
+		// The server refused a write because the transaction is read-only.
+		// Nothing of it committed, but running it again helps only after a
+		// failover (a demoted or fenced primary), and the same error comes
+		// from the application's own READ ONLY transaction, a role or
+		// database made read-only, or a replica it writes to by mistake:
+		// retried blindly, those become retry storms. Only the server can tell
+		// which (pg_is_in_recovery, pg_settings.source), so the error alone is
+		// Permanent; package pool asks, and returns the errors it confirmed as
+		// a failover with class NotSent (see pool's failover.go, the owner of
+		// this rule).
+		return Permanent
 	case "0A000": // feature_not_supported
 		if routine == "RevalidateCachedQuery" ||
 			strings.Contains(strings.ToLower(message), "cached plan must not change result type") {

@@ -22,7 +22,7 @@
 //	|-----------|--------------------------------------------------|--------------------------------------|
 //	| NotSent   | it did not run the statement                     | any statement                        |
 //	| Conflict  | it rolled the transaction back (40001, 40P01,    | the statement alone when it was the  |
-//	|           | 25006 read-only, a stale cached plan 0A000)      | whole transaction; else the whole Tx |
+//	|           | a stale cached plan 0A000)                       | whole transaction; else the whole Tx |
 //	| ConnLost  | unknown: the connection died, it may have run    | idempotent work, a whole transaction |
 //	| Permanent | anything else, or unknown                        | nothing                              |
 //

@@ -61,22 +61,16 @@ func MayRetryLater(err error) bool {
 //
 //	| err                                               | Discard | why                                                       |
 //	|---------------------------------------------------|---------|-----------------------------------------------------------|
-//	| 25006 read_only_sql_transaction                   | true    | the server is a standby (a demoted primary after failover) |
 //	| a FATAL or PANIC *pgconn.PgError                  | true    | the server ended the session                               |
 //	| a [ConnLost] error                                | true    | the connection broke mid-statement; its state is unknown   |
 //	| anything else, nil                                | false   | the connection is as good as before                        |
 //
-// 25006 is the case that matters: the connection is alive and would refuse
-// every write that comes on it, for as long as it lives, while a new
-// connection (after DNS or a multi-host DSN points at the new primary)
-// reaches a server that accepts them. HikariCP lacks this eviction
-// (brettwooldridge/HikariCP#1802, #2185; #1556 saw 30 minutes of failed
-// INSERTs); AWS's drivers treat 25006 as a failover signal. A transaction the
-// application itself declared READ ONLY gets 25006 too, and then the
-// connection is replaced for nothing, which costs one new connection.
-//
-// After the other two pgx has usually closed the connection already; Discard
-// says true so that a pool need not rely on that.
+// After those pgx has usually closed the connection already; Discard says
+// true so that a pool need not rely on that. A 25006 (read-only transaction)
+// is not among them: it condemns the connection only when its server is a
+// demoted or fenced primary, which the error alone cannot tell from an
+// application's read-only transaction, role or replica (package pool asks the
+// server).
 func Discard(err error) bool {
 	if err == nil {
 		return false
@@ -87,7 +81,7 @@ func Discard(err error) bool {
 		if sev == "" {
 			sev = pgErr.Severity
 		}
-		if pgErr.Code == "25006" || sev == "FATAL" || sev == "PANIC" {
+		if sev == "FATAL" || sev == "PANIC" {
 			return true
 		}
 	}

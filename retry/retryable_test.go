@@ -43,7 +43,7 @@ func TestMayRetryLater(t *testing.T) {
 		{"server starting", fatal("57P03", "the database system is starting up"), true},
 		{"connection lost", io.ErrUnexpectedEOF, true},
 		{"serialization failure", pgErr("40001", "could not serialize"), true},
-		{"demoted primary", pgErr("25006", "cannot execute UPDATE in a read-only transaction"), true},
+		{"read-only transaction (unconfirmed)", pgErr("25006", "cannot execute UPDATE in a read-only transaction"), false},
 		{"Neon compute waking", fatal("XX000", "Couldn't connect to compute node"), true},
 		{"unique violation", unique, false},
 		{"wrong password", fatal("28P01", "password authentication failed"), false},
@@ -81,8 +81,7 @@ func TestDiscard(t *testing.T) {
 		want bool
 	}{
 		{"nil", nil, false},
-		{"25006 demoted primary", pgErr("25006", "cannot execute INSERT in a read-only transaction"), true},
-		{"25006 wrapped", fmt.Errorf("insert licence: %w", pgErr("25006", "cannot execute INSERT in a read-only transaction")), true},
+		{"25006 (unconfirmed)", pgErr("25006", "cannot execute INSERT in a read-only transaction"), false},
 		{"FATAL admin shutdown", fatal("57P01", "terminating connection due to administrator command"), true},
 		{"FATAL idle-session timeout", fatal("57P05", "terminating connection due to idle-session timeout"), true},
 		{"FATAL, translated severity", &pgconn.PgError{Severity: "SCHWERWIEGEND", SeverityUnlocalized: "FATAL", Code: "57P01"}, true},
