@@ -96,10 +96,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horizon = d } }
 
 // WithConnectPacing sets how fast the pool opens connections while it recovers from an outage
-// (for recoverFor after opening a connection failed, or a failover was suspected: a server that
+// (for 10 s after opening a connection failed, or after a confirmed failover: a server that
 // was down or has moved, which every replica of a service meets at the same moment; a killed
-// backend or a dropped flow alone, with the server up, is not paced): burst at once, then rate a second, each wait with a random jitter of up to one
-// interval, so that many replicas of a service coming back together do not open thousands of
+// backend or a dropped flow alone, with the server up, is not paced): burst at once, then rate
+// a second, each wait with a random jitter of up to one interval, so that many replicas of a service coming back together do not open thousands of
 // connections in the same instant (a TLS handshake storm). Default 10 a second after a burst
 // of 4; rate <= 0 turns pacing off. Outside recovery, connections open as fast as callers need.
 func WithConnectPacing(rate float64, burst int) Option {

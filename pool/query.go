@@ -93,6 +93,12 @@ func (q Querier) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 	return &row{p: q.p, on: q.on, ctx: ctx, sql: sql, args: args}
 }
 
+// CopyFrom is [Pool.CopyFrom]: only acquiring the connection is retried, since src cannot be
+// read twice. It is here so that a Querier satisfies sqlc's DBTX for :copyfrom queries too.
+func (q Querier) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	return q.p.CopyFrom(ctx, table, columns, src)
+}
+
 // SendBatch is [Pool.SendBatch] with the Querier's retries.
 func (q Querier) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return q.p.sendBatch(ctx, q.on, b)

@@ -151,7 +151,11 @@ const (
 	// every class but [Permanent], like [Idempotent], because a transaction
 	// whose COMMIT was not in flight when the connection was lost did not
 	// commit. (A COMMIT whose outcome is unknown is the caller's to resolve
-	// before retrying; pgsteady's pool does.)
+	// before retrying; pgsteady's pool does.) It is the same set as
+	// [Idempotent] for a different reason, and named apart so that a call
+	// site says which reason it relies on: were either rule to change (a
+	// class that is safe for one and not the other), the call sites would
+	// not need reading again.
 	Transaction = Classes(1<<NotSent | 1<<ConnLost | 1<<Conflict)
 )
 

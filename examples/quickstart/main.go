@@ -2,7 +2,7 @@
 // environment, runs a read that is retried even after a lost connection, runs a transaction
 // that is retried as a whole, and prints the pool's statistics.
 //
-//	DATABASE_URL='postgres://user:password@host/db?sslmode=require' go run ./examples/quickstart
+//	DATABASE_URL='postgres://user:password@host/db?sslmode=require' go -C examples run ./quickstart
 //
 // The seed's DB_USER, DB_PASSWORD, DB_HOST, DB_PORT, DB_NAME and DB_SSLMODE work too. With none
 // of them it runs on the same disposable PostgreSQL as docapi (in Docker, else from the
