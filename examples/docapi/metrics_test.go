@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,7 +139,48 @@ func TestMetricsThroughOpenTelemetry(t *testing.T) {
 			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
 		}
 	}
+
+	// Every series the README's /metrics excerpt shows is served, with its labels.
+	for _, line := range readmeMetrics(t) {
+		series, _, _ := strings.Cut(line, " ")
+		name, labels, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+		var want []string
+		for l := range strings.SplitSeq(labels, ",") {
+			if l != "" {
+				want = append(want, l)
+			}
+		}
+		if _, ok := sample(name, want...); !ok {
+			t.Errorf("the README shows %q, which /metrics does not serve:\n%s", line, body)
+		}
+	}
 	if !bytes.Contains(body, []byte("# TYPE db_client_connection_wait_time_seconds histogram")) {
 		t.Errorf("db_client_connection_wait_time_seconds is not a histogram:\n%s", body)
 	}
+}
+
+// readmeMetrics returns the sample lines of the README's /metrics excerpt: the lines after the
+// curl of /metrics, up to the next command.
+func readmeMetrics(t *testing.T) []string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for line := range strings.SplitSeq(string(readme), "\n") {
+		switch {
+		case strings.HasPrefix(line, "$ ") && strings.Contains(line, "/metrics"):
+			in = true
+		case strings.HasPrefix(line, "$ ") || strings.HasPrefix(line, "```"):
+			in = false
+		case in && line != "":
+			out = append(out, line)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no /metrics excerpt in the README")
+	}
+	return out
 }
