@@ -215,7 +215,7 @@ func (p *Pool) resolveCommit(ctx context.Context, start time.Time, ref xact.Ref,
 
 // rollback rolls tx back, bounded in time even when the caller's ctx is done.
 func rollback(tx pgx.Tx) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), xact.CleanupTimeout)
 	defer cancel()
 	tx.Rollback(ctx)
 }

@@ -312,7 +312,7 @@ func transportClass(e error) (Class, bool) {
 const pgxModule = "github.com/jackc/pgx/v5"
 
 // pgsteadyModule is this module's path: its error types (the pool's
-// AmbiguousCommitError, PoolTimeoutError) wrap without hiding.
+// AmbiguousCommitError, TimeoutError) wrap without hiding.
 const pgsteadyModule = "github.com/pgsteady/pgsteady/"
 
 // fromConnection reports whether e itself (not what it wraps) was made by

@@ -14,7 +14,7 @@ import (
 )
 
 // laterErr says for itself whether a later attempt may succeed, as the
-// pool's AmbiguousCommitError and PoolTimeoutError do.
+// pool's AmbiguousCommitError and TimeoutError do.
 type laterErr struct {
 	later bool
 	err   error
@@ -24,7 +24,7 @@ func (e *laterErr) Error() string       { return "later: " + e.err.Error() }
 func (e *laterErr) Unwrap() error       { return e.err }
 func (e *laterErr) MayRetryLater() bool { return e.later }
 
-// timeoutErr stands for pool.PoolTimeoutError: it unwraps to
+// timeoutErr stands for pool.TimeoutError: it unwraps to
 // context.DeadlineExceeded.
 type timeoutErr struct{}
 

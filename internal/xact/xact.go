@@ -26,22 +26,21 @@ import (
 // pg_xact_status fails with SQLSTATE 22023 "transaction ID N is in the
 // future". Both mean the outcome cannot be learned here.
 //
-// How Tx should use it:
+// How package pool's Tx uses it (tx.go):
 //
-//	b := &pgx.Batch{}
-//	b.BeginTx(opts)                 // BEGIN, first in the batch
-//	b.Queue(currentSQL)         // the id, in the same round trip
-//	tx, ref, err := Begin(ctx, conn, opts)   // does the above
+//	tx, ref, err := Begin(ctx, conn, opts) // BEGIN and the id in one round trip
 //	... fn(tx) ...
 //	err = tx.Commit(ctx)
-//	if Uncertain(err) {                        // the answer was lost
-//	    // ctx may be what ended COMMIT: give the lookup a budget of its own
-//	    rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
-//	    st, lerr := Resolve(rctx, p.pgx, ref)    // on another connection
-//	    cancel()
-//	    committed: return nil; aborted: rerun fn under the policy;
-//	    in progress or unknown: *AmbiguousCommitError{Xid: ref.xid, Err: errors.Join(err, lerr)}
+//	if Uncertain(err) {                    // the answer was lost
+//	    release conn                       // its slot serves the lookup, in a full pool too
+//	    rctx := the call's acquire budget, within ctx
+//	    st, lerr := Resolve(rctx, pool, ref) // on another connection
+//	    committed: return nil; aborted: run fn again under the policy;
+//	    in progress or unknown: *AmbiguousCommitError{Xid: ref.Xid(), Err: errors.Join(err, lerr)}
 //	}
+//
+// and skips the id where the outcome cannot matter or cannot be had: a
+// read-only transaction, and a hot standby (in_hot_standby, or its 25006).
 //
 // Asking for the id assigns one to a transaction that has none yet, that is
 // to one that has not written anything: a read-only transaction then uses up
@@ -171,7 +170,7 @@ func Begin(ctx context.Context, c BatchSender, opts pgx.TxOptions) (pgx.Tx, Ref,
 	}
 	if err != nil {
 		if tx != nil {
-			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			rctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout)
 			tx.Rollback(rctx)
 			cancel()
 		}
@@ -183,6 +182,11 @@ func Begin(ctx context.Context, c BatchSender, opts pgx.TxOptions) (pgx.Tx, Ref,
 	}
 	return tx, Ref{xid: xid, stamp: stamp}, nil
 }
+
+// CleanupTimeout bounds the clean-up that follows a failure (a rollback), which runs even when
+// the caller's context has ended: long enough for a server under load, short enough that a dead
+// flow does not hold a caller.
+const CleanupTimeout = 5 * time.Second
 
 // RowQuerier runs one query: *pgxpool.Pool (a connection of its own for each
 // call) and *pgx.Conn satisfy it.
