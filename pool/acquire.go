@@ -152,7 +152,7 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, e
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		p.lastConnErr.set(err)
-		p.outage()
+		p.outage(ctx, err)
 	}
 	return nil, err
 }

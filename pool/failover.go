@@ -210,7 +210,7 @@ var roleSources = map[string]bool{"user": true, "database": true, "database user
 func (p *Pool) failover(ctx context.Context, err error, why string) {
 	raise(&p.conns.openedBefore, time.Now().UnixNano())
 	p.stats.failovers.Add(1)
-	p.outage()
+	p.outage(ctx, errors.New("failover confirmed: "+why))
 	p.logs.warn(ctx, p.log, "pgsteady: failover confirmed: replacing every connection opened before now", "confirmed_by", why, "err", err)
 }
 

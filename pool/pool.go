@@ -397,11 +397,13 @@ func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry
 // recoverFor is how long after an outage signal new connections are paced.
 const recoverFor = 10 * time.Second
 
-// outage records a sign that the server was down or has moved (a failed connect, a suspected
-// failover): new connections are paced for recoverFor.
-func (p *Pool) outage() {
+// outage records a sign, confirmed by why, that the server was down or has moved (a failed
+// connect, a confirmed failover): new connections are paced for recoverFor, and the log says
+// why.
+func (p *Pool) outage(ctx context.Context, why error) {
 	if p.pace != nil {
 		p.recovering.Store(time.Now().Add(recoverFor).UnixNano())
+		p.logs.info(ctx, p.log, "pgsteady: pacing new connections while the server recovers", "for", recoverFor, "confirmed_by", why)
 	}
 }
 
