@@ -198,7 +198,7 @@ func (r *contractRun) stored(key string) int {
 
 // checkReactions holds the pool's reactions to their confirmations: the schedule has no
 // failover, so no pool may have believed one; every idle horizon learned was confirmed by a
-// fresh connection, as its log line says.
+// fresh connection, as its log line says; connections were paced only after a logged outage.
 func (r *contractRun) checkReactions() {
 	for _, p := range []*pool.Pool{r.p, r.ro} {
 		if p == nil {
@@ -214,6 +214,9 @@ func (r *contractRun) checkReactions() {
 	}
 	if logged := r.logs.count("pgsteady: learned an idle horizon", "confirmed_by"); logged != learned {
 		r.violate("Stats say %d idle horizons learned, the logs confirm %d", learned, logged)
+	}
+	if st := r.p.Stats(); st.Paced > 0 && r.logs.count("pgsteady: pacing new connections", "confirmed_by") == 0 {
+		r.violate("Stats say %d connections were paced, and no log line says what confirmed the outage", st.Paced)
 	}
 	if n := r.logs.count("pgsteady: failover confirmed", ""); n != 0 {
 		r.violate("the logs confirm %d failovers, and the schedule has none", n)
