@@ -47,9 +47,41 @@ func knownKey(key string) bool {
 			return true
 		}
 	}
-	// PostgreSQL's setting names are case-insensitive; a name with a '.' is a custom
-	// setting (an extension's, or an application's own placeholder).
-	return pgSettings[strings.ToLower(key)] || strings.Contains(strings.Trim(key, "."), ".")
+	// PostgreSQL's setting names are case-insensitive; a name of identifiers joined by '.' is
+	// a custom setting (an extension's, or an application's own placeholder).
+	return pgSettings[strings.ToLower(key)] || customSetting(key)
+}
+
+// customSetting reports whether key is a custom setting's name: two or more identifiers
+// joined by '.'.
+func customSetting(key string) bool {
+	parts := strings.Split(key, ".")
+	if len(parts) < 2 {
+		return false
+	}
+	for _, part := range parts {
+		if !settingName(part) {
+			return false
+		}
+	}
+	return true
+}
+
+// settingName reports whether s is an identifier: a letter or '_', then letters, digits, '_'
+// or '$'.
+func settingName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c == '_', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c == '$' || c >= '0' && c <= '9'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // suggestion returns the known key closest to key, or "" when none is close.
@@ -95,6 +127,12 @@ func editDistance(a, b string) int {
 // password in a keyword/value string is likely the rest of an unquoted password holding a
 // space, so the error then names the password and never the key.
 func unknownKeyError(p dsnParam) error {
+	if !customSetting(p.key) && !settingName(strings.ReplaceAll(p.key, "-", "_")) {
+		// Not even shaped like a name: most likely a piece of a user name or password that
+		// a raw '@', '?' or '/' cut off. It is not named.
+		return &Error{Field: "connection string", Err: fmt.Errorf("%w: a key holds characters no setting name has; "+
+			"if a user name or password holds @, ?, /, : or #, percent-encode it (%%40, %%3F, %%2F, %%3A, %%23)", ErrUnknownKey)}
+	}
 	s := suggestion(p.key)
 	switch {
 	case p.afterSecret && s == "":
