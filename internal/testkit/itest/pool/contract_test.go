@@ -1264,6 +1264,9 @@ func (r *contractRun) checkWrites() {
 			r.violate("%v: the write is stored but the error says nothing was sent: %v (%T)", c, c.err, c.err)
 		}
 	}
+	// The procedure that commits then deadlocks stores its key on purpose, outside the
+	// schedule's calls; checkApplicationErrors counts it.
+	known[fmt.Sprintf("s%d-after", r.seed)] = true
 	for k, n := range stored {
 		if !known[k] {
 			r.violate("row %q stored %d times by no call that returned", k, n)
