@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
+	"github.com/pgsteady/pgsteady/pool"
 )
 
 // serverSessions counts the sessions the server established to the database of dsn
@@ -53,13 +54,17 @@ func (s *serverSessions) count(t *testing.T) int64 {
 // TestBurstsDoNotChurnConnections runs the burst schedule of issue 22: 40 callers fire together
 // every 500 ms. The pool opens its overflow for the first burst and keeps it through the
 // next ones: in the whole run at most Size + Overflow connections are opened, counted by the
-// pool and by the server.
+// pool and by the server. Once the bursts stop, the overflow closes after
+// OverflowIdleTimeout, down to Size.
 func TestBurstsDoNotChurnConnections(t *testing.T) {
 	dsn := freshDB(t)
 	sessions := newServerSessions(t, dsn)
 	before := sessions.count(t)
 	const size, overflow, callers, bursts = 4, 8, 40, 10
-	p := newPool(t, dsn, func(c *config.Config) { c.Size, c.Overflow = size, overflow })
+	const overflowIdle = 2 * time.Second // longer than the gap between bursts
+	p := newPool(t, dsn, func(c *config.Config) {
+		c.Size, c.Overflow, c.OverflowIdleTimeout = size, overflow, overflowIdle
+	})
 
 	ctx := t.Context()
 	var mu sync.Mutex
@@ -86,6 +91,12 @@ func TestBurstsDoNotChurnConnections(t *testing.T) {
 		<-tick.C
 	}
 	st := p.Stats()
+	// Once the bursts stop, the overflow goes after OverflowIdleTimeout, and Size stay.
+	var after pool.Stats
+	waitFor(t, func() bool { after = p.Stats(); return after.TotalConns == size })
+	if after.OverflowClosed != overflow || after.IdleConns != size || after.Opened != st.Opened {
+		t.Fatalf("after the bursts: %+v", after)
+	}
 	p.Close()
 	if len(failed) > 0 {
 		t.Fatalf("%d of %d requests failed, first: %v", len(failed), len(waits), failed[0])
@@ -95,8 +106,8 @@ func TestBurstsDoNotChurnConnections(t *testing.T) {
 	var server int64
 	waitFor(t, func() bool { server = sessions.count(t) - before; return server >= st.Opened })
 	slices.Sort(waits)
-	t.Logf("%d requests in %d bursts of %d: opened %d (server: %d sessions), overflow closed %d; p50 %v, p99 %v, max %v",
-		len(waits), bursts, callers, st.Opened, server, st.OverflowClosed,
+	t.Logf("%d requests in %d bursts of %d: opened %d (server: %d sessions), overflow closed %d during the bursts and %d after; p50 %v, p99 %v, max %v",
+		len(waits), bursts, callers, st.Opened, server, st.OverflowClosed, after.OverflowClosed,
 		waits[len(waits)/2], waits[len(waits)*99/100], waits[len(waits)-1])
 	if st.Opened > size+overflow || server > size+overflow {
 		t.Fatalf("opened %d connections (server: %d sessions) for bursts of %d callers, limit Size+Overflow = %d: the overflow was closed between bursts",
