@@ -114,3 +114,93 @@ func TestBurstsDoNotChurnConnections(t *testing.T) {
 			st.Opened, server, callers, size+overflow)
 	}
 }
+
+// backend is one server session as pg_stat_activity shows it.
+type backend struct {
+	pid         int
+	started     time.Time
+	stateChange time.Time // when it last began or ended a statement
+	query       string    // its last statement
+}
+
+// backends lists the client sessions of the database.
+func (s *serverSessions) backends(t *testing.T) map[int]backend {
+	t.Helper()
+	if _, err := s.admin.Exec(t.Context(), "SELECT pg_stat_clear_snapshot()"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.admin.Query(t.Context(), `SELECT pid, backend_start, coalesce(state_change, backend_start), coalesce(query, '')
+		FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`, s.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := map[int]backend{}
+	for rows.Next() {
+		var b backend
+		if err := rows.Scan(&b.pid, &b.started, &b.stateChange, &b.query); err != nil {
+			t.Fatal(err)
+		}
+		bs[b.pid] = b
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return bs
+}
+
+// TestIdlePoolSendsNothing: after a warm-up, a pool with no callers sends no statement to the
+// server (a serverless database such as Neon suspends only when no queries arrive) and opens
+// no connection, while its background work runs: the overflow closing after
+// OverflowIdleTimeout, pgxpool's health check, the keepalive loop. The server says so:
+// pg_stat_activity's state_change of every session stays as it was, and no session appears.
+func TestIdlePoolSendsNothing(t *testing.T) {
+	dsn := freshDB(t)
+	sessions := newServerSessions(t, dsn)
+	const size, overflow = 2, 6
+	p := newPool(t, dsn, func(c *config.Config) {
+		c.Size, c.Overflow, c.WarmUp = size, overflow, true
+		c.OverflowIdleTimeout = time.Second
+		c.HealthCheckPeriod = 500 * time.Millisecond
+	})
+	ctx := t.Context()
+	for range 3 { // bursts, so that the overflow opens too
+		var wg sync.WaitGroup
+		for w := range size + overflow {
+			wg.Go(func() {
+				var v string
+				if err := p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", 1+w).Scan(&v); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	opened := p.Stats().Opened
+	before := sessions.backends(t)
+	if len(before) <= size {
+		t.Fatalf("the warm-up left %d sessions, want the overflow too", len(before))
+	}
+	// No callers: wait until the overflow has gone, then a little longer (several rounds of
+	// every background loop).
+	waitFor(t, func() bool { return p.Stats().TotalConns == size })
+	time.Sleep(3 * time.Second)
+	after := sessions.backends(t)
+	st := p.Stats()
+	t.Logf("sessions after the warm-up %d, after the quiet period %d; stats %+v", len(before), len(after), st)
+	if st.Opened != opened {
+		t.Errorf("the pool opened %d connections with no callers", st.Opened-opened)
+	}
+	for pid, b := range after {
+		was, ok := before[pid]
+		switch {
+		case !ok:
+			t.Errorf("session %d appeared with no callers (last statement %q)", pid, b.query)
+		case !b.stateChange.Equal(was.stateChange):
+			t.Errorf("session %d ran a statement with no callers: %q at %v (before: %q at %v)",
+				pid, b.query, b.stateChange, was.query, was.stateChange)
+		}
+	}
+	if len(after) != size {
+		t.Errorf("%d sessions after the quiet period, want Size = %d", len(after), size)
+	}
+}
