@@ -2,12 +2,14 @@ package pool_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
@@ -66,30 +68,10 @@ func TestBurstsDoNotChurnConnections(t *testing.T) {
 		c.Size, c.Overflow, c.OverflowIdleTimeout = size, overflow, overflowIdle
 	})
 
-	ctx := t.Context()
-	var mu sync.Mutex
-	var waits []time.Duration
-	var failed []error
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for b := range bursts {
-		var wg sync.WaitGroup
-		for w := range callers {
-			wg.Go(func() {
-				start := time.Now()
-				var v string
-				err := p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", 1+(b*callers+w)%100).Scan(&v)
-				mu.Lock()
-				defer mu.Unlock()
-				waits = append(waits, time.Since(start))
-				if err != nil {
-					failed = append(failed, err)
-				}
-			})
-		}
-		wg.Wait()
-		<-tick.C
-	}
+	waits, failed := runBursts(t, callers, bursts, func(ctx context.Context, k int) error {
+		var v string
+		return p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v)
+	})
 	st := p.Stats()
 	// Once the bursts stop, the overflow goes after OverflowIdleTimeout, and Size stay.
 	var after pool.Stats
@@ -105,14 +87,66 @@ func TestBurstsDoNotChurnConnections(t *testing.T) {
 	// the pool's connections (not for more: a churning pool would show here too).
 	var server int64
 	waitFor(t, func() bool { server = sessions.count(t) - before; return server >= st.Opened })
-	slices.Sort(waits)
-	t.Logf("%d requests in %d bursts of %d: opened %d (server: %d sessions), overflow closed %d during the bursts and %d after; p50 %v, p99 %v, max %v",
-		len(waits), bursts, callers, st.Opened, server, st.OverflowClosed, after.OverflowClosed,
-		waits[len(waits)/2], waits[len(waits)*99/100], waits[len(waits)-1])
+	t.Logf("pgsteady: %d requests in %d bursts of %d: opened %d (server: %d sessions), overflow closed %d during the bursts and %d after; %s",
+		len(waits), bursts, callers, st.Opened, server, st.OverflowClosed, after.OverflowClosed, percentiles(waits))
+
+	// Bare pgxpool in the same run, for comparison only: it caps at max(4, CPUs) and queues.
+	before = sessions.count(t)
+	bare, err := pgxpool.New(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bareWaits, bareFailed := runBursts(t, callers, bursts, func(ctx context.Context, k int) error {
+		var v string
+		return bare.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v)
+	})
+	bareOpened := bare.Stat().NewConnsCount()
+	bare.Close()
+	waitFor(t, func() bool { server = sessions.count(t) - before; return server >= bareOpened })
+	t.Logf("pgxpool:  %d requests, %d failed: opened %d (server: %d sessions), MaxConns %d; %s",
+		len(bareWaits), len(bareFailed), bareOpened, server, bare.Config().MaxConns, percentiles(bareWaits))
 	if st.Opened > size+overflow || server > size+overflow {
 		t.Fatalf("opened %d connections (server: %d sessions) for bursts of %d callers, limit Size+Overflow = %d: the overflow was closed between bursts",
 			st.Opened, server, callers, size+overflow)
 	}
+}
+
+// runBursts fires callers calls of query together, bursts times, one burst every 500 ms (or
+// when the previous one has ended, if later), and returns how long each call took and the
+// errors.
+func runBursts(t *testing.T, callers, bursts int, query func(ctx context.Context, k int) error) (waits []time.Duration, failed []error) {
+	ctx := t.Context()
+	var mu sync.Mutex
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for b := range bursts {
+		var wg sync.WaitGroup
+		for w := range callers {
+			wg.Go(func() {
+				start := time.Now()
+				err := query(ctx, 1+(b*callers+w)%100)
+				mu.Lock()
+				defer mu.Unlock()
+				waits = append(waits, time.Since(start))
+				if err != nil {
+					failed = append(failed, err)
+				}
+			})
+		}
+		wg.Wait()
+		<-tick.C
+	}
+	return waits, failed
+}
+
+// percentiles describes waits (which it sorts): p50, p99, max.
+func percentiles(waits []time.Duration) string {
+	if len(waits) == 0 {
+		return "no requests"
+	}
+	slices.Sort(waits)
+	return fmt.Sprintf("p50 %v, p99 %v, max %v", waits[len(waits)/2].Round(time.Microsecond),
+		waits[len(waits)*99/100].Round(time.Microsecond), waits[len(waits)-1].Round(time.Microsecond))
 }
 
 // backend is one server session as pg_stat_activity shows it.
