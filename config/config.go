@@ -107,10 +107,21 @@ const (
 	// long-idle connection is closed within 10% of DefaultRecycle.
 	DefaultHealthCheckPeriod = 30 * time.Second
 	// DefaultIdleTimeout closes a connection idle this long (pgx: 30 minutes). Two minutes is
-	// short enough that overflow connections opened for a burst go away soon after it and
-	// that a connection idle through a Neon auto-suspend (5 minutes) is gone before it could
-	// be handed out, and long enough that a steady trickle of requests reuses connections.
+	// short enough that a connection idle through a Neon auto-suspend (5 minutes) is gone
+	// before it could be handed out, and long enough that a steady trickle of requests reuses
+	// connections. (Overflow connections go sooner: DefaultOverflowIdleTimeout.)
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultOverflowIdleTimeout is 30 s: an overflow connection (one beyond Size) is closed
+	// once it has been idle this long, so that traffic coming in bursts (callers that fire
+	// together every few hundred milliseconds or seconds: a web service behind a load
+	// balancer, a batch that fans out) keeps its overflow between bursts instead of paying a
+	// new connection (TCP, TLS, authentication, a server process) for every request above
+	// Size, while the server gets its processes back half a minute after a spike. SQLAlchemy
+	// closes an overflow connection as soon as it is returned while pool_size are idle (0
+	// here), which opened a connection for nearly every request of such bursts; HikariCP
+	// closes connections above minimumIdle after idleTimeout (10 minutes, at least 10 s) of
+	// disuse; Npgsql prunes after 300 s.
+	DefaultOverflowIdleTimeout = 30 * time.Second
 )
 
 // TCP keepalive probing after [Config.KeepAlive] of idleness: one probe every
@@ -135,8 +146,8 @@ type Config struct {
 	Size int
 	// Overflow is the number of extra connections opened under load (SQLAlchemy
 	// max_overflow), so the pool has at most Size+Overflow connections ([Config.MaxConns]).
-	// An overflow connection is closed when it is returned while Size connections are idle
-	// (done by package pool; a bare pgxpool closes it after IdleTimeout). Must be >= 0.
+	// An overflow connection is closed once it has been idle OverflowIdleTimeout (done by
+	// package pool; a bare pgxpool closes it after IdleTimeout). Must be >= 0.
 	// Default [DefaultOverflow] (20). Connection string: max_overflow; pool_max_conns gives
 	// Size+Overflow.
 	Overflow int
@@ -185,6 +196,13 @@ type Config struct {
 	// without (pgxpool MaxConnIdleTime). Must be > 0. Default [DefaultIdleTimeout] (2 min).
 	// Connection string: pool_max_conn_idle_time.
 	IdleTimeout time.Duration
+	// OverflowIdleTimeout closes connections beyond Size once they have been idle this long
+	// (those idle longest first, never below Size), so that the overflow opened for one burst
+	// of callers serves the next ones. 0 closes an overflow connection when it is returned
+	// while Size connections are idle, as SQLAlchemy's QueuePool does. Must be between 0 and
+	// IdleTimeout. Default [DefaultOverflowIdleTimeout] (30 s). Connection string:
+	// pool_overflow_idle_time.
+	OverflowIdleTimeout time.Duration
 	// Pooler says whether a transaction-mode pooler sits in front of PostgreSQL. Parse sets
 	// PoolerTransaction when a host name contains "-pooler." (Neon), or ends in
 	// ".pooler.supabase.com" with port 6543 (Supabase), or the connection string says
@@ -235,19 +253,20 @@ type insecureHost struct {
 // defaults returns a Config holding every default, without connection string.
 func defaults() *Config {
 	return &Config{
-		Size:              DefaultSize,
-		Overflow:          DefaultOverflow,
-		AcquireTimeout:    DefaultAcquireTimeout,
-		Recycle:           DefaultRecycle,
-		RecycleJitter:     DefaultRecycleJitter,
-		PrePing:           DefaultPrePing,
-		PrePingAfter:      DefaultPrePingAfter,
-		PingTimeout:       DefaultPingTimeout,
-		ConnectTimeout:    DefaultConnectTimeout,
-		KeepAlive:         DefaultKeepAlive,
-		HealthCheckPeriod: DefaultHealthCheckPeriod,
-		IdleTimeout:       DefaultIdleTimeout,
-		Retry:             retry.DefaultPolicy(),
+		Size:                DefaultSize,
+		Overflow:            DefaultOverflow,
+		AcquireTimeout:      DefaultAcquireTimeout,
+		Recycle:             DefaultRecycle,
+		RecycleJitter:       DefaultRecycleJitter,
+		PrePing:             DefaultPrePing,
+		PrePingAfter:        DefaultPrePingAfter,
+		PingTimeout:         DefaultPingTimeout,
+		ConnectTimeout:      DefaultConnectTimeout,
+		KeepAlive:           DefaultKeepAlive,
+		HealthCheckPeriod:   DefaultHealthCheckPeriod,
+		IdleTimeout:         DefaultIdleTimeout,
+		OverflowIdleTimeout: DefaultOverflowIdleTimeout,
+		Retry:               retry.DefaultPolicy(),
 	}
 }
 
@@ -321,6 +340,9 @@ func (c *Config) validateTimes() error {
 	}
 	if c.IdleTimeout <= 0 {
 		return bad("IdleTimeout", c.IdleTimeout, "> 0")
+	}
+	if c.OverflowIdleTimeout < 0 || c.OverflowIdleTimeout > c.IdleTimeout {
+		return bad("OverflowIdleTimeout", c.OverflowIdleTimeout, "between 0 and IdleTimeout ("+c.IdleTimeout.String()+")")
 	}
 	return nil
 }

@@ -60,21 +60,22 @@ func TestDefaults(t *testing.T) {
 	clearEnv(t)
 	c := mustParse(t, remote)
 	want := &Config{
-		Size:              DefaultSize,
-		Overflow:          DefaultOverflow,
-		AcquireTimeout:    DefaultAcquireTimeout,
-		Recycle:           DefaultRecycle,
-		RecycleJitter:     DefaultRecycleJitter,
-		PrePing:           DefaultPrePing,
-		PrePingAfter:      DefaultPrePingAfter,
-		PingTimeout:       DefaultPingTimeout,
-		ConnectTimeout:    DefaultConnectTimeout,
-		KeepAlive:         DefaultKeepAlive,
-		HealthCheckPeriod: DefaultHealthCheckPeriod,
-		IdleTimeout:       DefaultIdleTimeout,
-		Pooler:            PoolerNone,
-		Retry:             retry.DefaultPolicy(),
-		st:                c.st,
+		Size:                DefaultSize,
+		Overflow:            DefaultOverflow,
+		AcquireTimeout:      DefaultAcquireTimeout,
+		Recycle:             DefaultRecycle,
+		RecycleJitter:       DefaultRecycleJitter,
+		PrePing:             DefaultPrePing,
+		PrePingAfter:        DefaultPrePingAfter,
+		PingTimeout:         DefaultPingTimeout,
+		ConnectTimeout:      DefaultConnectTimeout,
+		KeepAlive:           DefaultKeepAlive,
+		HealthCheckPeriod:   DefaultHealthCheckPeriod,
+		IdleTimeout:         DefaultIdleTimeout,
+		OverflowIdleTimeout: DefaultOverflowIdleTimeout,
+		Pooler:              PoolerNone,
+		Retry:               retry.DefaultPolicy(),
+		st:                  c.st,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(remote) =\n%+v\nwant\n%+v", *c, *want)
@@ -103,6 +104,7 @@ func TestDefaultValues(t *testing.T) {
 		{"DefaultKeepAlive", DefaultKeepAlive, 30 * time.Second},
 		{"DefaultHealthCheckPeriod", DefaultHealthCheckPeriod, 30 * time.Second},
 		{"DefaultIdleTimeout", DefaultIdleTimeout, 2 * time.Minute},
+		{"DefaultOverflowIdleTimeout", DefaultOverflowIdleTimeout, 30 * time.Second},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -167,6 +169,9 @@ func TestValidate(t *testing.T) {
 		{"KeepAlive -1 disables", base, func(c *Config) { c.KeepAlive = -1 }, ""},
 		{"HealthCheckPeriod 0", base, func(c *Config) { c.HealthCheckPeriod = 0 }, "HealthCheckPeriod"},
 		{"IdleTimeout 0", base, func(c *Config) { c.IdleTimeout = 0 }, "IdleTimeout"},
+		{"OverflowIdleTimeout 0", base, func(c *Config) { c.OverflowIdleTimeout = 0 }, ""},
+		{"OverflowIdleTimeout -1s", base, func(c *Config) { c.OverflowIdleTimeout = -time.Second }, "OverflowIdleTimeout"},
+		{"OverflowIdleTimeout > IdleTimeout", base, func(c *Config) { c.OverflowIdleTimeout = c.IdleTimeout + 1 }, "OverflowIdleTimeout"},
 		{"Pooler unknown", base, func(c *Config) { c.Pooler = 2 }, "Pooler"},
 		{"Retry invalid", base, func(c *Config) { c.Retry.MaxAttempts = -1 }, "Retry"},
 		{"insecure allowed", insecureBase, func(*Config) {}, ""},
@@ -245,7 +250,7 @@ func TestStringOptions(t *testing.T) {
 		"postgres://app:xxxxx@ep-x-pooler.eu.aws.neon.tech/app?sslmode=require",
 		"Size=10", "Overflow=20", "AcquireTimeout=30s", "Recycle=5m0s", "RecycleJitter=30s",
 		"PrePing=idle", "PrePingAfter=1s", "PingTimeout=2s", "ConnectTimeout=10s", "KeepAlive=30s",
-		"HealthCheckPeriod=30s", "IdleTimeout=2m0s", "Pooler=transaction",
+		"HealthCheckPeriod=30s", "IdleTimeout=2m0s", "OverflowIdleTimeout=30s", "Pooler=transaction",
 		"KeepChannelBinding", "LazyStart", "WarmUp",
 	} {
 		if !strings.Contains(got, want) {

@@ -52,6 +52,7 @@
 //	pool_max_conn_lifetime         Recycle                a duration > 0 such as 30s          pgx
 //	pool_max_conn_lifetime_jitter  RecycleJitter          a duration >= 0 such as 30s         pgx
 //	pool_max_conn_idle_time        IdleTimeout            a duration > 0 such as 30s          pgx
+//	pool_overflow_idle_time        OverflowIdleTimeout    a duration >= 0 such as 30s
 //	pool_health_check_period       HealthCheckPeriod      a duration > 0 such as 30s          pgx
 //	pool_ping_timeout              PingTimeout            a duration > 0 such as 30s          pgx
 //	pooler                         Pooler                 transaction, session or none

@@ -45,7 +45,7 @@ func ExampleParse_sqlAlchemyKeys() {
 	}
 	fmt.Println(cfg)
 	// Output:
-	// host=db.example.com user=app password=xxxxx dbname=app sslmode=require Size=5 Overflow=10 AcquireTimeout=10s Recycle=10m0s RecycleJitter=1m0s PrePing=always PrePingAfter=1s PingTimeout=2s ConnectTimeout=10s KeepAlive=30s HealthCheckPeriod=30s IdleTimeout=2m0s Pooler=none
+	// host=db.example.com user=app password=xxxxx dbname=app sslmode=require Size=5 Overflow=10 AcquireTimeout=10s Recycle=10m0s RecycleJitter=1m0s PrePing=always PrePingAfter=1s PingTimeout=2s ConnectTimeout=10s KeepAlive=30s HealthCheckPeriod=30s IdleTimeout=2m0s OverflowIdleTimeout=30s Pooler=none
 }
 
 // A URL copied from a Python service's SQLAlchemy settings names the driver in its scheme;

@@ -49,6 +49,7 @@ var keyRules = []keyRule{
 	{keyMaxConnLifetime, "Recycle", "a duration > 0 such as 30s", "pgx", into(duration(false), func(r *reading) *time.Duration { return &r.lifetime })},
 	{keyLifetimeJitter, "RecycleJitter", "a duration >= 0 such as 30s", "pgx", into(duration(true), func(r *reading) *time.Duration { return &r.c.RecycleJitter })},
 	{"pool_max_conn_idle_time", "IdleTimeout", "a duration > 0 such as 30s", "pgx", into(duration(false), func(r *reading) *time.Duration { return &r.c.IdleTimeout })},
+	{"pool_overflow_idle_time", "OverflowIdleTimeout", "a duration >= 0 such as 30s", "", into(duration(true), func(r *reading) *time.Duration { return &r.c.OverflowIdleTimeout })},
 	{"pool_health_check_period", "HealthCheckPeriod", "a duration > 0 such as 30s", "pgx", into(duration(false), func(r *reading) *time.Duration { return &r.c.HealthCheckPeriod })},
 	{"pool_ping_timeout", "PingTimeout", "a duration > 0 such as 30s", "pgx", into(duration(false), func(r *reading) *time.Duration { return &r.c.PingTimeout })},
 	{keyPooler, "Pooler", "transaction, session or none", "", into(pooler, func(r *reading) *PoolerMode { return &r.c.Pooler })},

@@ -61,7 +61,7 @@ func TestKeyRulesAreRemoved(t *testing.T) {
 		"pool_size": "10", "max_overflow": "20", "pool_timeout": "30", "pool_recycle": "300",
 		"pool_pre_ping": "idle", "pool_max_conns": "30", "pool_min_conns": "0",
 		"pool_min_idle_conns": "0", "pool_max_conn_lifetime": "5m", "pool_max_conn_lifetime_jitter": "30s",
-		"pool_max_conn_idle_time": "2m", "pool_health_check_period": "30s", "pool_ping_timeout": "2s",
+		"pool_max_conn_idle_time": "2m", "pool_overflow_idle_time": "30s", "pool_health_check_period": "30s", "pool_ping_timeout": "2s",
 		"pooler": "none", "pgsteady_keep_channel_binding": "false", "pgsteady_allow_insecure": "false",
 		"channel_binding": "prefer",
 	}

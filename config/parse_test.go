@@ -56,6 +56,8 @@ func TestParseKeys(t *testing.T) {
 			return c.Recycle == time.Minute && c.RecycleJitter == time.Second
 		}},
 		{"idle time", []string{"pool_max_conn_idle_time=45s"}, func(c *Config) bool { return c.IdleTimeout == 45*time.Second }},
+		{"overflow idle time", []string{"pool_overflow_idle_time=5s"}, func(c *Config) bool { return c.OverflowIdleTimeout == 5*time.Second }},
+		{"overflow idle time 0", []string{"pool_overflow_idle_time=0s"}, func(c *Config) bool { return c.OverflowIdleTimeout == 0 }},
 		{"health check", []string{"pool_health_check_period=5s"}, func(c *Config) bool { return c.HealthCheckPeriod == 5*time.Second }},
 		{"ping timeout", []string{"pool_ping_timeout=500ms"}, func(c *Config) bool { return c.PingTimeout == 500*time.Millisecond }},
 		{"pre_ping true is always", []string{"pool_pre_ping=true"}, func(c *Config) bool { return c.PrePing == PrePingAlways }},
@@ -139,6 +141,8 @@ func TestParseBadValues(t *testing.T) {
 		{"pool_max_conn_lifetime_jitter=10m", "pool_max_conn_lifetime_jitter"},
 		{"pool_max_conn_idle_time=0s", "pool_max_conn_idle_time"},
 		{"pool_max_conn_idle_time=soon", "pool_max_conn_idle_time"},
+		{"pool_overflow_idle_time=-1s", "pool_overflow_idle_time"},
+		{"pool_overflow_idle_time=3m", "OverflowIdleTimeout"},
 		{"pool_health_check_period=0s", "pool_health_check_period"},
 		{"pool_ping_timeout=0s", "pool_ping_timeout"},
 		{"pool_ping_timeout=2", "pool_ping_timeout"},

@@ -27,8 +27,8 @@ import (
 //	                                 connection string chose simple_protocol)
 //	ConnConfig.ChannelBinding        the removed channel_binding with KeepChannelBinding
 //
-// AcquireTimeout, LazyStart, Retry and the closing of overflow connections on release have no
-// pgxpool counterpart; package pool applies them. Each call returns a fresh config that the
+// AcquireTimeout, LazyStart, Retry and OverflowIdleTimeout (the closing of idle connections
+// beyond Size) have no pgxpool counterpart; package pool applies them. Each call returns a fresh config that the
 // caller may change further; PG* environment variables are read again.
 func (c *Config) PgxPoolConfig() (*pgxpool.Config, error) {
 	if c.st == nil {

@@ -21,8 +21,8 @@ func (c Config) String() string {
 		c.Size, c.Overflow, c.AcquireTimeout, c.Recycle, c.RecycleJitter)
 	fmt.Fprintf(&b, " PrePing=%s PrePingAfter=%s PingTimeout=%s ConnectTimeout=%s KeepAlive=%s",
 		c.PrePing, c.PrePingAfter, c.PingTimeout, c.ConnectTimeout, c.KeepAlive)
-	fmt.Fprintf(&b, " HealthCheckPeriod=%s IdleTimeout=%s Pooler=%s",
-		c.HealthCheckPeriod, c.IdleTimeout, c.Pooler)
+	fmt.Fprintf(&b, " HealthCheckPeriod=%s IdleTimeout=%s OverflowIdleTimeout=%s Pooler=%s",
+		c.HealthCheckPeriod, c.IdleTimeout, c.OverflowIdleTimeout, c.Pooler)
 	for _, f := range c.flags() {
 		if f.on {
 			b.WriteString(" " + f.name)
@@ -62,11 +62,11 @@ func (c Config) flags() []flag {
 func (c Config) GoString() string {
 	return c.mask(fmt.Sprintf("config.Config{Conn:%q, Size:%d, Overflow:%d, AcquireTimeout:%d, Recycle:%d, "+
 		"RecycleJitter:%d, PrePing:%d, PrePingAfter:%d, PingTimeout:%d, ConnectTimeout:%d, KeepAlive:%d, "+
-		"HealthCheckPeriod:%d, IdleTimeout:%d, Pooler:%d, KeepChannelBinding:%t, AllowInsecure:%t, "+
+		"HealthCheckPeriod:%d, IdleTimeout:%d, OverflowIdleTimeout:%d, Pooler:%d, KeepChannelBinding:%t, AllowInsecure:%t, "+
 		"LazyStart:%t, WarmUp:%t, Retry:%#v, Warnings:%#v}",
 		c.shown(), c.Size, c.Overflow, c.AcquireTimeout, c.Recycle, c.RecycleJitter, c.PrePing,
 		c.PrePingAfter, c.PingTimeout, c.ConnectTimeout, c.KeepAlive, c.HealthCheckPeriod, c.IdleTimeout,
-		c.Pooler, c.KeepChannelBinding, c.AllowInsecure, c.LazyStart, c.WarmUp, c.Retry, c.Warnings))
+		c.OverflowIdleTimeout, c.Pooler, c.KeepChannelBinding, c.AllowInsecure, c.LazyStart, c.WarmUp, c.Retry, c.Warnings))
 }
 
 // Format makes every fmt verb show the masked Config: %#v is [Config.GoString], %q the
@@ -99,6 +99,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("keepalive", c.KeepAlive),
 		slog.Duration("health_check_period", c.HealthCheckPeriod),
 		slog.Duration("idle_timeout", c.IdleTimeout),
+		slog.Duration("overflow_idle_timeout", c.OverflowIdleTimeout),
 		slog.String("pooler", c.Pooler.String()),
 	}
 	for _, f := range c.flags() {
@@ -114,25 +115,26 @@ func (c Config) LogValue() slog.Value {
 
 // jsonConfig is the JSON form of a Config: durations as Go duration strings, modes by name.
 type jsonConfig struct {
-	Conn               string
-	Size               int
-	Overflow           int
-	AcquireTimeout     string
-	Recycle            string
-	RecycleJitter      string
-	PrePing            string
-	PrePingAfter       string
-	PingTimeout        string
-	ConnectTimeout     string
-	KeepAlive          string
-	HealthCheckPeriod  string
-	IdleTimeout        string
-	Pooler             string
-	KeepChannelBinding bool
-	AllowInsecure      bool
-	LazyStart          bool
-	WarmUp             bool
-	Warnings           []string
+	Conn                string
+	Size                int
+	Overflow            int
+	AcquireTimeout      string
+	Recycle             string
+	RecycleJitter       string
+	PrePing             string
+	PrePingAfter        string
+	PingTimeout         string
+	ConnectTimeout      string
+	KeepAlive           string
+	HealthCheckPeriod   string
+	IdleTimeout         string
+	OverflowIdleTimeout string
+	Pooler              string
+	KeepChannelBinding  bool
+	AllowInsecure       bool
+	LazyStart           bool
+	WarmUp              bool
+	Warnings            []string
 }
 
 // MarshalJSON returns the Config as a JSON object with the connection string masked (as
@@ -149,7 +151,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		Recycle: d(c.Recycle), RecycleJitter: d(c.RecycleJitter), PrePing: c.PrePing.String(),
 		PrePingAfter: d(c.PrePingAfter), PingTimeout: d(c.PingTimeout), ConnectTimeout: d(c.ConnectTimeout),
 		KeepAlive: d(c.KeepAlive), HealthCheckPeriod: d(c.HealthCheckPeriod), IdleTimeout: d(c.IdleTimeout),
-		Pooler: c.Pooler.String(), KeepChannelBinding: c.KeepChannelBinding, AllowInsecure: c.AllowInsecure,
+		OverflowIdleTimeout: d(c.OverflowIdleTimeout), Pooler: c.Pooler.String(), KeepChannelBinding: c.KeepChannelBinding, AllowInsecure: c.AllowInsecure,
 		LazyStart: c.LazyStart, WarmUp: c.WarmUp, Warnings: warnings,
 	})
 }

@@ -80,8 +80,8 @@ func (l *lastConnErr) since(t time.Time) error {
 // Acquire returns a connection from the pool, waiting at most AcquireTimeout in all, and
 // retrying (under the config's Retry policy) while opening a connection fails with a
 // [retry.NotSent] error. The caller must Release it. Work done on it directly is not retried,
-// and a connection released this way is not subject to the Size limit on idle connections
-// (pgxpool closes it after IdleTimeout instead). A connection still held when the pool closes
+// and a connection released this way is not counted idle by the pool, so OverflowIdleTimeout
+// does not close it (pgxpool closes it after IdleTimeout instead). A connection still held when the pool closes
 // has its socket closed once [Pool.Close]'s grace has passed.
 func (p *Pool) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	if p.closed.Load() {

@@ -28,7 +28,7 @@ type connState struct {
 // closes (BeforeClose); the pool's own release tells when it goes back. (pgxpool's AfterRelease
 // hook would also tell, but it makes every release go through a new goroutine: a scheduling
 // delay on every request.) A connection that a caller of Acquire releases itself is not counted
-// idle, so the count errs low and the Size limit on idle connections errs lenient.
+// idle, so the count errs low, and the closing of idle overflow connections errs lenient.
 type connTable struct {
 	m    sync.Map // *pgx.Conn -> *connState
 	idle atomic.Int64
@@ -93,9 +93,11 @@ func (p *Pool) install(pc *pgxpool.Config) {
 	pc.ShouldPing = p.shouldPing
 }
 
-// release returns c to the pool, or closes it when Size connections are already idle, as
-// SQLAlchemy's QueuePool does with an overflow connection. The idle count is reserved
-// atomically, so concurrent releases cannot overshoot.
+// release returns c to the pool. With OverflowIdleTimeout 0 it closes c instead when Size
+// connections are already idle, as SQLAlchemy's QueuePool does with an overflow connection
+// (the idle count is reserved atomically, so concurrent releases cannot overshoot);
+// otherwise connections beyond Size are closed once idle OverflowIdleTimeout (see
+// closeIdleOverflow).
 func (p *Pool) release(c *pgxpool.Conn) {
 	pc := c.Conn()
 	st := p.conns.get(pc)
@@ -108,30 +110,42 @@ func (p *Pool) release(c *pgxpool.Conn) {
 		c.Release()
 		return
 	}
-	if !reserveIdle(&p.conns.idle, p.cfg.Size) {
-		p.conns.m.Delete(pc)
-		p.stats.overflowClosed.Add(1)
-		if p.obs != nil {
-			p.obs.ConnClosed(CloseOverflow)
-		}
-		raw := c.Hijack()
-		p.bg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			raw.Close(ctx)
-		})
+	if p.cfg.OverflowIdleTimeout > 0 {
+		p.conns.idle.Add(1)
+	} else if !reserveIdle(&p.conns.idle, p.cfg.Size) {
+		p.closeOverflow(c, st)
 		return
 	}
-	st.idle.Store(true)
 	st.lastUsed.Store(time.Now().UnixNano())
+	st.idle.Store(true)
 	c.Release()
 }
 
-// notIdle records that st left the idle set.
-func (p *Pool) notIdle(st *connState) {
+// closeOverflow takes c, an overflow connection, out of the pool and closes it in the
+// background.
+func (p *Pool) closeOverflow(c *pgxpool.Conn, st *connState) {
+	p.notIdle(st)
+	p.conns.m.Delete(c.Conn())
+	p.stats.overflowClosed.Add(1)
+	if p.obs != nil {
+		p.obs.ConnClosed(CloseOverflow)
+	}
+	raw := c.Hijack()
+	p.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		raw.Close(ctx)
+	})
+}
+
+// notIdle records that st left the idle set, and reports whether it was in it (then
+// st.lastUsed is when the pool last released it).
+func (p *Pool) notIdle(st *connState) bool {
 	if st != nil && st.idle.CompareAndSwap(true, false) {
 		p.conns.idle.Add(-1)
+		return true
 	}
+	return false
 }
 
 // closing runs as pgxpool destroys a connection, for whatever reason.

@@ -12,7 +12,10 @@
 //     connection the server has already closed (an administrator's kill, idle_session_timeout,
 //     a restart), so it is replaced before a statement is sent into it.
 //   - Broken connections are closed at once, not after pgx's 15-second goodbye.
-//   - Size and Overflow as in SQLAlchemy: at most Size+Overflow connections, at most Size idle.
+//   - Size and Overflow as in SQLAlchemy: at most Size+Overflow connections; the overflow
+//     opened for a burst of callers stays for the next bursts and closes once idle
+//     OverflowIdleTimeout (30 s), down to Size (SQLAlchemy closes it on return: a new
+//     connection for nearly every request of bursty traffic).
 //   - AcquireTimeout, with an [ErrPoolTimeout] error that states the pool's state and the last
 //     connection error.
 //   - Retries that cannot run a statement twice (see "The contract" below), with the config's

@@ -50,9 +50,14 @@ func decide(cfg *config.Config, idle time.Duration, lastUsed, staleBefore int64,
 func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) bool {
 	c := params.Conn
 	st := p.conns.get(c)
-	p.notIdle(st)
+	now := time.Now().UnixNano()
 	idle := params.IdleDuration
-	lastUsed := time.Now().Add(-idle).UnixNano()
+	if p.notIdle(st) {
+		// pgxpool counts idleness from its last release, and closeIdleOverflow gives
+		// connections back without using them: the pool's own count is the true one.
+		idle = max(idle, time.Duration(now-st.lastUsed.Load()))
+	}
+	lastUsed := now - int64(idle)
 	condemned := st != nil && st.opened <= p.conns.openedBefore.Load()
 	switch decide(&p.cfg, idle, lastUsed, p.conns.staleBefore.Load(), condemned, p.horizon.get()) {
 	case checkNone:

@@ -33,7 +33,7 @@ const (
 	CloseBroken     = "broken"      // it failed: the connection was lost or the server ended it
 	ClosePingFailed = "ping-failed" // its pre-ping failed
 	CloseStale      = "stale"       // idle past the idle horizon, or longer than one whose ping failed
-	CloseOverflow   = "overflow"    // given back while Size connections were idle
+	CloseOverflow   = "overflow"    // beyond Size and idle OverflowIdleTimeout (with 0: given back while Size were idle)
 	CloseAged       = "aged"        // recycled for age or idleness, or closed with the pool
 )
 

@@ -50,13 +50,13 @@ type Pool struct {
 	horizon     horizon
 	expect      atomic.Int32    // expectPrimary or expectStandby: whether recovery means failover
 	probeCfg    *pgxpool.Config // for connections the pool opens outside pgxpool, to check a suspicion
-	stopBg      chan struct{}   // closed by Close: ends the keepalive loop
+	stopBg      chan struct{}   // closed by Close: ends the keepalive and overflow loops
 	life        context.Context // canceled by Close: bounds the pool's own background work
 	endLife     context.CancelFunc
 
 	closed    atomic.Bool
 	closeOnce sync.Once
-	bg        sync.WaitGroup // closes of overflow connections
+	bg        sync.WaitGroup // background loops and checks, closes of overflow connections
 
 	stdMu sync.Mutex
 	std   []*sql.DB // handed out by StdDB, closed by Close
@@ -193,6 +193,9 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	}
 	p.probeCfg = p.pgx.Config()
 	p.bg.Go(func() { p.keepAlive(p.stopBg) })
+	if p.cfg.OverflowIdleTimeout > 0 && p.cfg.Overflow > 0 {
+		p.bg.Go(func() { p.reapOverflow(p.stopBg) })
+	}
 	if cfg.LazyStart {
 		return p, nil
 	}

@@ -16,7 +16,7 @@ type counters struct {
 	failedPings       atomic.Int64
 	broken            atomic.Int64 // closed because it had failed
 	aged              atomic.Int64 // closed by pgxpool for age or idleness, or by Reset
-	overflowClosed    atomic.Int64 // closed on release because Size were idle
+	overflowClosed    atomic.Int64 // connections beyond Size closed for idleness (OverflowIdleTimeout)
 	replacedIdle      atomic.Int64 // replaced before use: past the idle horizon or condemned
 	keepalivePings    atomic.Int64 // background pings that kept idle flows under the horizon
 	keepaliveFailed   atomic.Int64 // background pings that failed
@@ -63,7 +63,7 @@ type Stats struct {
 	FailedPings     int64       `json:"failed_pings"`     // pre-pings that failed
 	Opened          int64       `json:"opened"`           // connections opened
 	Recycled        int64       `json:"recycled"`         // closed for age or idleness (Recycle, IdleTimeout), or by Reset
-	OverflowClosed  int64       `json:"overflow_closed"`  // closed on release while Size were idle
+	OverflowClosed  int64       `json:"overflow_closed"`  // connections beyond Size closed after OverflowIdleTimeout idle (with 0: on release while Size were idle)
 	Destroyed       int64       `json:"destroyed"`        // closed because they failed
 	ReplacedIdle    int64       `json:"replaced_idle"`    // replaced before use without a ping: past the idle horizon, or idle longer than a connection that failed its ping
 	KeepalivePings  int64       `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon

@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to run")
 	fs.DurationVar(&cfg.ThinkMin, "think-min", cfg.ThinkMin, "shortest pause between two tasks of a user")
 	fs.DurationVar(&cfg.ThinkMax, "think-max", cfg.ThinkMax, "longest pause between two tasks of a user")
+	fs.DurationVar(&cfg.Burst, "burst", 0, "when > 0, users fire together once per interval instead of thinking (the burst schedule: -users 40 -burst 500ms)")
 	fs.StringVar(&cfg.ChaosDSN, "chaos", "", "superuser DSN: terminate all client backends during the run")
 	fs.DurationVar(&cfg.ChaosEvery, "chaos-every", cfg.ChaosEvery, "interval between two chaos sweeps")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a -url or -chaos host that is not a loopback address")
@@ -60,8 +61,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	fmt.Fprintf(stdout, "loadgen: %d users for %s against %s, think time %s to %s",
-		cfg.Users, cfg.Duration, cfg.URL, cfg.ThinkMin, cfg.ThinkMax)
+	if cfg.Burst > 0 {
+		fmt.Fprintf(stdout, "loadgen: %d users for %s against %s, firing together every %s",
+			cfg.Users, cfg.Duration, cfg.URL, cfg.Burst)
+	} else {
+		fmt.Fprintf(stdout, "loadgen: %d users for %s against %s, think time %s to %s",
+			cfg.Users, cfg.Duration, cfg.URL, cfg.ThinkMin, cfg.ThinkMax)
+	}
 	if cfg.ChaosDSN != "" {
 		fmt.Fprintf(stdout, ", killing all backends every %s", cfg.ChaosEvery)
 	}

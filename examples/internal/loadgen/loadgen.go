@@ -39,16 +39,21 @@ const (
 // Config says what to run. The zero value of a field takes its default, except the think
 // times, which may be 0; use [DefaultConfig] for Locust's.
 type Config struct {
-	URL         string        // docapi's base URL; its host must be a loopback address unless AllowRemote
-	Email       string        // a docapi user
-	Password    string        //
-	Users       int           // concurrent simulated users; DefaultUsers
-	Duration    time.Duration // how long users start new requests; DefaultDuration
-	ThinkMin    time.Duration // pause between two tasks of a user, uniform in [ThinkMin, ThinkMax]
-	ThinkMax    time.Duration //
-	ChaosDSN    string        // a superuser DSN: when set, terminate all client backends every ChaosEvery
-	ChaosEvery  time.Duration // DefaultChaosEvery
-	AllowRemote bool          // allow a URL or chaos DSN whose host is not a loopback address
+	URL        string        // docapi's base URL; its host must be a loopback address unless AllowRemote
+	Email      string        // a docapi user
+	Password   string        //
+	Users      int           // concurrent simulated users; DefaultUsers
+	Duration   time.Duration // how long users start new requests; DefaultDuration
+	ThinkMin   time.Duration // pause between two tasks of a user, uniform in [ThinkMin, ThinkMax]
+	ThinkMax   time.Duration //
+	ChaosDSN   string        // a superuser DSN: when set, terminate all client backends every ChaosEvery
+	ChaosEvery time.Duration // DefaultChaosEvery
+	// Burst, when > 0, makes users fire together: after each task a user waits for the next
+	// multiple of Burst since the start of the run instead of thinking (ThinkMin and ThinkMax
+	// are ignored), so that all users' requests arrive in bursts, as behind a load balancer
+	// that batches them. 0 (the default) keeps the think time.
+	Burst       time.Duration
+	AllowRemote bool // allow a URL or chaos DSN whose host is not a loopback address
 	// Client sends the requests; nil means a client made for the run, which uses no proxy.
 	Client *http.Client
 }
@@ -83,6 +88,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("loadgen: duration must be > 0, got %s", c.Duration)
 	case c.ThinkMin < 0 || c.ThinkMax < c.ThinkMin:
 		return fmt.Errorf("loadgen: think times must satisfy 0 <= min <= max, got %s and %s", c.ThinkMin, c.ThinkMax)
+	case c.Burst < 0:
+		return fmt.Errorf("loadgen: burst interval must be >= 0, got %s", c.Burst)
 	case c.ChaosEvery < 0:
 		return fmt.Errorf("loadgen: chaos interval must be > 0, got %s", c.ChaosEvery)
 	}
@@ -146,12 +153,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}()
 	}
 
+	start := time.Now()
 	var wg sync.WaitGroup
 	var lastToken string
 	var tokenMu sync.Mutex
 	for i := range cfg.Users {
 		wg.Go(func() {
-			u := &user{cfg: &cfg, client: client, rec: rec, rnd: rand.New(rand.NewPCG(rand.Uint64(), uint64(i)))}
+			u := &user{cfg: &cfg, client: client, rec: rec, rnd: rand.New(rand.NewPCG(rand.Uint64(), uint64(i))), start: start}
 			u.run(ctx, runCtx)
 			tokenMu.Lock()
 			if u.token != "" {
@@ -182,6 +190,7 @@ type user struct {
 	rec    *recorder
 	rnd    *rand.Rand
 	token  string
+	start  time.Time // the run's start, from which bursts are counted
 }
 
 // task is one weighted action of a user.
@@ -240,6 +249,9 @@ func (u *user) think(ctx context.Context) {
 	if span := u.cfg.ThinkMax - u.cfg.ThinkMin; span > 0 {
 		d += time.Duration(u.rnd.Int64N(int64(span) + 1))
 	}
+	if u.cfg.Burst > 0 {
+		d = untilNextBurst(u.start, time.Now(), u.cfg.Burst)
+	}
 	if d == 0 {
 		return
 	}
@@ -249,6 +261,14 @@ func (u *user) think(ctx context.Context) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// untilNextBurst is how long after now the next burst of a run started at start fires, one
+// every every: at the next multiple of every since start (a user that finishes exactly on
+// one waits for the following one).
+func untilNextBurst(start, now time.Time, every time.Duration) time.Duration {
+	since := now.Sub(start)
+	return every - since%every
 }
 
 func (u *user) login(ctx context.Context) {

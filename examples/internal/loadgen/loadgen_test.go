@@ -117,3 +117,25 @@ func TestRunRefusesRemote(t *testing.T) {
 		t.Error("Run accepted a non-loopback URL")
 	}
 }
+
+func TestUntilNextBurst(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1000, 0)
+	const every = 500 * time.Millisecond
+	for _, tt := range []struct {
+		name  string
+		since time.Duration
+		want  time.Duration
+	}{
+		{"at the start: the next burst", 0, every},
+		{"within the first interval", 120 * time.Millisecond, 380 * time.Millisecond},
+		{"exactly on a burst: the following one", 2 * every, every},
+		{"late by more than an interval: the next multiple", 1300 * time.Millisecond, 200 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := untilNextBurst(start, start.Add(tt.since), every); got != tt.want {
+				t.Fatalf("untilNextBurst(+%v) = %v, want %v", tt.since, got, tt.want)
+			}
+		})
+	}
+}

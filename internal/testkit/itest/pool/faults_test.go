@@ -184,6 +184,7 @@ func TestFaultPoolExhausted(t *testing.T) {
 	ctx := context.Background()
 	p := newPool(t, dsn, func(c *config.Config) {
 		c.Size, c.Overflow, c.AcquireTimeout = 2, 1, 300*time.Millisecond
+		c.OverflowIdleTimeout = 0 // SQLAlchemy's rule: an overflow connection closes on return
 	})
 	var held []pgx.Tx
 	for range 3 {

@@ -1,0 +1,240 @@
+package pool_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
+	"github.com/pgsteady/pgsteady/pool"
+)
+
+// serverSessions counts the sessions the server established to the database of dsn
+// (pg_stat_database.sessions, PostgreSQL 14+), read over an admin connection to another
+// database, so that the reading itself is not counted.
+type serverSessions struct {
+	admin *pgx.Conn
+	db    string
+}
+
+func newServerSessions(t *testing.T, dsn string) *serverSessions {
+	t.Helper()
+	s := pgharness.Require(t, srv)
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(t.Context(), s.AdminDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	return &serverSessions{admin: admin, db: cc.Database}
+}
+
+// count reads the counter afresh (the server flushes a backend's statistics lazily, so a
+// session may show up to a second late).
+func (s *serverSessions) count(t *testing.T) int64 {
+	t.Helper()
+	var n int64
+	_, err := s.admin.Exec(t.Context(), "SELECT pg_stat_clear_snapshot()")
+	if err == nil {
+		err = s.admin.QueryRow(t.Context(), "SELECT coalesce(sessions, 0) FROM pg_stat_database WHERE datname = $1", s.db).Scan(&n)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestBurstsDoNotChurnConnections runs the burst schedule of issue 22: 40 callers fire together
+// every 500 ms. The pool opens its overflow for the first burst and keeps it through the
+// next ones: in the whole run at most Size + Overflow connections are opened, counted by the
+// pool and by the server. Once the bursts stop, the overflow closes after
+// OverflowIdleTimeout, down to Size.
+func TestBurstsDoNotChurnConnections(t *testing.T) {
+	dsn := freshDB(t)
+	sessions := newServerSessions(t, dsn)
+	before := sessions.count(t)
+	const size, overflow, callers, bursts = 4, 8, 40, 10
+	const overflowIdle = 2 * time.Second // longer than the gap between bursts
+	p := newPool(t, dsn, func(c *config.Config) {
+		c.Size, c.Overflow, c.OverflowIdleTimeout = size, overflow, overflowIdle
+	})
+
+	waits, failed := runBursts(t, callers, bursts, func(ctx context.Context, k int) error {
+		var v string
+		return p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v)
+	})
+	st := p.Stats()
+	// Once the bursts stop, the overflow goes after OverflowIdleTimeout, and Size stay.
+	var after pool.Stats
+	waitFor(t, func() bool { after = p.Stats(); return after.TotalConns == size })
+	if after.OverflowClosed != overflow || after.IdleConns != size || after.Opened != st.Opened {
+		t.Fatalf("after the bursts: %+v", after)
+	}
+	p.Close()
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d requests failed, first: %v", len(failed), len(waits), failed[0])
+	}
+	// The server counts each session once its backend has reported: wait until it has seen
+	// the pool's connections (not for more: a churning pool would show here too).
+	var server int64
+	waitFor(t, func() bool { server = sessions.count(t) - before; return server >= st.Opened })
+	t.Logf("pgsteady: %d requests in %d bursts of %d: opened %d (server: %d sessions), overflow closed %d during the bursts and %d after; %s",
+		len(waits), bursts, callers, st.Opened, server, st.OverflowClosed, after.OverflowClosed, percentiles(waits))
+
+	// Bare pgxpool in the same run, for comparison only: it caps at max(4, CPUs) and queues.
+	before = sessions.count(t)
+	bare, err := pgxpool.New(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bareWaits, bareFailed := runBursts(t, callers, bursts, func(ctx context.Context, k int) error {
+		var v string
+		return bare.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v)
+	})
+	bareOpened := bare.Stat().NewConnsCount()
+	bare.Close()
+	waitFor(t, func() bool { server = sessions.count(t) - before; return server >= bareOpened })
+	t.Logf("pgxpool:  %d requests, %d failed: opened %d (server: %d sessions), MaxConns %d; %s",
+		len(bareWaits), len(bareFailed), bareOpened, server, bare.Config().MaxConns, percentiles(bareWaits))
+	if st.Opened > size+overflow || server > size+overflow {
+		t.Fatalf("opened %d connections (server: %d sessions) for bursts of %d callers, limit Size+Overflow = %d: the overflow was closed between bursts",
+			st.Opened, server, callers, size+overflow)
+	}
+}
+
+// runBursts fires callers calls of query together, bursts times, one burst every 500 ms (or
+// when the previous one has ended, if later), and returns how long each call took and the
+// errors.
+func runBursts(t *testing.T, callers, bursts int, query func(ctx context.Context, k int) error) (waits []time.Duration, failed []error) {
+	ctx := t.Context()
+	var mu sync.Mutex
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for b := range bursts {
+		var wg sync.WaitGroup
+		for w := range callers {
+			wg.Go(func() {
+				start := time.Now()
+				err := query(ctx, 1+(b*callers+w)%100)
+				mu.Lock()
+				defer mu.Unlock()
+				waits = append(waits, time.Since(start))
+				if err != nil {
+					failed = append(failed, err)
+				}
+			})
+		}
+		wg.Wait()
+		<-tick.C
+	}
+	return waits, failed
+}
+
+// percentiles describes waits (which it sorts): p50, p99, max.
+func percentiles(waits []time.Duration) string {
+	if len(waits) == 0 {
+		return "no requests"
+	}
+	slices.Sort(waits)
+	return fmt.Sprintf("p50 %v, p99 %v, max %v", waits[len(waits)/2].Round(time.Microsecond),
+		waits[len(waits)*99/100].Round(time.Microsecond), waits[len(waits)-1].Round(time.Microsecond))
+}
+
+// backend is one server session as pg_stat_activity shows it.
+type backend struct {
+	pid         int
+	started     time.Time
+	stateChange time.Time // when it last began or ended a statement
+	query       string    // its last statement
+}
+
+// backends lists the client sessions of the database.
+func (s *serverSessions) backends(t *testing.T) map[int]backend {
+	t.Helper()
+	if _, err := s.admin.Exec(t.Context(), "SELECT pg_stat_clear_snapshot()"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.admin.Query(t.Context(), `SELECT pid, backend_start, coalesce(state_change, backend_start), coalesce(query, '')
+		FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`, s.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := map[int]backend{}
+	for rows.Next() {
+		var b backend
+		if err := rows.Scan(&b.pid, &b.started, &b.stateChange, &b.query); err != nil {
+			t.Fatal(err)
+		}
+		bs[b.pid] = b
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return bs
+}
+
+// TestIdlePoolSendsNothing: after a warm-up, a pool with no callers sends no statement to the
+// server (a serverless database such as Neon suspends only when no queries arrive) and opens
+// no connection, while its background work runs: the overflow closing after
+// OverflowIdleTimeout, pgxpool's health check, the keepalive loop. The server says so:
+// pg_stat_activity's state_change of every session stays as it was, and no session appears.
+func TestIdlePoolSendsNothing(t *testing.T) {
+	dsn := freshDB(t)
+	sessions := newServerSessions(t, dsn)
+	const size, overflow = 2, 6
+	p := newPool(t, dsn, func(c *config.Config) {
+		c.Size, c.Overflow, c.WarmUp = size, overflow, true
+		c.OverflowIdleTimeout = time.Second
+		c.HealthCheckPeriod = 500 * time.Millisecond
+	})
+	ctx := t.Context()
+	for range 3 { // bursts, so that the overflow opens too
+		var wg sync.WaitGroup
+		for w := range size + overflow {
+			wg.Go(func() {
+				var v string
+				if err := p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", 1+w).Scan(&v); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	opened := p.Stats().Opened
+	before := sessions.backends(t)
+	if len(before) <= size {
+		t.Fatalf("the warm-up left %d sessions, want the overflow too", len(before))
+	}
+	// No callers: wait until the overflow has gone, then a little longer (several rounds of
+	// every background loop).
+	waitFor(t, func() bool { return p.Stats().TotalConns == size })
+	time.Sleep(3 * time.Second)
+	after := sessions.backends(t)
+	st := p.Stats()
+	t.Logf("sessions after the warm-up %d, after the quiet period %d; stats %+v", len(before), len(after), st)
+	if st.Opened != opened {
+		t.Errorf("the pool opened %d connections with no callers", st.Opened-opened)
+	}
+	for pid, b := range after {
+		was, ok := before[pid]
+		switch {
+		case !ok:
+			t.Errorf("session %d appeared with no callers (last statement %q)", pid, b.query)
+		case !b.stateChange.Equal(was.stateChange):
+			t.Errorf("session %d ran a statement with no callers: %q at %v (before: %q at %v)",
+				pid, b.query, b.stateChange, was.query, was.stateChange)
+		}
+	}
+	if len(after) != size {
+		t.Errorf("%d sessions after the quiet period, want Size = %d", len(after), size)
+	}
+}
