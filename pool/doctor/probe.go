@@ -123,7 +123,8 @@ func dialProbe(ctx context.Context, network, addr string, pc *pgconn.Config, d *
 	took := time.Since(start)
 	if err != nil {
 		text := fmt.Sprintf("no connection to %s: %v", addr, err)
-		if errors.Is(err, context.DeadlineExceeded) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
 			text = fmt.Sprintf("no answer from %s within %s: a firewall or a wrong address drops the packets", addr, pc.ConnectTimeout)
 		} else if isRefused(err) {
 			text = fmt.Sprintf("%s refused the connection: nothing listens on that port (wrong port, or the server is down)", addr)

@@ -150,6 +150,17 @@ func TestWrongCA(t *testing.T) {
 	}
 }
 
+func TestWrongPassword(t *testing.T) {
+	t.Parallel()
+	s := pgharness.Require(t, srv)
+	u, _ := url.Parse(s.DSN())
+	u.User = url.UserPassword("app", "not-the-password")
+	r := diagnose(t, u.String(), doctor.Options{})
+	want(t, r, doctor.IDAuth, doctor.OK) // SCRAM is offered before any password is checked
+	want(t, r, doctor.IDSession, doctor.Fail)
+	noPassword(t, r, "not-the-password")
+}
+
 func TestRefusedPort(t *testing.T) {
 	t.Parallel()
 	s := pgharness.Require(t, srv)
