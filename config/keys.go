@@ -111,12 +111,22 @@ func (c *Config) applyKeys(d *dsn, st *state) error {
 			return &Error{Field: k.key, Value: s, Limit: k.limit}
 		}
 	}
-	for _, rule := range []func(*reading) error{sizeRule, warmUpRule, recycleRule, channelBindingRule} {
+	for _, rule := range []func(*reading) error{sizeRule, warmUpRule, recycleRule, overflowIdleRule, channelBindingRule} {
 		if err := rule(r); err != nil {
 			return err
 		}
 	}
 	st.poolerGiven = r.given(keyPooler)
+	return nil
+}
+
+// overflowIdleRule keeps the default OverflowIdleTimeout within a shorter IdleTimeout: an
+// overflow connection is never kept longer than any idle connection. Given explicitly, the
+// two are checked against each other by validate.
+func overflowIdleRule(r *reading) error {
+	if !r.given("pool_overflow_idle_time") && r.c.OverflowIdleTimeout > r.c.IdleTimeout {
+		r.c.OverflowIdleTimeout = r.c.IdleTimeout
+	}
 	return nil
 }
 

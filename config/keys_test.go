@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The package documentation's table of connection string keys is keyRules, row for row.
@@ -84,5 +85,18 @@ func TestKeyRulesAreRemoved(t *testing.T) {
 	}
 	if c.Size != DefaultSize || c.Overflow != DefaultOverflow || c.Recycle != DefaultRecycle || c.RecycleJitter != DefaultRecycleJitter {
 		t.Errorf("defaults written out changed the Config: %v", c)
+	}
+}
+
+func TestOverflowIdleTimeoutStaysWithinAShorterIdleTimeout(t *testing.T) {
+	c, err := Parse("postgres://u@db.example.com/d?sslmode=require&pool_max_conn_idle_time=20s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OverflowIdleTimeout != 20*time.Second {
+		t.Fatalf("OverflowIdleTimeout %v, want the shorter IdleTimeout 20s", c.OverflowIdleTimeout)
+	}
+	if _, err := Parse("postgres://u@db.example.com/d?sslmode=require&pool_max_conn_idle_time=20s&pool_overflow_idle_time=30s"); err == nil {
+		t.Fatal("an explicit OverflowIdleTimeout longer than IdleTimeout was accepted")
 	}
 }

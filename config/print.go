@@ -32,6 +32,10 @@ func (c Config) String() string {
 }
 
 // shown is the connection string with its passwords masked.
+// Masked returns the connection string as Parse read it (after the conversions its warnings
+// name), with every password masked; "(no connection string)" for a Config not made by Parse.
+func (c Config) Masked() string { return c.mask(c.shown()) }
+
 func (c Config) shown() string {
 	if c.st == nil {
 		return "(no connection string)"

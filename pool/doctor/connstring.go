@@ -58,16 +58,8 @@ func readConnString(cfg *config.Config, pc *pgconn.Config, d *diagnosis) {
 	}
 }
 
-// maskedConnString returns the connection string with the password masked. Package config
-// exposes it only as the start of [config.Config.String], before the first option it lists
-// (" Size=..."); the last " Size=" is that option, since the options are listed once each.
-func maskedConnString(cfg *config.Config) string {
-	s := cfg.String()
-	if i := strings.LastIndex(s, " Size="); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
+// maskedConnString returns the connection string with the password masked.
+func maskedConnString(cfg *config.Config) string { return cfg.Masked() }
 
 // sslModeOf reads the sslmode back from what pgconn.ParseConfig made of it (see pgconn's
 // configTLS): TLS off first and on in a fallback is allow; on first and off in a fallback to
