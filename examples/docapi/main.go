@@ -22,7 +22,9 @@
 // (the configured user reads every user's documents; others read only their own),
 // DOCAPI_TRUSTED_PROXIES (addresses or CIDR prefixes of proxies whose X-Forwarded-For names the
 // client, for login throttling and connection limits), DOCAPI_MAX_CONNS (default 1024) and
-// DOCAPI_MAX_CONNS_PER_ADDR (default 64; trusted proxies count only in the total), DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
+// DOCAPI_MAX_CONNS_PER_ADDR (default 64; trusted proxies count only in the total),
+// DOCAPI_USER_QUOTA_MB (MiB of images one user may store; default 100, 0: no limit),
+// DOCAPI_PRINT_ADMIN_DSN=1 (embedded database only: print
 // the superuser's DSN, for loadgen -chaos), DOCAPI_OPS_ADDR (host:port: serve /metrics and
 // /debug/pool there, without a token, and not on the API; unset, they answer admins only). The
 // schema is created or migrated at start.
@@ -131,6 +133,10 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	quota, err := parseUploadQuota(env)
+	if err != nil {
+		return err
+	}
 	port := cmp.Or(env("PORT"), defaultPort)
 	ln, err := net.Listen("tcp", net.JoinHostPort(cmp.Or(env("HOST"), defaultHost), port))
 	if err != nil {
@@ -138,7 +144,7 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "docapi: listening on http://%s\n", ln.Addr())
 
-	opts := []serverOption{withTrustedProxies(proxies), withTelemetry(tel)}
+	opts := []serverOption{withTrustedProxies(proxies), withTelemetry(tel), withUploadQuota(quota)}
 	opsAddr := env("DOCAPI_OPS_ADDR")
 	if opsAddr != "" {
 		opts = append(opts, withOpsApart())

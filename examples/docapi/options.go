@@ -138,6 +138,25 @@ func trustedBy(prefixes []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
+// withUploadQuota sets the bytes of images one user may store (0: no limit).
+func withUploadQuota(bytes int64) serverOption {
+	return func(s *server) { s.store.quota = bytes }
+}
+
+// parseUploadQuota reads DOCAPI_USER_QUOTA_MB: the MiB of images one user may store, a whole
+// number >= 0 (0: no limit; empty: defaultUploadQuota).
+func parseUploadQuota(env func(string) string) (int64, error) {
+	v := env("DOCAPI_USER_QUOTA_MB")
+	if v == "" {
+		return defaultUploadQuota, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1<<30 {
+		return 0, fmt.Errorf("DOCAPI_USER_QUOTA_MB must be a whole number of MiB from 0 (no limit) to 1073741824, got %q", v)
+	}
+	return n << 20, nil
+}
+
 // parseConnLimits reads DOCAPI_MAX_CONNS and DOCAPI_MAX_CONNS_PER_ADDR (whole numbers, at
 // least 1; empty: defaultMaxConns and defaultMaxConnsPerAddr).
 func parseConnLimits(env func(string) string) (connLimits, error) {

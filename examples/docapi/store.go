@@ -26,16 +26,24 @@ var errCommitUnknown = errors.New("the upload's outcome is unknown, retry with t
 
 // errKeyReused is returned by store.create when the user's idempotency key already stored an
 // upload with other fields or another image.
+var errQuota = errors.New("upload quota reached: the images you stored take all of it")
+
 var errKeyReused = errors.New("this Idempotency-Key was already used for an upload with other fields or another image: use a new key for a new upload")
 
 // store runs docapi's SQL, always parameterized, on a pgsteady pool. Reads, and writes that are
 // harmless to repeat, go through p.Idempotent(), so that a connection lost in the middle of a
 // statement is retried; uploads run in p.Tx.
 type store struct {
-	p   *pool.Pool
-	log *slog.Logger
-	sql map[*kind]kindSQL
+	p       *pool.Pool
+	log     *slog.Logger
+	sql     map[*kind]kindSQL
+	quota   int64  // bytes of images a user may store; 0: no limit
+	usedSQL string // the bytes of images a user ($1) has stored, all kinds together
 }
+
+// defaultUploadQuota is the bytes of images one user may store: 100 MiB, twenty images of the
+// largest size (DOCAPI_USER_QUOTA_MB).
+const defaultUploadQuota = 100 << 20
 
 // kindSQL holds the statements of one kind, built once from its (constant) field list. The
 // read statements come in two scopes: own (the caller's documents only, owner in the last
@@ -67,7 +75,12 @@ func (v viewer) scope() (int, []any) {
 }
 
 func newStore(p *pool.Pool, logger *slog.Logger) *store {
-	s := &store{p: p, log: logger, sql: make(map[*kind]kindSQL, len(kinds))}
+	s := &store{p: p, log: logger, sql: make(map[*kind]kindSQL, len(kinds)), quota: defaultUploadQuota}
+	var used []string
+	for _, k := range kinds {
+		used = append(used, "SELECT image_size FROM "+pgx.Identifier{k.name}.Sanitize()+" WHERE user_id = $1")
+	}
+	s.usedSQL = "SELECT coalesce(sum(image_size), 0) FROM (" + strings.Join(used, " UNION ALL ") + ") stored"
 	for _, k := range kinds {
 		table := pgx.Identifier{k.name}.Sanitize()
 		cols := make([]string, len(k.fields))
@@ -276,6 +289,9 @@ func (s *store) create(ctx context.Context, k *kind, userID int64, key string, u
 	for attempt := 1; ; attempt++ {
 		err = s.p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 			created = false
+			if err := s.withinQuota(ctx, tx, q, userID, key, int64(len(up.image))); err != nil {
+				return err
+			}
 			err := tx.QueryRow(ctx, q.insert, args...).Scan(&id)
 			if err == nil {
 				created = true
@@ -312,6 +328,35 @@ func (s *store) create(ctx context.Context, k *kind, userID int64, key string, u
 		countRetry(ctx)
 		s.log.Info("docapi: the upload had not committed, running it again", "kind", k.name)
 	}
+}
+
+// withinQuota returns errQuota when storing size more bytes of images would take the user past
+// the quota, unless key already stored an upload (a client's retry answers as before). Uploads
+// of one user are serialised by a transaction-scoped advisory lock, so that concurrent uploads
+// cannot each see room for themselves.
+func (s *store) withinQuota(ctx context.Context, tx pgx.Tx, q kindSQL, userID int64, key string, size int64) error {
+	if s.quota <= 0 {
+		return nil
+	}
+	var id int64
+	var stored []byte
+	switch err := tx.QueryRow(ctx, q.byKey, userID, key).Scan(&id, &stored); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('docapi.quota'), ($1 % 2147483647)::int)", userID); err != nil {
+		return err
+	}
+	var used int64
+	if err := tx.QueryRow(ctx, s.usedSQL, userID).Scan(&used); err != nil {
+		return err
+	}
+	if used+size > s.quota {
+		return errQuota
+	}
+	return nil
 }
 
 // sameBody answers errKeyReused when the body hash stored under a key differs from this

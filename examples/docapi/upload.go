@@ -82,6 +82,10 @@ func (s *server) process(k *kind) http.HandlerFunc {
 			writeError(w, http.StatusUnprocessableEntity, errKeyReused.Error())
 			return
 		}
+		if errors.Is(err, errQuota) {
+			writeError(w, http.StatusForbidden, errQuota.Error()+" ("+strconv.FormatInt(s.store.quota>>20, 10)+" MiB)")
+			return
+		}
 		if err != nil {
 			s.serverError(w, r, err)
 			return

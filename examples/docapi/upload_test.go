@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"net/http"
+	"sync"
 	"testing"
 )
 
@@ -55,5 +57,34 @@ func TestUploadRefusesHugeDimensions(t *testing.T) {
 	a := newAPI(t)
 	if status, doc := a.upload(permis, validForm(permis), pngHeader(1<<31-1, 1<<31-1), "huge"); status != http.StatusBadRequest {
 		t.Errorf("upload: %d %v, want 400", status, doc)
+	}
+}
+
+// A user's images take at most the upload quota, however many uploads race for the last room,
+// and a client's retry of an upload already stored is still answered.
+func TestUploadQuota(t *testing.T) {
+	t.Parallel()
+	img := append(pngHeader(10, 10), make([]byte, 100<<10)...) // 100 KiB
+	a := newAPI(t, withUploadQuota(int64(2*len(img)+len(img)/2)))
+	if status, doc := a.upload(permis, validForm(permis), img, "first"); status != http.StatusCreated {
+		t.Fatalf("first upload: %d %v", status, doc)
+	}
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			status, _ := a.upload(permis, validForm(permis), img, fmt.Sprintf("race-%d", i))
+			mu.Lock()
+			codes[status]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if codes[http.StatusCreated] != 1 || codes[http.StatusForbidden] != 7 {
+		t.Fatalf("8 uploads racing for room for one: %v, want 1 created and 7 forbidden", codes)
+	}
+	if status, doc := a.upload(permis, validForm(permis), img, "first"); status != http.StatusOK {
+		t.Fatalf("the retry of a stored upload at the quota: %d %v, want 200", status, doc)
 	}
 }
