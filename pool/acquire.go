@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,6 +150,10 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, e
 		err = p.timeoutError(start, bound)
 		return nil, err
 	}
+	if strings.HasPrefix(err.Error(), pgxpoolGaveUp) {
+		err = &prePingsFailedError{last: p.lastConnErr.since(start)}
+		return nil, err
+	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		p.lastConnErr.set(err)
@@ -170,3 +175,25 @@ func (p *Pool) timeoutError(start time.Time, bound string) *TimeoutError {
 		LastErr: p.lastConnErr.since(start), // a failure before this call began is not why it waited
 	}
 }
+
+// pgxpoolGaveUp starts the error pgxpool returns when every connection it tried in one acquire
+// failed its pre-ping (pgxpool's pool.go; a plain error, so only its text tells it).
+const pgxpoolGaveUp = "pgxpool: too many failed attempts acquiring connection"
+
+// prePingsFailedError is an acquire whose every connection failed its pre-ping (a server that
+// ends each new session at once: a PgBouncer whose server logins are failing, a server
+// restarting): nothing was sent, so the call's retries go on within its budget.
+type prePingsFailedError struct{ last error }
+
+func (e *prePingsFailedError) Error() string {
+	s := "pool: every connection tried failed its pre-ping"
+	if e.last != nil {
+		s += ": " + e.last.Error()
+	}
+	return s
+}
+
+func (e *prePingsFailedError) Unwrap() error { return e.last }
+
+// SafeToRetry makes the retry package class it NotSent.
+func (e *prePingsFailedError) SafeToRetry() bool { return true }

@@ -119,3 +119,12 @@ func TestStoppedBudgetsEndEveryWaitAtOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestAnAcquireWhosePrePingsAllFailedIsRetried(t *testing.T) {
+	last := &pgconn.PgError{Severity: "FATAL", Code: "08P01", Message: "server login has been failing, try again later (server_login_retry)"}
+	for _, err := range []error{&prePingsFailedError{}, &prePingsFailedError{last: last}} {
+		if got := retry.Classify(err); got != retry.NotSent {
+			t.Errorf("Classify(%v) = %v, want not-sent: no statement was sent", err, got)
+		}
+	}
+}

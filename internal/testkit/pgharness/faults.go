@@ -94,12 +94,24 @@ func (s *Server) SetIdleSessionTimeout(ctx context.Context, d time.Duration) err
 
 // Pause freezes every process in the container (docker pause): the server, like a hung database,
 // accepts bytes into its socket buffers but never answers.
+// The cgroup freezer can fail to freeze a process caught in the kernel ("unable to freeze",
+// seen on a loaded machine); Pause then tries again, a few times.
 func (s *Server) Pause(ctx context.Context) error {
-	_, err := s.docker.ContainerPause(ctx, s.ctr.GetContainerID(), client.ContainerPauseOptions{})
-	if err != nil {
-		return fmt.Errorf("pgharness: pause: %w", err)
+	var err error
+	for range 5 {
+		if _, err = s.docker.ContainerPause(ctx, s.ctr.GetContainerID(), client.ContainerPauseOptions{}); err == nil {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "unable to freeze") {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return nil
+	return fmt.Errorf("pgharness: pause: %w", err)
 }
 
 // Unpause undoes [Server.Pause].

@@ -157,6 +157,18 @@ func (r *contractRun) checkApplicationErrors() {
 			return err
 		}, "25006"})
 	}
+	// The target heals first: after a restart PgBouncer refuses server logins for
+	// server_login_retry (15 s), and a pool may need a moment to replace what faults broke.
+	healed := time.Now().Add(pgbouncerLoginRetry + 10*time.Second)
+	for _, p := range []*pool.Pool{r.p, r.ro} {
+		for p != nil && time.Now().Before(healed) {
+			var v string
+			if p.Idempotent().QueryRow(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v) == nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	for _, tc := range cases {
 		var err error
 		for range 3 { // until the connections the faults left dead are gone
