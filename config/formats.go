@@ -158,20 +158,25 @@ func pgURL(scheme, rest string) (string, string, error) {
 	return "", "", formatError("connection string", what, "pgsteady connects to PostgreSQL: give a postgres:// or postgresql:// URL")
 }
 
-// checkURLUserinfo refuses a URL with a '@' after its first '/' (before any '?'): libpq and
-// pgx end the user name and password at the first '/', so a raw '/' in a password makes
-// its rest the host and port, and pgx's error would quote them.
+// checkURLUserinfo refuses a URL whose user name or password was cut by a raw '/': libpq and
+// pgx end the authority at the first '/', so the rest of a password becomes the host and port,
+// a path or query keys, and pgx's errors (or ours, naming a key) would quote it. Such a URL has
+// a '@' after its first '/' (in the path), or a '@' in its query or fragment that a '/' follows
+// (the host and database that came after the user info). A '@' in a query value without a
+// '/' after it (user=name@server, as Azure's single servers want) is left alone.
 func checkURLUserinfo(u string) error {
 	_, rest, _ := strings.Cut(u, "://")
-	i := strings.IndexByte(rest, '/')
-	if i < 0 {
-		return nil
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 || rest[end] != '/' {
+		return nil // a raw '?' in the password is read up to the last '@' (see dsn.go)
 	}
-	path := rest[i:]
-	if q := strings.IndexByte(path, '?'); q >= 0 {
-		path = path[:q]
+	tail := rest[end:]
+	path, query := tail, ""
+	if q := strings.IndexAny(tail, "?#"); q >= 0 {
+		path, query = tail[:q], tail[q:]
 	}
-	if !strings.Contains(path, "@") {
+	at := strings.IndexByte(query, '@')
+	if !strings.Contains(path, "@") && (at < 0 || !strings.Contains(query[at:], "/")) {
 		return nil
 	}
 	return formatError("connection string", "a URL with a '@' after its first '/'",
