@@ -118,14 +118,14 @@ func parse(d *dsn, sec *secrets) (*Config, error) {
 
 // swallowedSecret refuses a keyword/value pair whose value took a password pair in (an
 // empty value takes the next word: "user= password=x" is user="password=x" to libpq, and
-// so does a backslash before the space): the password would be sent and shown as that
-// key's value.
+// so does a backslash before the space; an ADO.NET value opened by a stray quote takes
+// ";Password=x;" in): the password would be sent and shown as that key's value.
 func swallowedSecret(d *dsn) error {
 	if d.url {
 		return nil
 	}
 	for _, p := range d.params {
-		if !isSecretKey(p.key) && strings.Contains(p.value, "password=") {
+		if !isSecretKey(p.key) && strings.Contains(strings.ToLower(p.value), "password=") {
 			return &Error{Field: p.key, Err: errors.New("its value holds a password=... pair (an empty value, or a backslash before a space, " +
 				"takes the next word in); write " + p.key + "='...' or remove it")}
 		}
