@@ -245,6 +245,13 @@ func convertForeign(d *dsn) ([]string, error) {
 // libpq key pgx understands, a PostgreSQL setting, or a custom setting.
 func checkKeys(d *dsn) error {
 	for _, p := range d.params {
+		if at := strings.IndexByte(p.value, '@'); d.url && at >= 0 && strings.Contains(p.value[at:], "/") {
+			// A value holding "@host/db": the user info was cut short by a raw '/', '?' or
+			// '#', and its rest (a piece of the password, perhaps) became this pair. Neither
+			// is named.
+			return formatError("connection string", "a URL whose user name or password holds a raw '/', '?' or '#'",
+				"write them as %2F, %3F and %23, and each '@' as %40")
+		}
 		switch {
 		case p.key == "ssl" && d.url:
 			if v, _ := d.lookup("ssl"); v != "true" {

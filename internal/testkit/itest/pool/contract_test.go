@@ -360,10 +360,10 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 	close(monStop)
 	<-monDone
 	r.checkStatsAfterClose()
-	r.checkReactions()
 	if r.ro != nil {
-		r.ro.Close()
+		r.ro.Close() // its background work has ended: its Stats and its log lines are final
 	}
+	r.checkReactions()
 	r.checkGoroutines(baseline)
 	for _, w := range workers {
 		if w.db != nil {
