@@ -353,8 +353,8 @@ func (p *Pool) Ping(ctx context.Context) error {
 // connection failures that ran into the call's acquire budget end as a *TimeoutError naming
 // AcquireTimeout, with the last failure as its LastErr.
 func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err error, fn func(context.Context) error) error {
-	if err == nil {
-		return nil
+	if err == nil || on == noRetry {
+		return err
 	}
 	pol := p.policy.WithRetryOn(on)
 	pol.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {

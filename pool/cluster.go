@@ -1,0 +1,280 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgsteady/pgsteady/config"
+)
+
+// Cluster is a primary and its read replicas, each reached through its own [Pool] with the
+// same resilience. Writes, [Cluster.Tx] and everything called on the Cluster itself go to the
+// primary; [Cluster.Replica] returns a [Reader] whose reads go to a replica that is healthy and
+// within the lag bound, and to the primary when none is. It is safe for concurrent use, and,
+// like *Pool, it satisfies sqlc's DBTX (a DBTX for writes; a Reader is one for reads).
+//
+// A background loop asks every member, every [WithLagCheckEvery] (default
+// [DefaultLagCheckEvery]), where it is in the WAL: one round trip per member on a connection of
+// its own pool (pg_is_in_recovery, pg_current_wal_lsn on the primary, pg_last_wal_replay_lsn
+// and pg_last_xact_replay_timestamp on a replica). A replica's lag is the primary's position
+// minus its replay position, in bytes; one more than [WithMaxReplayLag] (default
+// [DefaultMaxReplayLag]) behind, one whose check failed, or one on which a read failed with a
+// connection error, takes no reads until a later check finds it back. A replica found out of
+// recovery while the primary is unreachable (two checks in a row), in recovery or read-only
+// for every session becomes the primary; a former primary found in recovery joins the readers.
+//
+// Read-your-writes: see [WithReadYourWrites].
+type Cluster struct {
+	members []*member // the primary as given first, then the replicas in order
+	primary atomic.Pointer[member]
+	maxLag  int64
+	every   time.Duration
+	minGap  time.Duration // between two checks that reads asked for
+	log     *slog.Logger
+
+	rr     atomic.Uint64 // where the search for the least loaded replica starts
+	writes writeMark
+	stats  clusterCounters
+
+	kick      chan struct{} // a read-your-writes read found no replica caught up: check soon
+	stop      chan struct{}
+	life      context.Context
+	endLife   context.CancelFunc
+	bg        sync.WaitGroup
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+// DefaultMaxReplayLag is how far behind the primary, in bytes of WAL, a replica may be and
+// still take reads: 16 MiB, one WAL segment, a second or less of a busy server's writes.
+const DefaultMaxReplayLag = 16 << 20
+
+// DefaultLagCheckEvery is how often a [Cluster] measures its members' positions: 1 s.
+const DefaultLagCheckEvery = time.Second
+
+// maxMembers bounds a cluster's size: a read remembers the members it tried in a uint64.
+const maxMembers = 64
+
+// ClusterOption changes how [NewCluster] builds a [Cluster].
+type ClusterOption func(*clusterOptions)
+
+type clusterOptions struct {
+	maxLag int64
+	every  time.Duration
+	member []Option
+}
+
+// WithMaxReplayLag sets how far behind the primary, in bytes of WAL, a replica may be and
+// still take reads. Default [DefaultMaxReplayLag]; 0 allows only a replica that has replayed
+// all the primary had written at the last check. Must be >= 0.
+func WithMaxReplayLag(bytes int64) ClusterOption { return func(o *clusterOptions) { o.maxLag = bytes } }
+
+// WithLagCheckEvery sets how often the cluster measures its members (one short query per
+// member on a pooled connection). Default [DefaultLagCheckEvery]; at least 10 ms. Reads that
+// need a write a replica has not been seen to replay also ask for a check, at most twenty
+// times as often.
+func WithLagCheckEvery(d time.Duration) ClusterOption { return func(o *clusterOptions) { o.every = d } }
+
+// WithMemberOptions gives every member's [Pool] these options (a logger, an observer, pgx
+// edits). The cluster logs through the last [WithLogger] among them.
+func WithMemberOptions(opts ...Option) ClusterOption {
+	return func(o *clusterOptions) { o.member = append(o.member, opts...) }
+}
+
+// NewCluster builds a cluster over the primary and the replicas (each config from
+// [config.Parse] or [config.FromEnv]; they are copied). The primary's pool starts as [New]
+// says, so New's errors end NewCluster; the replicas' pools start lazily, so that a replica
+// down at start-up costs reads nothing: it takes reads once a check finds it. NewCluster
+// measures every member once before it returns; ctx bounds the start-up only.
+func NewCluster(ctx context.Context, primary *config.Config, replicas []*config.Config, opts ...ClusterOption) (*Cluster, error) {
+	o := clusterOptions{maxLag: DefaultMaxReplayLag, every: DefaultLagCheckEvery}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case primary == nil:
+		return nil, errors.New("pool: nil primary config")
+	case o.maxLag < 0:
+		return nil, fmt.Errorf("pool: WithMaxReplayLag must be >= 0, got %d", o.maxLag)
+	case o.every < 10*time.Millisecond:
+		return nil, fmt.Errorf("pool: WithLagCheckEvery must be >= 10ms, got %s", o.every)
+	case len(replicas)+1 > maxMembers:
+		return nil, fmt.Errorf("pool: a cluster has at most %d members, got %d", maxMembers, len(replicas)+1)
+	}
+	var lo options
+	for _, opt := range o.member {
+		opt(&lo)
+	}
+	c := &Cluster{maxLag: o.maxLag, every: o.every, minGap: max(o.every/20, 10*time.Millisecond), log: lo.logger,
+		kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.life, c.endLife = context.WithCancel(context.Background())
+	p, err := New(ctx, primary, o.member...)
+	if err != nil {
+		c.endLife()
+		return nil, err
+	}
+	c.members = append(c.members, newMember(0, p))
+	c.primary.Store(c.members[0])
+	for i, rc := range replicas {
+		if rc == nil {
+			c.Close()
+			return nil, fmt.Errorf("pool: nil config for replica %d", i)
+		}
+		lazy := *rc
+		lazy.LazyStart = true
+		rp, err := New(ctx, &lazy, o.member...)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("pool: replica %d: %w", i, err)
+		}
+		c.members = append(c.members, newMember(i+1, rp))
+	}
+	c.checkAll(ctx)
+	c.bg.Go(c.watch)
+	return c, nil
+}
+
+// newMember wraps a member's pool.
+func newMember(idx int, p *Pool) *member {
+	cc := p.pgx.Config().ConnConfig
+	m := &member{idx: idx, pool: p, addr: net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))}
+	m.lsn.Store(-1)
+	m.lag.Store(-1)
+	return m
+}
+
+// Close closes every member's pool (each as [Pool.Close] says, concurrently) after the lag
+// checks have stopped. It is idempotent; the cluster's background work has ended when it
+// returns.
+func (c *Cluster) Close() {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		close(c.stop)
+		c.endLife()
+		c.bg.Wait()
+		var wg sync.WaitGroup
+		for _, m := range c.members {
+			wg.Go(m.pool.Close)
+		}
+		wg.Wait()
+	})
+}
+
+// Primary returns the pool of the member that is the primary now. Work done on it directly is
+// not tracked for read-your-writes.
+func (c *Cluster) Primary() *Pool { return c.primary.Load().pool }
+
+// Exec runs sql on the primary as [Pool.Exec] does, and records its WAL position for
+// read-your-writes.
+func (c *Cluster) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	m := c.primary.Load()
+	tag, err := m.pool.Exec(ctx, sql, args...)
+	c.wrote(ctx, m, err)
+	return tag, err
+}
+
+// Query runs sql on the primary as [Pool.Query] does; it may write (INSERT ... RETURNING), so
+// its WAL position is recorded for read-your-writes when the rows are closed. Reads belong on
+// [Cluster.Replica].
+func (c *Cluster) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	m := c.primary.Load()
+	rs, err := m.pool.Query(ctx, sql, args...)
+	if err != nil {
+		c.wrote(ctx, m, err)
+		return nil, err
+	}
+	return &heldRows{Rows: rs, done: func() { c.wrote(ctx, m, rs.Err()) }}, nil
+}
+
+// QueryRow runs sql on the primary as [Pool.QueryRow] does, and records its WAL position for
+// read-your-writes after Scan.
+func (c *Cluster) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return writeRow{c: c, ctx: ctx, sql: sql, args: args}
+}
+
+// SendBatch sends b to the primary as [Pool.SendBatch] does, and records its WAL position for
+// read-your-writes when the results are closed.
+func (c *Cluster) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	m := c.primary.Load()
+	return &heldBatch{BatchResults: m.pool.SendBatch(ctx, b), done: func(err error) { c.wrote(ctx, m, err) }}
+}
+
+// CopyFrom copies rows into table on the primary as [Pool.CopyFrom] does, and records its WAL
+// position for read-your-writes.
+func (c *Cluster) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	m := c.primary.Load()
+	n, err := m.pool.CopyFrom(ctx, table, columns, src)
+	c.wrote(ctx, m, err)
+	return n, err
+}
+
+// Tx runs fn in a transaction on the primary as [Pool.Tx] does, and records the WAL position
+// after the commit for read-your-writes (unless opts ask for a read-only transaction).
+func (c *Cluster) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	m := c.primary.Load()
+	err := m.pool.Tx(ctx, opts, fn)
+	if opts.AccessMode != pgx.ReadOnly {
+		c.wrote(ctx, m, err)
+	}
+	return err
+}
+
+// writeRow is Cluster.QueryRow's row.
+type writeRow struct {
+	c    *Cluster
+	ctx  context.Context
+	sql  string
+	args []any
+}
+
+func (r writeRow) Scan(dest ...any) error {
+	m := r.c.primary.Load()
+	err := m.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...)
+	r.c.wrote(r.ctx, m, err)
+	return err
+}
+
+// heldRows calls done once, when its rows are closed or read to the end.
+type heldRows struct {
+	pgx.Rows
+	done func()
+	once sync.Once
+}
+
+func (r *heldRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.once.Do(r.done)
+	return false
+}
+
+func (r *heldRows) Close() {
+	r.Rows.Close()
+	r.once.Do(r.done)
+}
+
+// heldBatch calls done once, when its results are closed.
+type heldBatch struct {
+	pgx.BatchResults
+	done func(error)
+	once sync.Once
+}
+
+func (b *heldBatch) Close() error {
+	err := b.BatchResults.Close()
+	b.once.Do(func() { b.done(err) })
+	return err
+}
