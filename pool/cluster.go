@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/retry"
 )
 
 // Cluster is a primary and its read replicas, each reached through its own [Pool] with the
@@ -52,6 +53,8 @@ type Cluster struct {
 	bg        sync.WaitGroup
 	closed    atomic.Bool
 	closeOnce sync.Once
+	moved     atomic.Pointer[context.Context] // canceled when the primary changes, then replaced
+	endMoved  context.CancelFunc              // cancels *moved; used by settle only
 }
 
 // DefaultMaxReplayLag is how far behind the primary, in bytes of WAL, a replica may be and
@@ -120,6 +123,7 @@ func NewCluster(ctx context.Context, primary *config.Config, replicas []*config.
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
+	c.newMoved()
 	p, err := New(ctx, primary, o.member...)
 	if err != nil {
 		c.endLife()
@@ -144,6 +148,13 @@ func NewCluster(ctx context.Context, primary *config.Config, replicas []*config.
 	c.checkAll(ctx)
 	c.bg.Go(c.watch)
 	return c, nil
+}
+
+// newMoved replaces the signal that the primary changed with a fresh one.
+func (c *Cluster) newMoved() {
+	ctx, cancel := context.WithCancel(c.life)
+	c.moved.Store(&ctx)
+	c.endMoved = cancel
 }
 
 // newMember wraps a member's pool.
@@ -177,11 +188,14 @@ func (c *Cluster) Close() {
 func (c *Cluster) Primary() *Pool { return c.primary.Load().pool }
 
 // Exec runs sql on the primary as [Pool.Exec] does, and records its WAL position for
-// read-your-writes.
+// read-your-writes. When the primary changes while it waits to retry (see [Cluster.Tx]), it
+// runs on the new one, provided it did not run on the old.
 func (c *Cluster) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	m := c.primary.Load()
-	tag, err := m.pool.Exec(ctx, sql, args...)
-	c.wrote(ctx, m, err)
+	var tag pgconn.CommandTag
+	err := c.write(ctx, notSent, func(ctx context.Context, p *Pool) (err error) {
+		tag, err = p.Exec(ctx, sql, args...)
+		return err
+	})
 	return tag, err
 }
 
@@ -222,13 +236,54 @@ func (c *Cluster) CopyFrom(ctx context.Context, table pgx.Identifier, columns []
 
 // Tx runs fn in a transaction on the primary as [Pool.Tx] does, and records the WAL position
 // after the commit for read-your-writes (unless opts ask for a read-only transaction).
+//
+// When the cluster finds that the primary has changed (a replica promoted) while Tx runs, Tx's
+// context on the former primary is canceled, and unless its COMMIT's outcome is unknown
+// (*[AmbiguousCommitError]) fn runs again on the new primary: a write that waited out a
+// failover in the former primary's retries goes to the new one at once.
 func (c *Cluster) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
-	m := c.primary.Load()
-	err := m.pool.Tx(ctx, opts, fn)
-	if opts.AccessMode != pgx.ReadOnly {
-		c.wrote(ctx, m, err)
+	if opts.AccessMode == pgx.ReadOnly {
+		return c.primary.Load().pool.Tx(ctx, opts, fn)
 	}
-	return err
+	return c.write(ctx, notAmbiguous, func(ctx context.Context, p *Pool) error { return p.Tx(ctx, opts, fn) })
+}
+
+// notSent reports whether a statement that failed with err did not run.
+func notSent(err error) bool { return retry.Classify(err) == retry.NotSent }
+
+// notAmbiguous reports whether a transaction that failed with err did not commit.
+func notAmbiguous(err error) bool {
+	var amb *AmbiguousCommitError
+	return !errors.As(err, &amb)
+}
+
+// errPrimaryMoved is the cause with which a write's context on the former primary is canceled.
+var errPrimaryMoved = errors.New("pool: the cluster's primary changed")
+
+// write runs fn on the primary's pool and records the WAL position it leaves for
+// read-your-writes. When the primary changes while fn runs, fn's context is canceled, and fn
+// runs again on the new primary if unapplied says its error proves nothing was applied.
+func (c *Cluster) write(ctx context.Context, unapplied func(error) bool, fn func(context.Context, *Pool) error) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	for range maxMembers {
+		moved := c.moved.Load()
+		m := c.primary.Load()
+		wctx, cancel := context.WithCancelCause(ctx)
+		stop := context.AfterFunc(*moved, func() { cancel(errPrimaryMoved) })
+		err := fn(wctx, m.pool)
+		stop()
+		cause := context.Cause(wctx)
+		cancel(nil)
+		if err == nil || ctx.Err() != nil || !errors.Is(cause, errPrimaryMoved) || !unapplied(err) {
+			c.wrote(ctx, m, err)
+			return err
+		}
+		c.stats.followed.Add(1)
+		c.log.InfoContext(ctx, "pgsteady: cluster: the primary changed during a write that did not apply: running it on the new primary", "err", err)
+	}
+	return errPrimaryMoved
 }
 
 // writeRow is Cluster.QueryRow's row.
@@ -240,10 +295,9 @@ type writeRow struct {
 }
 
 func (r writeRow) Scan(dest ...any) error {
-	m := r.c.primary.Load()
-	err := m.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...)
-	r.c.wrote(r.ctx, m, err)
-	return err
+	return r.c.write(r.ctx, notSent, func(ctx context.Context, p *Pool) error {
+		return p.QueryRow(ctx, r.sql, r.args...).Scan(dest...)
+	})
 }
 
 // heldRows calls done once, when its rows are closed or read to the end.

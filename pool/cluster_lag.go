@@ -130,6 +130,9 @@ func (c *Cluster) settle(ctx context.Context) {
 		for _, m := range c.members {
 			if m != prim && m.ok.Load() && !m.recovery.Load() && !m.readOnly.Load() {
 				c.primary.Store(m)
+				end := c.endMoved
+				c.newMoved()
+				end() // writes still on the former primary go to m
 				c.stats.promotions.Add(1)
 				c.log.WarnContext(ctx, "pgsteady: cluster: a replica was promoted: it is the primary now", "primary", m.addr, "former", prim.addr)
 				prim = m

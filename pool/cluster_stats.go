@@ -13,6 +13,7 @@ type clusterCounters struct {
 	checks           atomic.Int64 // rounds of checks
 	askedChecks      atomic.Int64 // rounds that reads asked for
 	promotions       atomic.Int64
+	followed         atomic.Int64 // writes run again on a new primary
 	fallbacks        atomic.Int64 // reads that failed on a replica and moved on
 	primaryNoReplica atomic.Int64 // reads sent to the primary: no replica qualified
 	primaryForWrites atomic.Int64 // read-your-writes reads sent to the primary: no replica past the last write
@@ -35,6 +36,7 @@ type ClusterStats struct {
 	Checks                int64  `json:"checks"`                   // rounds of lag checks (one query per member each)
 	ChecksAskedByReads    int64  `json:"checks_asked_by_reads"`    // of which: asked for by read-your-writes reads that found no replica past the last write
 	Promotions            int64  `json:"promotions"`               // replicas that became the primary
+	WritesFollowed        int64  `json:"writes_followed"`          // writes that had not applied on the former primary when it changed, run again on the new one
 	ReplicaFallbacks      int64  `json:"replica_fallbacks"`        // reads that failed on a replica and moved to another member
 	PrimaryReadsNoReplica int64  `json:"primary_reads_no_replica"` // reads served by the primary because no replica qualified
 	PrimaryReadsForWrites int64  `json:"primary_reads_for_writes"` // read-your-writes reads served by the primary because no replica had replayed the last write
@@ -69,6 +71,7 @@ func (c *Cluster) Stats() ClusterStats {
 		Checks:                c.stats.checks.Load(),
 		ChecksAskedByReads:    c.stats.askedChecks.Load(),
 		Promotions:            c.stats.promotions.Load(),
+		WritesFollowed:        c.stats.followed.Load(),
 		ReplicaFallbacks:      c.stats.fallbacks.Load(),
 		PrimaryReadsNoReplica: c.stats.primaryNoReplica.Load(),
 		PrimaryReadsForWrites: c.stats.primaryForWrites.Load(),

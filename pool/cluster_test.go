@@ -27,6 +27,8 @@ func testMember(idx int, recovery bool, lsn int64) *member {
 func testCluster(maxLag int64, ms ...*member) *Cluster {
 	c := &Cluster{members: ms, maxLag: maxLag, kick: make(chan struct{}, 1), log: slog.New(slog.DiscardHandler)}
 	c.primary.Store(ms[0])
+	c.life = context.Background()
+	c.newMoved()
 	return c
 }
 
@@ -83,6 +85,7 @@ func TestSettlePromotesAReplicaOnlyWhenThePrimaryIsNoLongerOne(t *testing.T) {
 			prim, promoted, standby := testMember(0, false, 1000), testMember(1, false, 1000), testMember(2, true, 1000)
 			tc.primary(prim)
 			c := testCluster(DefaultMaxReplayLag, prim, promoted, standby)
+			moved := *c.moved.Load()
 			c.settle(context.Background())
 			want := prim
 			if tc.wantPromote {
@@ -90,6 +93,10 @@ func TestSettlePromotesAReplicaOnlyWhenThePrimaryIsNoLongerOne(t *testing.T) {
 			}
 			if got := c.primary.Load(); got != want {
 				t.Fatalf("primary is %s, want %s", got.addr, want.addr)
+			}
+			// Writes still running on the former primary are told.
+			if got := moved.Err() != nil; got != tc.wantPromote {
+				t.Fatalf("writes on the former primary canceled: %v, want %v", got, tc.wantPromote)
 			}
 		})
 	}

@@ -1,0 +1,405 @@
+// Package cluster_test runs pool.Cluster against the harness's real primary/standby pair:
+// reads spread to the standby, read-your-writes with no stale read, and faults of the standby
+// (stopped, its backends killed, its replay paused, promoted) that cost no read an error.
+package cluster_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
+	"github.com/pgsteady/pgsteady/pool"
+)
+
+// lagBound is the tests' replay-lag bound: small, so that a paused replay passes it after a few
+// hundred kilobytes of writes.
+const lagBound = 64 << 10
+
+// TestCluster runs its cases in order on one pair: the faults restore the pair, the promotion,
+// last, does not.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs without -short, against Docker")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	pair, err := pgharness.StartPair(ctx, pgharness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pair.Close() })
+	setup, err := pgx.Connect(ctx, pair.Primary.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.Exec(ctx, `CREATE TABLE rw (id bigint PRIMARY KEY, pad text NOT NULL DEFAULT '')`); err != nil {
+		t.Fatal(err)
+	}
+	setup.Close(ctx)
+
+	c := newCluster(t, pair)
+	steps := []struct {
+		name string
+		run  func(*testing.T, *pgharness.Pair, *pool.Cluster)
+	}{
+		{"reads spread to the replica", testSpread},
+		{"read your writes, same goroutine", testReadYourWritesLoop},
+		{"read your writes, concurrent", testReadYourWritesConcurrent},
+		{"replica stopped and started", testReplicaStopped},
+		{"replica backends killed", testReplicaKilled},
+		{"replay paused", testReplayPaused},
+		{"replica promoted", testPromoted},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, func(t *testing.T) { s.run(t, pair, c) }) {
+			return // the later steps assume the pair as this one leaves it
+		}
+	}
+	logStats(t, c)
+}
+
+func newCluster(t *testing.T, pair *pgharness.Pair) *pool.Cluster {
+	t.Helper()
+	parse := func(dsn string) *config.Config {
+		cfg, err := config.Parse(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Size, cfg.Overflow = 8, 8
+		return cfg
+	}
+	c, err := pool.NewCluster(t.Context(), parse(pair.Primary.DSN()), []*config.Config{parse(pair.Standby.DSN())},
+		pool.WithMaxReplayLag(lagBound), pool.WithLagCheckEvery(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	waitFor(t, "the standby to take reads", func() bool { return c.Stats().Members[1].Readable })
+	return c
+}
+
+// admin runs sql as the superuser on s (also from a Cleanup: it does not use t's context).
+func admin(t *testing.T, s *pgharness.Server, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.AdminDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds; a minute without is a failure (a bound on a hang, not a
+// timing assertion).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// readers runs n goroutines reading through c.Replica() until stop is called, counting reads,
+// errors and the reads a standby served; stop returns the counts and sorted latencies.
+type readers struct {
+	reads, errs, onStandby atomic.Int64
+	mu                     sync.Mutex
+	firstErrs              []error
+	lat                    []time.Duration
+	stop                   chan struct{}
+	wg                     sync.WaitGroup
+}
+
+func startReaders(c *pool.Cluster, n int, q func() pool.Querier) *readers {
+	r := &readers{stop: make(chan struct{})}
+	ctx := context.Background()
+	for w := range n {
+		r.wg.Go(func() {
+			var lat []time.Duration
+			for i := 0; ; i++ {
+				select {
+				case <-r.stop:
+					r.mu.Lock()
+					r.lat = append(r.lat, lat...)
+					r.mu.Unlock()
+					return
+				default:
+				}
+				start := time.Now()
+				var standby bool
+				var n int64
+				var err error
+				sql := "SELECT pg_is_in_recovery(), count(*) FROM rw WHERE id > $1"
+				if q != nil {
+					err = q().QueryRow(ctx, sql, w+i).Scan(&standby, &n)
+				} else {
+					err = c.Replica().QueryRow(ctx, sql, w+i).Scan(&standby, &n)
+				}
+				lat = append(lat, time.Since(start))
+				r.reads.Add(1)
+				switch {
+				case err != nil:
+					r.errs.Add(1)
+					r.mu.Lock()
+					if len(r.firstErrs) < 5 {
+						r.firstErrs = append(r.firstErrs, err)
+					}
+					r.mu.Unlock()
+				case standby:
+					r.onStandby.Add(1)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	return r
+}
+
+func (r *readers) finish(t *testing.T, what string) {
+	t.Helper()
+	close(r.stop)
+	r.wg.Wait()
+	slices.Sort(r.lat)
+	t.Logf("%s: reads %d, errors %d, served by the standby %d (%.0f %%), p50 %v, p99 %v", what,
+		r.reads.Load(), r.errs.Load(), r.onStandby.Load(), 100*float64(r.onStandby.Load())/float64(max(1, r.reads.Load())),
+		pct(r.lat, 50), pct(r.lat, 99))
+	if r.errs.Load() > 0 {
+		t.Errorf("%s: %d reads failed; first: %v", what, r.errs.Load(), r.firstErrs)
+	}
+	if r.reads.Load() == 0 {
+		t.Errorf("%s: no read ran", what)
+	}
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[(len(sorted)-1)*p/100].Round(time.Microsecond)
+}
+
+func testSpread(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
+	r := startReaders(c, 8, nil)
+	waitFor(t, "2000 reads", func() bool { return r.reads.Load() >= 2000 })
+	r.finish(t, "cluster reads")
+	if r.onStandby.Load() == 0 {
+		t.Error("no read went to the standby")
+	}
+	// The same load on the primary alone, for comparison.
+	p := startReaders(c, 8, func() pool.Querier { return c.Primary().Idempotent() })
+	waitFor(t, "2000 reads", func() bool { return p.reads.Load() >= 2000 })
+	p.finish(t, "primary-only reads")
+}
+
+// testReadYourWritesLoop writes a row and reads it back at once, 500 times: with
+// WithReadYourWrites no read may miss its write.
+func testReadYourWritesLoop(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
+	ctx := pool.WithReadYourWrites(t.Context())
+	var stale, onStandby, plainStale int
+	for i := range 500 {
+		id := int64(1_000_000 + i)
+		if _, err := c.Exec(ctx, "INSERT INTO rw (id) VALUES ($1)", id); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		var standby bool
+		if err := c.Replica().QueryRow(ctx, "SELECT count(*), pg_is_in_recovery() FROM rw WHERE id = $1", id).Scan(&n, &standby); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			stale++
+		}
+		if standby {
+			onStandby++
+		}
+		// The control: a read without read-your-writes may be stale; it shows the test can tell.
+		id2 := int64(2_000_000 + i)
+		if _, err := c.Exec(ctx, "INSERT INTO rw (id) VALUES ($1)", id2); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Replica().QueryRow(t.Context(), "SELECT count(*) FROM rw WHERE id = $1", id2).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			plainStale++
+		}
+	}
+	t.Logf("write then read at once, 500 times: stale reads %d with read-your-writes (%d served by the standby), %d of 500 without it",
+		stale, onStandby, plainStale)
+	if stale > 0 {
+		t.Errorf("%d reads with read-your-writes missed their write", stale)
+	}
+}
+
+// testReadYourWritesConcurrent has one writer and 8 readers: each reader notes the highest id
+// acknowledged before its read and must see it.
+func testReadYourWritesConcurrent(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
+	ctx := pool.WithReadYourWrites(t.Context())
+	var acked atomic.Int64
+	acked.Store(3_000_000)
+	if _, err := c.Exec(ctx, "INSERT INTO rw (id) VALUES ($1)", acked.Load()); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var reads, stale, onStandby, errs atomic.Int64
+	wg.Go(func() {
+		for id := acked.Load() + 1; !stop.Load(); id++ {
+			if _, err := c.Exec(ctx, "INSERT INTO rw (id, pad) VALUES ($1, repeat('x', 200))", id); err != nil {
+				errs.Add(1)
+				continue
+			}
+			acked.Store(id)
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+	for range 8 {
+		wg.Go(func() {
+			for !stop.Load() {
+				want := acked.Load()
+				var got int64
+				var standby bool
+				err := c.Replica().QueryRow(ctx, "SELECT max(id), pg_is_in_recovery() FROM rw WHERE id >= 3000000").Scan(&got, &standby)
+				reads.Add(1)
+				switch {
+				case err != nil:
+					errs.Add(1)
+				case got < want:
+					stale.Add(1)
+				case standby:
+					onStandby.Add(1)
+				}
+			}
+		})
+	}
+	waitFor(t, "4000 reads", func() bool { return reads.Load() >= 4000 })
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("1 writer, 8 readers: reads %d, stale %d, errors %d, served by the standby %d (%.0f %%)",
+		reads.Load(), stale.Load(), errs.Load(), onStandby.Load(), 100*float64(onStandby.Load())/float64(reads.Load()))
+	if stale.Load() > 0 || errs.Load() > 0 {
+		t.Errorf("stale reads %d, errors %d, want 0", stale.Load(), errs.Load())
+	}
+}
+
+func testReplicaStopped(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+	r := startReaders(c, 8, nil)
+	waitFor(t, "reads", func() bool { return r.reads.Load() > 200 })
+	if err := pair.Standby.StopServer(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the cluster to notice", func() bool { return !c.Stats().Members[1].Healthy })
+	before := r.reads.Load()
+	waitFor(t, "reads without the standby", func() bool { return r.reads.Load() > before+500 })
+	if err := pair.Standby.StartServer(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	served := c.Stats().Members[1].Reads
+	waitFor(t, "the standby to serve reads again", func() bool { return c.Stats().Members[1].Reads > served+100 })
+	r.finish(t, "standby stopped and started")
+}
+
+func testReplicaKilled(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+	r := startReaders(c, 8, nil)
+	for range 5 {
+		before := c.Stats().Members[1].Reads
+		waitFor(t, "the standby to serve reads", func() bool { return c.Stats().Members[1].Reads > before+50 })
+		if _, err := pair.Standby.TerminateBackends(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.finish(t, "standby backends killed 5 times")
+}
+
+func testReplayPaused(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+	r := startReaders(c, 8, nil)
+	admin(t, pair.Standby, "SELECT pg_wal_replay_pause()")
+	t.Cleanup(func() { admin(t, pair.Standby, "SELECT pg_wal_replay_resume()") })
+	// Write past the lag bound.
+	for i := range 40 {
+		if _, err := c.Exec(t.Context(), "INSERT INTO rw (id, pad) SELECT 4000000 + $1 * 1000 + g, repeat('y', 100) FROM generate_series(0, 99) g", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the standby to be past the bound", func() bool {
+		m := c.Stats().Members[1]
+		return m.LagBytes > lagBound && !m.Readable
+	})
+	served := c.Stats().Members[1].Reads
+	before := r.reads.Load()
+	waitFor(t, "reads", func() bool { return r.reads.Load() > before+1000 })
+	m := c.Stats().Members[1]
+	t.Logf("replay paused: standby lag %d bytes (%v), reads served by it while past the bound: %d", m.LagBytes, m.LagTime, m.Reads-served)
+	// A read that was already running on the standby when the check found the lag may finish
+	// there: at most one per reader.
+	if n := m.Reads - served; n > 8 {
+		t.Errorf("the standby served %d reads while past the lag bound", n)
+	}
+	admin(t, pair.Standby, "SELECT pg_wal_replay_resume()")
+	waitFor(t, "the standby to catch up", func() bool { return c.Stats().Members[1].Readable })
+	r.finish(t, "replay paused")
+}
+
+func testPromoted(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+	r := startReaders(c, 8, nil)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var writes, writeErrs atomic.Int64
+	var firstErr atomic.Pointer[error]
+	wg.Go(func() {
+		for i := 0; !stop.Load(); i++ {
+			err := c.Tx(t.Context(), pgx.TxOptions{}, func(tx pgx.Tx) error {
+				_, err := tx.Exec(t.Context(), "INSERT INTO rw (id) VALUES ($1)", 5_000_000+i)
+				return err
+			})
+			writes.Add(1)
+			if err != nil {
+				writeErrs.Add(1)
+				firstErr.CompareAndSwap(nil, &err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	waitFor(t, "writes", func() bool { return writes.Load() > 50 })
+	if err := pair.Failover(t.Context(), pgharness.OldPrimaryReadOnly); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the cluster to follow the promotion", func() bool { return c.Stats().Members[1].Role == pool.RolePrimary })
+	after := writes.Load() - writeErrs.Load()
+	waitFor(t, "writes on the new primary", func() bool { return writes.Load()-writeErrs.Load() > after+50 })
+	stop.Store(true)
+	wg.Wait()
+	r.finish(t, "standby promoted")
+	var e error
+	if p := firstErr.Load(); p != nil {
+		e = *p
+	}
+	t.Logf("writes %d, failed %d (first: %v); roles: %s, %s", writes.Load(), writeErrs.Load(), e,
+		c.Stats().Members[0].Role, c.Stats().Members[1].Role)
+	var standby bool
+	if err := c.QueryRow(t.Context(), "SELECT pg_is_in_recovery()").Scan(&standby); err != nil || standby {
+		t.Fatalf("the cluster's primary: in recovery %v, err %v", standby, err)
+	}
+}
+
+func logStats(t *testing.T, c *pool.Cluster) {
+	s := c.Stats()
+	t.Logf("cluster: checks %d (asked by reads %d), promotions %d, replica fallbacks %d, primary reads (no replica %d, for writes %d), writes tracked %d untracked %d",
+		s.Checks, s.ChecksAskedByReads, s.Promotions, s.ReplicaFallbacks, s.PrimaryReadsNoReplica, s.PrimaryReadsForWrites, s.WritesTracked, s.WritesUntracked)
+	for _, m := range s.Members {
+		t.Logf("member %s: %s, reads %d, read failures %d, check failures %d, lag %d bytes", m.Addr, m.Role, m.Reads, m.ReadFailures, m.CheckFailures, m.LagBytes)
+	}
+}
