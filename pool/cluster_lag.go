@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,8 @@ type member struct {
 	reads      atomic.Int64
 	readFails  atomic.Int64 // reads that failed here and moved to another member
 	checkFails atomic.Int64
+	checkBusy  atomic.Int64 // checks skipped because every connection of its pool was busy
+	checkTime  atomic.Int64 // nanoseconds spent in checks, all told
 }
 
 // readable reports whether m may serve a read that needs position need (0: none) with lag
@@ -97,7 +100,17 @@ func (c *Cluster) check(ctx context.Context, m *member) {
 		age                float64
 	)
 	q := Querier{p: m.pool, on: noRetry}
-	if err := q.QueryRow(cctx, checkSQL, pgx.QueryExecModeSimpleProtocol).Scan(&recovery, &lsn, &age, &readOnly); err != nil {
+	start := time.Now()
+	err := q.QueryRow(cctx, checkSQL, pgx.QueryExecModeSimpleProtocol).Scan(&recovery, &lsn, &age, &readOnly)
+	m.checkTime.Add(int64(time.Since(start)))
+	var te *TimeoutError
+	if errors.As(err, &te) && te.Max > 0 && te.InUse >= te.Max && ctx.Err() == nil {
+		// Every connection is busy with the application's work: the member is up, and the
+		// check waits for the next round rather than take it out of the reads.
+		m.checkBusy.Add(1)
+		return
+	}
+	if err != nil {
 		m.ok.Store(false)
 		m.fails.Add(1)
 		m.checkFails.Add(1)

@@ -57,11 +57,13 @@ type MemberStats struct {
 	// (pg_last_xact_replay_timestamp); 0 when it had replayed everything: an idle primary
 	// makes the age grow without any lag.
 	LagTime       time.Duration `json:"lag_time_ns"`
-	Reads         int64         `json:"reads"`         // reads it served
-	ReadFailures  int64         `json:"read_failures"` // reads that failed on it and moved to another member
-	InFlight      int64         `json:"in_flight"`     // reads running on it now
-	CheckFailures int64         `json:"check_failures"`
-	Pool          Stats         `json:"pool"` // its pool's own Stats
+	Reads         int64         `json:"reads"`          // reads it served
+	ReadFailures  int64         `json:"read_failures"`  // reads that failed on it and moved to another member
+	InFlight      int64         `json:"in_flight"`      // reads running on it now
+	CheckFailures int64         `json:"check_failures"` // lag checks that failed
+	ChecksBusy    int64         `json:"checks_busy"`    // lag checks skipped because its pool had no free connection
+	CheckTime     time.Duration `json:"check_time_ns"`  // time spent in its lag checks, all told (divide by Checks for one)
+	Pool          Stats         `json:"pool"`           // its pool's own Stats
 }
 
 // Stats returns a snapshot of the cluster and of each member.
@@ -102,6 +104,8 @@ func (c *Cluster) Stats() ClusterStats {
 			ReadFailures:  m.readFails.Load(),
 			InFlight:      m.inflight.Load(),
 			CheckFailures: m.checkFails.Load(),
+			ChecksBusy:    m.checkBusy.Load(),
+			CheckTime:     time.Duration(m.checkTime.Load()),
 			Pool:          m.pool.Stats(),
 		})
 	}
