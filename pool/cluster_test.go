@@ -299,3 +299,43 @@ func TestFormatLSN(t *testing.T) {
 		}
 	}
 }
+
+func TestAWriteCaughtInAPromotionRunsOnTheNewPrimary(t *testing.T) {
+	t.Parallel()
+	old, promoted := testMember(0, false, 1000), testMember(1, true, 1000)
+	old.pool, promoted.pool = &Pool{}, &Pool{}
+	c := testCluster(DefaultMaxReplayLag, old, promoted)
+	refused := &pgconn.PgError{Code: "57P03"} // NotSent: the statement did not run
+	var ran []*Pool
+	err := c.write(context.Background(), notSent, func(ctx context.Context, p *Pool) error {
+		ran = append(ran, p)
+		if len(ran) == 1 {
+			// The former primary turns read-only and the replica is promoted while the write
+			// waits in the former primary's retries.
+			old.readOnly.Store(true)
+			promoted.recovery.Store(false)
+			c.settle(context.Background())
+			<-ctx.Done()
+		}
+		return refused
+	})
+	if !errors.Is(err, refused) {
+		t.Fatalf("err = %v, want the second attempt's", err)
+	}
+	if len(ran) != 2 || ran[0] != old.pool || ran[1] != promoted.pool {
+		t.Fatalf("ran on %v, want the former primary then the new one", ran)
+	}
+	if got := c.stats.followed.Load(); got != 1 {
+		t.Fatalf("writes followed: %d, want 1", got)
+	}
+}
+
+func TestAnAmbiguousTransactionIsNotRunAgainAfterAPromotion(t *testing.T) {
+	t.Parallel()
+	if notAmbiguous(&AmbiguousCommitError{Err: io.ErrUnexpectedEOF}) {
+		t.Fatal("an ambiguous commit counted as not applied")
+	}
+	if !notAmbiguous(&pgconn.PgError{Code: "25006"}) {
+		t.Fatal("a refused transaction counted as applied")
+	}
+}
