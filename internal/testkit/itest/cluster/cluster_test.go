@@ -15,6 +15,9 @@ import (
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
+	"github.com/pgsteady/pgsteady/pool/otelpool"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
 // lagBound is the tests' replay-lag bound: small, so that a paused replay passes it after a few
@@ -52,7 +55,8 @@ func TestCluster(t *testing.T) {
 		name string
 		run  func(*testing.T, *pgharness.Pair, *pool.Cluster)
 	}{
-		{"reads spread to the replica", testSpread},
+		{"reads spread to the replicas", testSpread},
+		{"metrics per member", testMetrics},
 		{"read your writes, same goroutine", testReadYourWritesLoop},
 		{"read your writes, concurrent", testReadYourWritesConcurrent},
 		{"replica stopped and started", testReplicaStopped},
@@ -66,6 +70,37 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	logStats(t, c)
+}
+
+// testMetrics checks that otelpool publishes each member's lag and reads.
+func testMetrics(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
+	r := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	reg, err := otelpool.RegisterCluster(c, mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Unregister()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	points := map[string]int{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				points[m.Name] += len(d.DataPoints)
+			case metricdata.Gauge[int64]:
+				points[m.Name] += len(d.DataPoints)
+			}
+		}
+	}
+	// Three members: reads for each, connections by two states for each, a lag for each replica.
+	if points["pgsteady.cluster.reads"] != 3 || points["db.client.connection.count"] != 6 || points["pgsteady.cluster.replay_lag"] != 2 {
+		t.Errorf("data points: %v", points)
+	}
 }
 
 // newCluster builds a cluster over the pair and the extra standby, and waits until both
