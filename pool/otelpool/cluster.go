@@ -38,8 +38,7 @@ func RegisterCluster(c *pool.Cluster, mp metric.MeterProvider, opts ...Option) (
 		metric.WithDescription("Bytes of WAL a replica was behind the primary at the last check."))
 	reads, errs[1] = m.Int64ObservableCounter("pgsteady.cluster.reads", metric.WithUnit("{read}"),
 		metric.WithDescription("Reads a member served."))
-	count, errs[2] = m.Int64ObservableUpDownCounter("db.client.connection.count", metric.WithUnit("{connection}"),
-		metric.WithDescription("The number of connections that are currently in the state described by the state attribute."))
+	count, errs[2] = connectionCount(m)
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("otelpool: creating instruments: %w", err)
 	}
