@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/retry"
 )
@@ -53,6 +55,7 @@ type Cluster struct {
 	bg        sync.WaitGroup
 	closed    atomic.Bool
 	closeOnce sync.Once
+	discover  bool                            // during NewClusterHosts's first check: any writable member may become the primary
 	moved     atomic.Pointer[context.Context] // canceled when the primary changes, then replaced
 	endMoved  context.CancelFunc              // cancels *moved; used by settle only
 }
@@ -99,53 +102,112 @@ func WithMemberOptions(opts ...Option) ClusterOption {
 // down at start-up costs reads nothing: it takes reads once a check finds it. NewCluster
 // measures every member once before it returns; ctx bounds the start-up only.
 func NewCluster(ctx context.Context, primary *config.Config, replicas []*config.Config, opts ...ClusterOption) (*Cluster, error) {
+	if primary == nil {
+		return nil, errors.New("pool: nil primary config")
+	}
+	specs := []memberSpec{{cfg: primary}}
+	for i, rc := range replicas {
+		if rc == nil {
+			return nil, fmt.Errorf("pool: nil config for replica %d", i)
+		}
+		lazy := *rc
+		lazy.LazyStart = true
+		specs = append(specs, memberSpec{cfg: &lazy})
+	}
+	return newCluster(ctx, specs, false, opts)
+}
+
+// NewClusterHosts builds a cluster over every host of cfg's connection string (a multi-host
+// one: host=a,b,c or postgres://a:5432,b:5432/db), one pool per host, and discovers their
+// roles: the first check makes the host found out of recovery the primary, the hosts in
+// recovery the replicas. target_session_attrs does not apply (each pool reaches its own host).
+// Every pool starts lazily; NewClusterHosts returns after the first check, with an error only
+// for a bad configuration (a cluster with no primary reachable yet sends its calls to the first
+// host until a check finds one).
+func NewClusterHosts(ctx context.Context, cfg *config.Config, opts ...ClusterOption) (*Cluster, error) {
+	if cfg == nil {
+		return nil, errors.New("pool: nil config")
+	}
+	pc, err := cfg.PgxPoolConfig()
+	if err != nil {
+		return nil, err
+	}
+	var specs []memberSpec
+	for _, h := range hostsOf(pc.ConnConfig) {
+		lazy := *cfg
+		lazy.LazyStart = true
+		specs = append(specs, memberSpec{cfg: &lazy, opts: []Option{WithPgxConfig(func(pc *pgxpool.Config) {
+			cc := pc.ConnConfig
+			cc.Host, cc.Port, cc.TLSConfig = h.Host, h.Port, h.TLSConfig
+			cc.Fallbacks, cc.ValidateConnect = nil, nil
+		})}})
+	}
+	return newCluster(ctx, specs, true, opts)
+}
+
+// hostsOf lists the hosts of a connection config once each, in order, with the first TLS
+// setting pgconn would try for each (sslmode prefer and allow list every host twice).
+func hostsOf(cc *pgx.ConnConfig) []*pgconn.FallbackConfig {
+	seen := map[string]bool{}
+	var out []*pgconn.FallbackConfig
+	for _, h := range append([]*pgconn.FallbackConfig{{Host: cc.Host, Port: cc.Port, TLSConfig: cc.TLSConfig}}, cc.Fallbacks...) {
+		key := net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port)))
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// memberSpec is how to build one member's pool.
+type memberSpec struct {
+	cfg  *config.Config
+	opts []Option // after the cluster's WithMemberOptions
+}
+
+// newCluster builds a cluster whose first member is taken for the primary until a check says
+// otherwise; discover lets the first check make any writable member the primary.
+func newCluster(ctx context.Context, specs []memberSpec, discover bool, opts []ClusterOption) (*Cluster, error) {
 	o := clusterOptions{maxLag: DefaultMaxReplayLag, every: DefaultLagCheckEvery}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	switch {
-	case primary == nil:
-		return nil, errors.New("pool: nil primary config")
 	case o.maxLag < 0:
 		return nil, fmt.Errorf("pool: WithMaxReplayLag must be >= 0, got %d", o.maxLag)
 	case o.every < 10*time.Millisecond:
 		return nil, fmt.Errorf("pool: WithLagCheckEvery must be >= 10ms, got %s", o.every)
-	case len(replicas)+1 > maxMembers:
-		return nil, fmt.Errorf("pool: a cluster has at most %d members, got %d", maxMembers, len(replicas)+1)
+	case len(specs) > maxMembers:
+		return nil, fmt.Errorf("pool: a cluster has at most %d members, got %d", maxMembers, len(specs))
 	}
 	var lo options
 	for _, opt := range o.member {
 		opt(&lo)
 	}
 	c := &Cluster{maxLag: o.maxLag, every: o.every, minGap: max(o.every/20, 10*time.Millisecond), log: lo.logger,
-		kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), discover: discover}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.newMoved()
-	p, err := New(ctx, primary, o.member...)
-	if err != nil {
-		c.endLife()
-		return nil, err
-	}
-	c.members = append(c.members, newMember(0, p))
-	c.primary.Store(c.members[0])
-	for i, rc := range replicas {
-		if rc == nil {
-			c.Close()
-			return nil, fmt.Errorf("pool: nil config for replica %d", i)
-		}
-		lazy := *rc
-		lazy.LazyStart = true
-		rp, err := New(ctx, &lazy, o.member...)
+	for i, sp := range specs {
+		p, err := New(ctx, sp.cfg, append(slices.Clip(o.member), sp.opts...)...)
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("pool: replica %d: %w", i, err)
+			if i == 0 {
+				return nil, err
+			}
+			return nil, fmt.Errorf("pool: member %d: %w", i, err)
 		}
-		c.members = append(c.members, newMember(i+1, rp))
+		c.members = append(c.members, newMember(i, p))
+		if i == 0 {
+			c.primary.Store(c.members[0])
+		}
 	}
 	c.checkAll(ctx)
+	c.discover = false // from now on a primary is replaced only when it stops being one
 	c.bg.Go(c.watch)
 	return c, nil
 }

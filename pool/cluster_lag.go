@@ -139,15 +139,19 @@ const downChecks = 2
 // any member reached.
 func (c *Cluster) settle(ctx context.Context) {
 	prim := c.primary.Load()
-	if prim.fails.Load() >= downChecks || (prim.ok.Load() && (prim.recovery.Load() || prim.readOnly.Load())) {
+	if prim.fails.Load() >= downChecks || (c.discover && !prim.ok.Load()) || (prim.ok.Load() && (prim.recovery.Load() || prim.readOnly.Load())) {
 		for _, m := range c.members {
 			if m != prim && m.ok.Load() && !m.recovery.Load() && !m.readOnly.Load() {
 				c.primary.Store(m)
 				end := c.endMoved
 				c.newMoved()
 				end() // writes still on the former primary go to m
-				c.stats.promotions.Add(1)
-				c.log.WarnContext(ctx, "pgsteady: cluster: a replica was promoted: it is the primary now", "primary", m.addr, "former", prim.addr)
+				if c.discover {
+					c.log.InfoContext(ctx, "pgsteady: cluster: found the primary", "primary", m.addr)
+				} else {
+					c.stats.promotions.Add(1)
+					c.log.WarnContext(ctx, "pgsteady: cluster: a replica was promoted: it is the primary now", "primary", m.addr, "former", prim.addr)
+				}
 				prim = m
 				break
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -337,5 +338,46 @@ func TestAnAmbiguousTransactionIsNotRunAgainAfterAPromotion(t *testing.T) {
 	}
 	if !notAmbiguous(&pgconn.PgError{Code: "25006"}) {
 		t.Fatal("a refused transaction counted as applied")
+	}
+}
+
+func TestNewClusterHostsMakesAMemberOfEachHost(t *testing.T) {
+	t.Parallel()
+	// Nothing listens on these ports: every pool starts lazily and every check is refused.
+	cfg, err := config.Parse("postgres://u:secret@127.0.0.1:1,127.0.0.1:2,127.0.0.1:1/db?sslmode=disable&target_session_attrs=read-write")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClusterHosts(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var addrs []string
+	for _, m := range c.Stats().Members {
+		addrs = append(addrs, m.Addr)
+		if m.Healthy {
+			t.Errorf("%s: healthy with nothing listening", m.Addr)
+		}
+	}
+	if want := []string{"127.0.0.1:1", "127.0.0.1:2"}; !slices.Equal(addrs, want) {
+		t.Fatalf("members %v, want %v", addrs, want)
+	}
+}
+
+func TestDiscoveryMakesTheWritableMemberThePrimary(t *testing.T) {
+	t.Parallel()
+	standby, primary := testMember(0, true, 1000), testMember(1, false, 1000)
+	c := testCluster(DefaultMaxReplayLag, standby, primary)
+	c.discover = true
+	c.settle(context.Background())
+	if c.primary.Load() != primary {
+		t.Fatal("the writable member is not the primary")
+	}
+	if got := c.stats.promotions.Load(); got != 0 {
+		t.Fatalf("discovery counted as %d promotions", got)
+	}
+	if m, _ := c.route(context.Background(), 0); m != standby {
+		t.Fatal("the standby does not take reads")
 	}
 }
