@@ -57,6 +57,7 @@ func TestCluster(t *testing.T) {
 	}{
 		{"reads spread to the replicas", testSpread},
 		{"metrics per member", testMetrics},
+		{"roles discovered from a multi-host DSN", testDiscovered},
 		{"read your writes, same goroutine", testReadYourWritesLoop},
 		{"read your writes, concurrent", testReadYourWritesConcurrent},
 		{"replica stopped and started", testReplicaStopped},
@@ -249,6 +250,31 @@ func testSpread(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
 	p := startReaders(c, 8, func() pool.Querier { return c.Primary().Idempotent() })
 	waitFor(t, "2000 reads", func() bool { return p.reads.Load() >= 2000 })
 	p.finish(t, "primary-only reads")
+}
+
+// testDiscovered builds a cluster from one connection string listing the standby first.
+func testDiscovered(t *testing.T, pair *pgharness.Pair, _ *pool.Cluster) {
+	cfg, err := config.Parse(pgharness.MultiHostDSN("read-write", pair.Standby, pair.Primary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pool.NewClusterHosts(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Stats()
+	if s.Members[0].Role != pool.RoleReplica || s.Members[1].Role != pool.RolePrimary {
+		t.Fatalf("roles %s, %s; want replica, primary", s.Members[0].Role, s.Members[1].Role)
+	}
+	var standby bool
+	if _, err := c.Exec(t.Context(), "INSERT INTO rw (id) VALUES (-1)"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the standby to take reads", func() bool { return c.Stats().Members[0].Readable })
+	if err := c.Replica().QueryRow(t.Context(), "SELECT pg_is_in_recovery()").Scan(&standby); err != nil || !standby {
+		t.Fatalf("a read went to a standby: %v (err %v)", standby, err)
+	}
 }
 
 // testReadYourWritesLoop writes a row and reads it back at once, 500 times: with
