@@ -49,6 +49,17 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	setup.Close(ctx)
+	for _, s := range []*pgharness.Server{pair.Standby, standby2} {
+		waitFor(t, "the table on the standby", func() bool {
+			conn, err := pgx.Connect(ctx, s.DSN())
+			if err != nil {
+				return false
+			}
+			defer conn.Close(ctx)
+			var ok bool
+			return conn.QueryRow(ctx, "SELECT to_regclass('rw') IS NOT NULL").Scan(&ok) == nil && ok
+		})
+	}
 
 	c := newCluster(t, pair, standby2)
 	steps := []struct {
@@ -57,6 +68,7 @@ func TestCluster(t *testing.T) {
 	}{
 		{"reads spread to the replicas", testSpread},
 		{"metrics per member", testMetrics},
+		{"cost of the lag checks", testCheckCost},
 		{"roles discovered from a multi-host DSN", testDiscovered},
 		{"read your writes, same goroutine", testReadYourWritesLoop},
 		{"read your writes, concurrent", testReadYourWritesConcurrent},
@@ -234,9 +246,17 @@ func pct(sorted []time.Duration, p int) time.Duration {
 }
 
 func testSpread(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
+	primaryOnly := func() pool.Querier { return c.Primary().Idempotent() }
+	// Warm both up (connections opened, TLS handshakes done) before measuring.
+	for _, q := range []func() pool.Querier{nil, primaryOnly} {
+		w := startReaders(c, 8, q)
+		waitFor(t, "warm-up", func() bool { return w.reads.Load() >= 1000 })
+		close(w.stop)
+		w.wg.Wait()
+	}
 	before := c.Stats()
 	r := startReaders(c, 8, nil)
-	waitFor(t, "2000 reads", func() bool { return r.reads.Load() >= 2000 })
+	waitFor(t, "4000 reads", func() bool { return r.reads.Load() >= 4000 })
 	r.finish(t, "cluster reads")
 	after := c.Stats()
 	for i, m := range after.Members {
@@ -247,9 +267,22 @@ func testSpread(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
 		}
 	}
 	// The same load on the primary alone, for comparison.
-	p := startReaders(c, 8, func() pool.Querier { return c.Primary().Idempotent() })
-	waitFor(t, "2000 reads", func() bool { return p.reads.Load() >= 2000 })
+	p := startReaders(c, 8, primaryOnly)
+	waitFor(t, "4000 reads", func() bool { return p.reads.Load() >= 4000 })
 	p.finish(t, "primary-only reads")
+}
+
+// testCheckCost measures what the lag checks cost an idle cluster: the mean time of one check
+// (a round trip on a pooled connection) per member.
+func testCheckCost(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
+	before := c.Stats()
+	waitFor(t, "20 rounds of checks", func() bool { return c.Stats().Checks >= before.Checks+20 })
+	after := c.Stats()
+	rounds := after.Checks - before.Checks
+	for i, m := range after.Members {
+		d := (m.CheckTime - before.Members[i].CheckTime) / time.Duration(rounds)
+		t.Logf("idle lag checks: member %d (%s): %v a check, over %d rounds", i, m.Role, d.Round(time.Microsecond), rounds)
+	}
 }
 
 // testDiscovered builds a cluster from one connection string listing the standby first.
