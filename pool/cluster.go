@@ -225,6 +225,7 @@ func newMember(idx int, p *Pool) *member {
 	m := &member{idx: idx, pool: p, addr: net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))}
 	m.lsn.Store(-1)
 	m.lag.Store(-1)
+	m.newDown()
 	return m
 }
 

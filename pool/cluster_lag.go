@@ -25,12 +25,21 @@ type member struct {
 	lag      atomic.Int64 // bytes behind the primary; -1 unknown
 	lagTime  atomic.Int64 // nanoseconds since the last transaction replayed, 0 when caught up
 
+	down       atomic.Pointer[context.Context] // canceled when a check finds the member gone, then replaced
+	endDown    context.CancelFunc              // cancels *down; used by check only
 	inflight   atomic.Int64
 	reads      atomic.Int64
 	readFails  atomic.Int64 // reads that failed here and moved to another member
 	checkFails atomic.Int64
 	checkBusy  atomic.Int64 // checks skipped because every connection of its pool was busy
 	checkTime  atomic.Int64 // nanoseconds spent in checks, all told
+}
+
+// newDown replaces the signal that m is gone with a fresh one.
+func (m *member) newDown() {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.down.Store(&ctx)
+	m.endDown = cancel
 }
 
 // readable reports whether m may serve a read that needs position need (0: none) with lag
@@ -111,6 +120,10 @@ func (c *Cluster) check(ctx context.Context, m *member) {
 		return
 	}
 	if err != nil {
+		// Reads still running on it (a hung server never answers them) move on.
+		end := m.endDown
+		m.newDown()
+		end()
 		m.ok.Store(false)
 		m.fails.Add(1)
 		m.checkFails.Add(1)

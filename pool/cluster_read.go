@@ -3,6 +3,8 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -33,7 +35,7 @@ func (c *Cluster) Replica() Reader { return Reader{c: c} }
 // member (see [Reader]) when it fails there. It is for a read that streams rows or runs several
 // statements that must meet the same server. fn must start from scratch each time.
 func (r Reader) Do(ctx context.Context, fn func(context.Context, Querier) error) error {
-	return r.c.read(ctx, func(ctx context.Context, q Querier, _ *member) error { return fn(ctx, q) })
+	return r.c.read(ctx, func(ctx context.Context, q Querier, _ *readAttempt) error { return fn(ctx, q) })
 }
 
 // QueryRow runs sql with args on a replica when Scan is called, as [Reader] says.
@@ -46,13 +48,12 @@ func (r Reader) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 // must start over then.
 func (r Reader) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	var out pgx.Rows
-	err := r.c.read(ctx, func(ctx context.Context, q Querier, m *member) error {
+	err := r.c.read(ctx, func(ctx context.Context, q Querier, a *readAttempt) error {
 		rs, err := q.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
-		m.inflight.Add(1) // until the rows are closed
-		out = &heldRows{Rows: rs, done: func() { m.inflight.Add(-1) }}
+		out = &heldRows{Rows: rs, done: a.keep()} // the read lasts until the rows are closed
 		return nil
 	})
 	return out, err
@@ -62,7 +63,7 @@ func (r Reader) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, e
 // without a result wanted, a function call). A write fails on a replica with SQLSTATE 25006.
 func (r Reader) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	var tag pgconn.CommandTag
-	err := r.c.read(ctx, func(ctx context.Context, q Querier, _ *member) (err error) {
+	err := r.c.read(ctx, func(ctx context.Context, q Querier, _ *readAttempt) (err error) {
 		tag, err = q.Exec(ctx, sql, args...)
 		return err
 	})
@@ -93,14 +94,29 @@ type readRow struct {
 }
 
 func (r readRow) Scan(dest ...any) error {
-	return r.c.read(r.ctx, func(ctx context.Context, q Querier, _ *member) error {
+	return r.c.read(r.ctx, func(ctx context.Context, q Querier, _ *readAttempt) error {
 		return q.QueryRow(ctx, r.sql, r.args...).Scan(dest...)
 	})
 }
 
+// readAttempt is one attempt of a read on one member.
+type readAttempt struct {
+	end  func() // ends the attempt: counts it out of the member's load, releases its context
+	kept bool
+}
+
+// keep hands the end of the attempt to the caller (a read whose rows outlive the call): it
+// must call the returned function once the read is over.
+func (a *readAttempt) keep() func() {
+	a.kept = true
+	return a.end
+}
+
 // read runs fn on the member chosen for a read, moving to the next one when a replica fails
-// (see Reader). The primary's answer is final.
-func (c *Cluster) read(ctx context.Context, fn func(context.Context, Querier, *member) error) error {
+// (see Reader). The primary's answer is final. On a replica fn's context is also canceled when
+// a check finds the replica gone: a read on a server that hung (a paused VM, a black-holed
+// flow) moves on after a check's timeout rather than wait for the dead-flow bound.
+func (c *Cluster) read(ctx context.Context, fn func(context.Context, Querier, *readAttempt) error) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -108,8 +124,23 @@ func (c *Cluster) read(ctx context.Context, fn func(context.Context, Querier, *m
 	for {
 		m, onPrimary := c.route(ctx, tried)
 		m.inflight.Add(1)
-		err := fn(ctx, querier(m, onPrimary), m)
-		m.inflight.Add(-1)
+		a := &readAttempt{}
+		actx := ctx
+		if onPrimary {
+			a.end = func() { m.inflight.Add(-1) }
+		} else {
+			rctx, cancel := context.WithCancelCause(ctx)
+			stop := context.AfterFunc(*m.down.Load(), func() { cancel(errReplicaGone) })
+			a.end = sync.OnceFunc(func() { stop(); cancel(nil); m.inflight.Add(-1) })
+			actx = rctx
+		}
+		err := fn(actx, querier(m, onPrimary), a)
+		if err != nil && !onPrimary && ctx.Err() == nil && errors.Is(context.Cause(actx), errReplicaGone) {
+			err = fmt.Errorf("%w: %w", errReplicaGone, err)
+		}
+		if !a.kept || err != nil {
+			a.end()
+		}
 		if err == nil {
 			m.reads.Add(1)
 			return nil
@@ -126,6 +157,10 @@ func (c *Cluster) read(ctx context.Context, fn func(context.Context, Querier, *m
 		c.log.InfoContext(ctx, "pgsteady: cluster: a read failed on a replica: trying another member", "replica", m.addr, "err", err)
 	}
 }
+
+// errReplicaGone is the cause with which a read's context on a replica is canceled when a check
+// finds the replica gone.
+var errReplicaGone = errors.New("pool: the replica stopped answering its checks")
 
 // route chooses the member for a read with ctx that has not tried the members in tried, and
 // says whether it is the primary.
@@ -188,7 +223,7 @@ func replicaFault(ctx context.Context, err error) bool {
 		return false
 	}
 	var te *TimeoutError
-	if errors.As(err, &te) || errors.Is(err, ErrClosed) {
+	if errors.As(err, &te) || errors.Is(err, ErrClosed) || errors.Is(err, errReplicaGone) {
 		return true
 	}
 	return retry.Classify(err) != retry.Permanent

@@ -22,6 +22,7 @@ func testMember(idx int, recovery bool, lsn int64) *member {
 	m.recovery.Store(recovery)
 	m.lsn.Store(lsn)
 	m.lag.Store(-1)
+	m.newDown()
 	return m
 }
 
@@ -379,5 +380,41 @@ func TestDiscoveryMakesTheWritableMemberThePrimary(t *testing.T) {
 	}
 	if m, _ := c.route(context.Background(), 0); m != standby {
 		t.Fatal("the standby does not take reads")
+	}
+}
+
+func TestAReadOnAReplicaThatHungMovesOnWhenItsCheckFails(t *testing.T) {
+	t.Parallel()
+	prim, hung := testMember(0, false, 1000), testMember(1, true, 1000)
+	c := testCluster(DefaultMaxReplayLag, prim, hung)
+	c.settle(context.Background())
+	var ran []*member
+	err := c.read(context.Background(), func(ctx context.Context, _ Querier, a *readAttempt) error {
+		m, _ := c.route(context.Background(), 0)
+		if len(ran) == 0 {
+			m = hung
+		}
+		ran = append(ran, m)
+		if m == hung {
+			// The check times out: what check does on a failure.
+			end := hung.endDown
+			hung.newDown()
+			end()
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ran) != 2 || ran[0] != hung || ran[1] != prim {
+		t.Fatalf("ran on %d members, want the hung replica then the primary", len(ran))
+	}
+	if hung.inflight.Load() != 0 || prim.inflight.Load() != 0 {
+		t.Fatal("reads still counted in flight")
+	}
+	if got := hung.readFails.Load(); got != 1 {
+		t.Fatalf("read failures on the hung replica: %d, want 1", got)
 	}
 }

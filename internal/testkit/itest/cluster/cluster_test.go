@@ -74,6 +74,7 @@ func TestCluster(t *testing.T) {
 		{"read your writes, concurrent", testReadYourWritesConcurrent},
 		{"replica stopped and started", testReplicaStopped},
 		{"replica backends killed", testReplicaKilled},
+		{"replica hung (docker pause)", testReplicaHung},
 		{"replay paused", testReplayPaused},
 		{"replica promoted", testPromoted},
 	}
@@ -227,9 +228,9 @@ func (r *readers) finish(t *testing.T, what string) {
 	close(r.stop)
 	r.wg.Wait()
 	slices.Sort(r.lat)
-	t.Logf("%s: reads %d, errors %d, served by the standby %d (%.0f %%), p50 %v, p99 %v", what,
+	t.Logf("%s: reads %d, errors %d, served by a standby %d (%.0f %%), p50 %v, p99 %v, longest %v", what,
 		r.reads.Load(), r.errs.Load(), r.onStandby.Load(), 100*float64(r.onStandby.Load())/float64(max(1, r.reads.Load())),
-		pct(r.lat, 50), pct(r.lat, 99))
+		pct(r.lat, 50), pct(r.lat, 99), pct(r.lat, 100))
 	if r.errs.Load() > 0 {
 		t.Errorf("%s: %d reads failed; first: %v", what, r.errs.Load(), r.firstErrs)
 	}
@@ -428,6 +429,31 @@ func testReplicaKilled(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
 		}
 	}
 	r.finish(t, "standby backends killed 5 times")
+}
+
+func testReplicaHung(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+	r := startReaders(c, 8, nil)
+	before := c.Stats().Members[1].Reads
+	waitFor(t, "the standby to serve reads", func() bool { return c.Stats().Members[1].Reads > before+100 })
+	if err := pair.Standby.Pause(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	unpaused := false
+	t.Cleanup(func() {
+		if !unpaused {
+			pair.Standby.Unpause(context.Background())
+		}
+	})
+	waitFor(t, "the cluster to notice", func() bool { return !c.Stats().Members[1].Healthy })
+	n := r.reads.Load()
+	waitFor(t, "reads without the standby", func() bool { return r.reads.Load() > n+500 })
+	if err := pair.Standby.Unpause(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	unpaused = true
+	served := c.Stats().Members[1].Reads
+	waitFor(t, "the standby to serve reads again", func() bool { return c.Stats().Members[1].Reads > served+100 })
+	r.finish(t, "standby hung and back")
 }
 
 func testReplayPaused(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
