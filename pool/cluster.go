@@ -37,12 +37,13 @@ import (
 //
 // Read-your-writes: see [WithReadYourWrites].
 type Cluster struct {
-	members []*member // the primary as given first, then the replicas in order
-	primary atomic.Pointer[member]
-	maxLag  int64
-	every   time.Duration
-	minGap  time.Duration // between two checks that reads asked for
-	log     *slog.Logger
+	members  []*member // the primary as given first, then the replicas in order
+	primary  atomic.Pointer[member]
+	maxLag   int64
+	maxDelay time.Duration
+	every    time.Duration
+	minGap   time.Duration // between two checks that reads asked for
+	log      *slog.Logger
 
 	rr     atomic.Uint64 // where the search for the least loaded replica starts
 	writes writeMark
@@ -74,15 +75,25 @@ const maxMembers = 64
 type ClusterOption func(*clusterOptions)
 
 type clusterOptions struct {
-	maxLag int64
-	every  time.Duration
-	member []Option
+	maxLag   int64
+	maxDelay time.Duration
+	every    time.Duration
+	member   []Option
 }
 
 // WithMaxReplayLag sets how far behind the primary, in bytes of WAL, a replica may be and
 // still take reads. Default [DefaultMaxReplayLag]; 0 allows only a replica that has replayed
 // all the primary had written at the last check. Must be >= 0.
 func WithMaxReplayLag(bytes int64) ClusterOption { return func(o *clusterOptions) { o.maxLag = bytes } }
+
+// WithMaxReplayDelay also bounds a replica's lag in time: one that is behind (some bytes of WAL
+// not replayed) and whose last replayed transaction committed on the primary more than d ago
+// (pg_last_xact_replay_timestamp) takes no reads. After the primary was idle for long, its next
+// write makes every replica too old until they replay it, a moment later. Default 0: no time
+// bound, the byte bound alone.
+func WithMaxReplayDelay(d time.Duration) ClusterOption {
+	return func(o *clusterOptions) { o.maxDelay = d }
+}
 
 // WithLagCheckEvery sets how often the cluster measures its members (one short query per
 // member on a pooled connection). Default [DefaultLagCheckEvery]; at least 10 ms. Reads that
@@ -176,6 +187,8 @@ func newCluster(ctx context.Context, specs []memberSpec, discover bool, opts []C
 	switch {
 	case o.maxLag < 0:
 		return nil, fmt.Errorf("pool: WithMaxReplayLag must be >= 0, got %d", o.maxLag)
+	case o.maxDelay < 0:
+		return nil, fmt.Errorf("pool: WithMaxReplayDelay must be >= 0, got %s", o.maxDelay)
 	case o.every < 10*time.Millisecond:
 		return nil, fmt.Errorf("pool: WithLagCheckEvery must be >= 10ms, got %s", o.every)
 	case len(specs) > maxMembers:
@@ -185,7 +198,7 @@ func newCluster(ctx context.Context, specs []memberSpec, discover bool, opts []C
 	for _, opt := range o.member {
 		opt(&lo)
 	}
-	c := &Cluster{maxLag: o.maxLag, every: o.every, minGap: max(o.every/20, 10*time.Millisecond), log: lo.logger,
+	c := &Cluster{maxLag: o.maxLag, maxDelay: o.maxDelay, every: o.every, minGap: max(o.every/20, 10*time.Millisecond), log: lo.logger,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), discover: discover}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -42,14 +42,15 @@ func (m *member) newDown() {
 	m.endDown = cancel
 }
 
-// readable reports whether m may serve a read that needs position need (0: none) with lag
-// bound maxLag.
-func (m *member) readable(maxLag, need int64) bool {
+// readable reports whether m may serve a read that needs position need (0: none): a replica
+// that answered its last check within the cluster's lag bounds.
+func (c *Cluster) readable(m *member, need int64) bool {
 	if !m.ok.Load() || !m.recovery.Load() {
 		return false
 	}
 	lag := m.lag.Load()
-	return lag >= 0 && lag <= maxLag && m.lsn.Load() >= need
+	return lag >= 0 && lag <= c.maxLag && m.lsn.Load() >= need &&
+		(c.maxDelay == 0 || time.Duration(m.lagTime.Load()) <= c.maxDelay)
 }
 
 // checkSQL asks a member where it is: in recovery or not, its WAL position (replayed on a

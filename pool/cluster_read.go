@@ -196,7 +196,7 @@ func (c *Cluster) pick(prim *member, need int64, tried uint64) *member {
 	var bestLoad int64
 	for i := range n {
 		m := c.members[(start+i)%n]
-		if m == prim || tried&(1<<m.idx) != 0 || !m.readable(c.maxLag, need) {
+		if m == prim || tried&(1<<m.idx) != 0 || !c.readable(m, need) {
 			continue
 		}
 		if load := m.inflight.Load(); best == nil || load < bestLoad {

@@ -96,7 +96,7 @@ func (c *Cluster) Stats() ClusterStats {
 			Addr:          m.addr,
 			Role:          role,
 			Healthy:       m.ok.Load(),
-			Readable:      m != prim && m.readable(c.maxLag, 0),
+			Readable:      m != prim && c.readable(m, 0),
 			LSN:           formatLSN(m.lsn.Load()),
 			LagBytes:      m.lag.Load(),
 			LagTime:       time.Duration(m.lagTime.Load()),

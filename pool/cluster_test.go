@@ -54,7 +54,7 @@ func TestSettleMeasuresLagFromThePrimary(t *testing.T) {
 		if got := tc.m.lag.Load(); got != tc.wantLag {
 			t.Errorf("%s: lag %d, want %d", tc.name, got, tc.wantLag)
 		}
-		if got := tc.m != prim && tc.m.readable(c.maxLag, 0); got != tc.readable {
+		if got := tc.m != prim && c.readable(tc.m, 0); got != tc.readable {
 			t.Errorf("%s: readable %v, want %v", tc.name, got, tc.readable)
 		}
 	}
@@ -269,6 +269,7 @@ func TestNewClusterValidatesItsOptions(t *testing.T) {
 	}{
 		{"negative lag", WithMaxReplayLag(-1)},
 		{"checks too often", WithLagCheckEvery(time.Millisecond)},
+		{"negative delay", WithMaxReplayDelay(-time.Second)},
 	} {
 		if c, err := NewCluster(context.Background(), cfg, nil, tc.opt); err == nil {
 			c.Close()
@@ -416,5 +417,21 @@ func TestAReadOnAReplicaThatHungMovesOnWhenItsCheckFails(t *testing.T) {
 	}
 	if got := hung.readFails.Load(); got != 1 {
 		t.Fatalf("read failures on the hung replica: %d, want 1", got)
+	}
+}
+
+func TestTheTimeBoundAppliesOnlyToAReplicaThatIsBehind(t *testing.T) {
+	t.Parallel()
+	prim, behind, caughtUp := testMember(0, false, 1000), testMember(1, true, 990), testMember(2, true, 1000)
+	behind.lagTime.Store(int64(10 * time.Second))
+	caughtUp.lagTime.Store(int64(time.Hour)) // an idle primary: the last transaction is old
+	c := testCluster(DefaultMaxReplayLag, prim, behind, caughtUp)
+	c.maxDelay = 5 * time.Second
+	c.settle(context.Background())
+	if c.readable(behind, 0) {
+		t.Error("a replica behind by more than the time bound takes reads")
+	}
+	if !c.readable(caughtUp, 0) {
+		t.Error("a caught-up replica of an idle primary takes no reads")
 	}
 }
