@@ -62,7 +62,7 @@ type Cluster struct {
 }
 
 // DefaultMaxReplayLag is how far behind the primary, in bytes of WAL, a replica may be and
-// still take reads: 16 MiB, one WAL segment, a second or less of a busy server's writes.
+// still take reads: 16 MiB, one WAL segment.
 const DefaultMaxReplayLag = 16 << 20
 
 // DefaultLagCheckEvery is how often a [Cluster] measures its members' positions: 1 s.
@@ -253,6 +253,7 @@ func (c *Cluster) Close() {
 		c.bg.Wait()
 		var wg sync.WaitGroup
 		for _, m := range c.members {
+			m.endDown()
 			wg.Go(m.pool.Close)
 		}
 		wg.Wait()
