@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -101,8 +100,24 @@ func (r readRow) Scan(dest ...any) error {
 
 // readAttempt is one attempt of a read on one member.
 type readAttempt struct {
-	end  func() // ends the attempt: counts it out of the member's load, releases its context
-	kept bool
+	m      *member
+	stop   func() bool             // on a replica: unregisters the cancellation by a failed check
+	cancel context.CancelCauseFunc // on a replica: releases the attempt's context
+	kept   bool                    // the caller ends the attempt (keep)
+	ended  bool
+}
+
+// end ends the attempt: it counts it out of the member's load and releases its context.
+func (a *readAttempt) end() {
+	if a.ended {
+		return
+	}
+	a.ended = true
+	if a.stop != nil {
+		a.stop()
+		a.cancel(nil)
+	}
+	a.m.inflight.Add(-1)
 }
 
 // keep hands the end of the attempt to the caller (a read whose rows outlive the call): it
@@ -124,14 +139,12 @@ func (c *Cluster) read(ctx context.Context, fn func(context.Context, Querier, *r
 	for {
 		m, onPrimary := c.route(ctx, tried)
 		m.inflight.Add(1)
-		a := &readAttempt{}
+		a := &readAttempt{m: m}
 		actx := ctx
-		if onPrimary {
-			a.end = func() { m.inflight.Add(-1) }
-		} else {
-			rctx, cancel := context.WithCancelCause(ctx)
-			stop := context.AfterFunc(*m.down.Load(), func() { cancel(errReplicaGone) })
-			a.end = sync.OnceFunc(func() { stop(); cancel(nil); m.inflight.Add(-1) })
+		if !onPrimary {
+			var rctx context.Context
+			rctx, a.cancel = context.WithCancelCause(ctx)
+			a.stop = context.AfterFunc(*m.down.Load(), func() { a.cancel(errReplicaGone) })
 			actx = rctx
 		}
 		err := fn(actx, querier(m, onPrimary), a)
