@@ -15,24 +15,10 @@ import (
 // Idempotent(), one at a time, on a fresh pair, and with each server through a bare pgx
 // connection: the cluster's routing costs what the differences say.
 func BenchmarkRead(b *testing.B) {
-	if testing.Short() {
-		b.Skip("integration benchmark: runs without -short, against Docker")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	pair, err := pgharness.StartPair(ctx, pgharness.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { pair.Close() })
-	parse := func(dsn string) *config.Config {
-		cfg, err := config.Parse(dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return cfg
-	}
-	c, err := pool.NewCluster(ctx, parse(pair.Primary.DSN()), []*config.Config{parse(pair.Standby.DSN())})
+	pair := startPair(ctx, b)
+	c, err := pool.NewCluster(ctx, parse(b, pair.Primary.DSN()), []*config.Config{parse(b, pair.Standby.DSN())})
 	if err != nil {
 		b.Fatal(err)
 	}

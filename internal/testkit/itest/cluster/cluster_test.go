@@ -27,16 +27,9 @@ const lagBound = 64 << 10
 // TestCluster runs its cases in order on one pair: the faults restore the pair, the promotion,
 // last, does not.
 func TestCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: runs without -short, against Docker")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	pair, err := pgharness.StartPair(ctx, pgharness.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pair.Close() })
+	pair := startPair(ctx, t)
 	standby2, err := pair.AddStandby(ctx, pgharness.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -121,15 +114,12 @@ func testMetrics(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
 // standbys take reads.
 func newCluster(t *testing.T, pair *pgharness.Pair, standby2 *pgharness.Server) *pool.Cluster {
 	t.Helper()
-	parse := func(dsn string) *config.Config {
-		cfg, err := config.Parse(dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
+	sized := func(dsn string) *config.Config {
+		cfg := parse(t, dsn)
 		cfg.Size, cfg.Overflow = 8, 8
 		return cfg
 	}
-	c, err := pool.NewCluster(t.Context(), parse(pair.Primary.DSN()), []*config.Config{parse(pair.Standby.DSN()), parse(standby2.DSN())},
+	c, err := pool.NewCluster(t.Context(), sized(pair.Primary.DSN()), []*config.Config{sized(pair.Standby.DSN()), sized(standby2.DSN())},
 		pool.WithMaxReplayLag(lagBound), pool.WithLagCheckEvery(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +127,30 @@ func newCluster(t *testing.T, pair *pgharness.Pair, standby2 *pgharness.Server) 
 	t.Cleanup(c.Close)
 	waitFor(t, "the standbys to take reads", func() bool { s := c.Stats(); return s.Members[1].Readable && s.Members[2].Readable })
 	return c
+}
+
+// startPair starts the harness's primary/standby pair for tb, or skips under -short.
+func startPair(ctx context.Context, tb testing.TB) *pgharness.Pair {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("integration test: runs without -short, against Docker")
+	}
+	pair, err := pgharness.StartPair(ctx, pgharness.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { pair.Close() })
+	return pair
+}
+
+// parse parses dsn.
+func parse(tb testing.TB, dsn string) *config.Config {
+	tb.Helper()
+	cfg, err := config.Parse(dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cfg
 }
 
 // admin runs sql as the superuser on s (also from a Cleanup: it does not use t's context).
@@ -288,11 +302,7 @@ func testCheckCost(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
 
 // testDiscovered builds a cluster from one connection string listing the standby first.
 func testDiscovered(t *testing.T, pair *pgharness.Pair, _ *pool.Cluster) {
-	cfg, err := config.Parse(pgharness.MultiHostDSN("read-write", pair.Standby, pair.Primary))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := pool.NewClusterHosts(t.Context(), cfg)
+	c, err := pool.NewClusterHosts(t.Context(), parse(t, pgharness.MultiHostDSN("read-write", pair.Standby, pair.Primary)))
 	if err != nil {
 		t.Fatal(err)
 	}
