@@ -5,6 +5,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
@@ -63,6 +65,7 @@ func TestCluster(t *testing.T) {
 		{"metrics per member", testMetrics},
 		{"cost of the lag checks", testCheckCost},
 		{"roles discovered from a multi-host DSN", testDiscovered},
+		{"Query, Do, Exec and SendBatch through the reader", testReaderMethods},
 		{"read your writes, same goroutine", testReadYourWritesLoop},
 		{"read your writes, concurrent", testReadYourWritesConcurrent},
 		{"replica stopped and started", testReplicaStopped},
@@ -319,6 +322,78 @@ func testDiscovered(t *testing.T, pair *pgharness.Pair, _ *pool.Cluster) {
 	if err := c.Replica().QueryRow(t.Context(), "SELECT pg_is_in_recovery()").Scan(&standby); err != nil || !standby {
 		t.Fatalf("a read went to a standby: %v (err %v)", standby, err)
 	}
+}
+
+// testReaderMethods reads through each of the Reader's methods after a write through the
+// cluster's Query (INSERT ... RETURNING), with read-your-writes: each sees the write, and
+// the in-flight counts return to zero.
+func testReaderMethods(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
+	ctx := pool.WithReadYourWrites(t.Context())
+	rows, err := c.Query(ctx, "INSERT INTO rw (id) SELECT g FROM generate_series(-100, -91) g RETURNING id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(ids) != 10 {
+		t.Fatalf("inserted %v, err %v", ids, err)
+	}
+	q := "SELECT id FROM rw WHERE id BETWEEN -100 AND -91 ORDER BY id"
+	rows, err = c.Replica().Query(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(got) != 10 {
+		t.Errorf("Query: %v, err %v", got, err)
+	}
+	var n int
+	err = c.Replica().Do(ctx, func(ctx context.Context, q pool.Querier) error {
+		n = 0
+		rows, err := q.Query(ctx, "SELECT id FROM rw WHERE id BETWEEN -100 AND -91")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			n++
+		}
+		return rows.Err()
+	})
+	if err != nil || n != 10 {
+		t.Errorf("Do: %d rows, err %v", n, err)
+	}
+	if tag, err := c.Replica().Exec(ctx, "SELECT 1 FROM rw WHERE id = -100"); err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("Exec: %v, err %v", tag, err)
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT count(*) FROM rw WHERE id BETWEEN -100 AND -91")
+	br := c.Replica().SendBatch(ctx, b)
+	if err := br.QueryRow().Scan(&n); err != nil || n != 10 {
+		t.Errorf("SendBatch: %d, err %v", n, err)
+	}
+	if err := br.Close(); err != nil {
+		t.Error(err)
+	}
+	// A write through the reader is the caller's error (25006 on a standby), not a fault of the
+	// replica: it moves to no other member. (The primary, when no standby qualifies, takes it.)
+	before := c.Stats().ReplicaFallbacks
+	if _, err = c.Replica().Exec(t.Context(), "INSERT INTO rw (id) VALUES (-1000)"); err != nil && !isCode(err, "25006") {
+		t.Errorf("a write through the reader: %v", err)
+	}
+	if after := c.Stats().ReplicaFallbacks; after != before {
+		t.Errorf("a write refused by a standby moved to another member")
+	}
+	for _, m := range c.Stats().Members {
+		if m.InFlight != 0 {
+			t.Errorf("member %s: %d reads still counted in flight", m.Addr, m.InFlight)
+		}
+	}
+}
+
+// isCode reports whether err carries a server error with SQLSTATE code.
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
 }
 
 // testReadYourWritesLoop writes a row and reads it back at once, 500 times: with
