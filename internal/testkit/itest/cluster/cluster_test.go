@@ -337,31 +337,50 @@ func testReaderMethods(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
 	if err != nil || len(ids) != 10 {
 		t.Fatalf("inserted %v, err %v", ids, err)
 	}
-	q := "SELECT id FROM rw WHERE id BETWEEN -100 AND -91 ORDER BY id"
-	rows, err = c.Replica().Query(ctx, q)
-	if err != nil {
-		t.Fatal(err)
+	// Each method until a standby serves it (at first the primary does: no standby has been
+	// seen to replay the write); every answer must hold the write.
+	q := "SELECT id, pg_is_in_recovery() FROM rw WHERE id BETWEEN -100 AND -91 ORDER BY id"
+	type row struct {
+		ID      int64
+		Standby bool
 	}
-	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil || len(got) != 10 {
-		t.Errorf("Query: %v, err %v", got, err)
-	}
-	var n int
-	err = c.Replica().Do(ctx, func(ctx context.Context, q pool.Querier) error {
-		n = 0
-		rows, err := q.Query(ctx, "SELECT id FROM rw WHERE id BETWEEN -100 AND -91")
+	waitFor(t, "Query served by a standby", func() bool {
+		rows, err := c.Replica().Query(ctx, q)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			n++
+		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+		if err != nil || len(got) != 10 {
+			t.Fatalf("Query: %v, err %v", got, err)
 		}
-		return rows.Err()
+		return got[0].Standby
 	})
-	if err != nil || n != 10 {
-		t.Errorf("Do: %d rows, err %v", n, err)
-	}
+	waitFor(t, "Do served by a standby", func() bool {
+		var n int
+		var standby bool
+		err := c.Replica().Do(ctx, func(ctx context.Context, qr pool.Querier) error {
+			n = 0
+			rows, err := qr.Query(ctx, q)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var r row
+				if err := rows.Scan(&r.ID, &r.Standby); err != nil {
+					return err
+				}
+				n++
+				standby = r.Standby
+			}
+			return rows.Err()
+		})
+		if err != nil || n != 10 {
+			t.Fatalf("Do: %d rows, err %v", n, err)
+		}
+		return standby
+	})
+	var n int
 	if tag, err := c.Replica().Exec(ctx, "SELECT 1 FROM rw WHERE id = -100"); err != nil || tag.RowsAffected() != 1 {
 		t.Errorf("Exec: %v, err %v", tag, err)
 	}
