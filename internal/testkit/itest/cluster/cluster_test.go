@@ -415,14 +415,23 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &pe) && pe.Code == code
 }
 
-// testReadYourWritesLoop writes a row and reads it back at once, 500 times: with
-// WithReadYourWrites no read may miss its write.
+// testReadYourWritesLoop writes a row (by turns with Exec and in a Tx) and reads it back at
+// once, 500 times: with WithReadYourWrites no read may miss its write.
 func testReadYourWritesLoop(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
 	ctx := pool.WithReadYourWrites(t.Context())
 	var stale, onStandby, plainStale int
 	for i := range 500 {
 		id := int64(1_000_000 + i)
-		if _, err := c.Exec(ctx, "INSERT INTO rw (id) VALUES ($1)", id); err != nil {
+		var err error
+		if i%2 == 0 {
+			_, err = c.Exec(ctx, "INSERT INTO rw (id) VALUES ($1)", id)
+		} else {
+			err = c.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, "INSERT INTO rw (id) VALUES ($1)", id)
+				return err
+			})
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		var n int
