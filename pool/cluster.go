@@ -27,8 +27,8 @@ import (
 //
 // A background loop asks every member, every [WithLagCheckEvery] (default
 // [DefaultLagCheckEvery]), where it is in the WAL: one round trip per member on a connection of
-// its own pool (pg_is_in_recovery, pg_current_wal_lsn on the primary, pg_last_wal_replay_lsn
-// and pg_last_xact_replay_timestamp on a replica). A replica's lag is the primary's position
+// its own pool (pg_is_in_recovery, pg_current_wal_insert_lsn on the primary,
+// pg_last_wal_replay_lsn and pg_last_xact_replay_timestamp on a replica). A replica's lag is the primary's position
 // minus its replay position, in bytes; one more than [WithMaxReplayLag] (default
 // [DefaultMaxReplayLag]) behind, one whose check failed, or one on which a read failed with a
 // connection error, takes no reads until a later check finds it back. A replica found out of

@@ -54,10 +54,10 @@ func (c *Cluster) readable(m *member, need int64) bool {
 }
 
 // checkSQL asks a member where it is: in recovery or not, its WAL position (replayed on a
-// standby, written on a primary) in bytes, the age of the last transaction it replayed, and
+// standby; on a primary the insert position, at or past every commit it acknowledged) in bytes, the age of the last transaction it replayed, and
 // whether its sessions are read-only by default. One round trip, simple protocol.
 const checkSQL = `SELECT pg_is_in_recovery(),
-	coalesce((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END) - '0/0'::pg_lsn, -1)::bigint,
+	coalesce((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END) - '0/0'::pg_lsn, -1)::bigint,
 	coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8,
 	current_setting('default_transaction_read_only') = 'on'`
 
@@ -91,6 +91,7 @@ func (c *Cluster) watch() {
 
 // checkAll checks every member at once, then works out lags and the primary.
 func (c *Cluster) checkAll(ctx context.Context) {
+	lost := c.writes.lost.Load() // writes the primary's position, read below, is past
 	var wg sync.WaitGroup
 	for _, m := range c.members {
 		wg.Go(func() { c.check(ctx, m) })
@@ -98,6 +99,20 @@ func (c *Cluster) checkAll(ctx context.Context) {
 	wg.Wait()
 	c.stats.checks.Add(1)
 	c.settle(ctx)
+	c.coverLostWrites(lost)
+}
+
+// coverLostWrites makes the primary's position, just checked, stand for the writes whose own
+// position could not be read before the round began (lost of them): it is past every commit
+// the primary had acknowledged, so read-your-writes reads need not go to the primary forever
+// when no later write comes to cover them.
+func (c *Cluster) coverLostWrites(lost int64) {
+	prim := c.primary.Load()
+	if lost <= c.writes.covered.Load() || !prim.ok.Load() || prim.recovery.Load() {
+		return
+	}
+	raise(&c.writes.lsn, prim.lsn.Load())
+	raise(&c.writes.covered, lost)
 }
 
 // check asks m where it is, one attempt bounded by its pool's PingTimeout.

@@ -22,7 +22,8 @@ type rywKey struct{}
 // QueryRow, SendBatch, CopyFrom; not work done on [Cluster.Primary]) that may have applied,
 // it reads pg_current_wal_insert_lsn() on the primary, one more round trip a write, which
 // is at or past the write's commit record. Should that lookup fail, reads with this context
-// go to the primary until a later write's lookup succeeds. A replica's replay position is
+// go to the primary until a later write's lookup or the next check of the primary (which reads
+// the same position) succeeds. A replica's replay position is
 // the one the last check measured (positions only grow), so a read right after a write goes to
 // the primary and asks for a check sooner; reads after the next check can go to the replica.
 func WithReadYourWrites(ctx context.Context) context.Context {

@@ -435,3 +435,24 @@ func TestTheTimeBoundAppliesOnlyToAReplicaThatIsBehind(t *testing.T) {
 		t.Error("a caught-up replica of an idle primary takes no reads")
 	}
 }
+
+func TestACheckOfThePrimaryCoversWritesWhosePositionWasLost(t *testing.T) {
+	t.Parallel()
+	prim, r := testMember(0, false, 5000), testMember(1, true, 5000)
+	c := testCluster(DefaultMaxReplayLag, prim, r)
+	ryw := WithReadYourWrites(context.Background())
+	c.writes.lsn.Store(100)
+	c.writes.lost.Add(1) // a write's lookup failed
+	if _, primaryOnly := c.writes.need(ryw); !primaryOnly {
+		t.Fatal("a read after a lost write may go to a replica")
+	}
+	c.coverLostWrites(0) // a round that began before the write: covers nothing
+	if _, primaryOnly := c.writes.need(ryw); !primaryOnly {
+		t.Fatal("a check that began before the lost write covered it")
+	}
+	c.coverLostWrites(1) // a round that began after it
+	lsn, primaryOnly := c.writes.need(ryw)
+	if primaryOnly || lsn != 5000 {
+		t.Fatalf("need %d (primary only %v), want the primary's position 5000", lsn, primaryOnly)
+	}
+}
