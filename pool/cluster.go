@@ -58,7 +58,7 @@ type Cluster struct {
 	closeOnce sync.Once
 	discover  bool                            // during NewClusterHosts's first check: any writable member may become the primary
 	moved     atomic.Pointer[context.Context] // canceled when the primary changes, then replaced
-	endMoved  context.CancelFunc              // cancels *moved; used by settle only
+	endMoved  context.CancelFunc              // cancels *moved; used by settle, and by Close once the checks ended
 }
 
 // DefaultMaxReplayLag is how far behind the primary, in bytes of WAL, a replica may be and
@@ -227,7 +227,7 @@ func newCluster(ctx context.Context, specs []memberSpec, discover bool, opts []C
 
 // newMoved replaces the signal that the primary changed with a fresh one.
 func (c *Cluster) newMoved() {
-	ctx, cancel := context.WithCancel(c.life)
+	ctx, cancel := context.WithCancel(context.Background())
 	c.moved.Store(&ctx)
 	c.endMoved = cancel
 }
@@ -253,10 +253,14 @@ func (c *Cluster) Close() {
 		c.bg.Wait()
 		var wg sync.WaitGroup
 		for _, m := range c.members {
-			m.endDown()
 			wg.Go(m.pool.Close)
 		}
 		wg.Wait()
+		// Only now: calls still running had the pools' close grace, uncanceled.
+		for _, m := range c.members {
+			m.endDown()
+		}
+		c.endMoved()
 	})
 }
 
