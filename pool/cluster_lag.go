@@ -135,6 +135,9 @@ func (c *Cluster) check(ctx context.Context, m *member) {
 		m.checkBusy.Add(1)
 		return
 	}
+	if err != nil && ctx.Err() != nil {
+		return // the cluster is closing (or NewCluster's ctx ended): the member is not to blame
+	}
 	if err != nil {
 		// Reads still running on it (a hung server never answers them) move on.
 		end := m.endDown
@@ -143,9 +146,7 @@ func (c *Cluster) check(ctx context.Context, m *member) {
 		m.ok.Store(false)
 		m.fails.Add(1)
 		m.checkFails.Add(1)
-		if ctx.Err() == nil {
-			c.log.InfoContext(ctx, "pgsteady: cluster: a member did not answer its check", "member", m.addr, "err", err)
-		}
+		c.log.InfoContext(ctx, "pgsteady: cluster: a member did not answer its check", "member", m.addr, "err", err)
 		return
 	}
 	m.recovery.Store(recovery)
