@@ -137,7 +137,7 @@ func (p *Pair) waitStreaming(ctx context.Context, n int) error {
 	}
 }
 
-// Close removes both containers. It is idempotent.
+// Close removes every container of the pair, the standbys AddStandby added too. It is idempotent.
 func (p *Pair) Close() error {
 	var errs []error
 	for _, s := range append([]*Server{p.Primary, p.Standby}, p.extra...) {
