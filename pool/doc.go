@@ -41,6 +41,16 @@
 //     (package otelpool exports them to OpenTelemetry).
 //   - [Pool.Stats] and [Pool.DebugHandler], and logging through an optional [log/slog.Logger].
 //
+// # Read replicas
+//
+// [Cluster] is a primary and read replicas, one [Pool] each: writes and [Cluster.Tx] go to the
+// primary, [Cluster.Replica] reads to the least loaded replica whose replay lag (bytes of WAL,
+// measured in the background, [WithLagCheckEvery]) is within [WithMaxReplayLag], and to the
+// primary when none is; a read that fails on a replica moves to another member at once.
+// [WithReadYourWrites] makes a read see the cluster's earlier writes: it goes to a replica only
+// once that replica has replayed past the last write's WAL position. A replica found promoted
+// becomes the primary.
+//
 // # Marking work idempotent
 //
 // A connection lost while a statement was in flight ([retry.ConnLost]) leaves its outcome

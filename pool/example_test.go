@@ -79,3 +79,34 @@ func examplePool() *pool.Pool {
 	}
 	return p
 }
+
+// A service with a primary and a read replica: writes and transactions go to the primary, reads
+// through Replica go to the replica while it is healthy and within the lag bound, and a read
+// that must see the request's own write asks for it with WithReadYourWrites.
+func ExampleNewCluster() {
+	ctx := context.Background()
+	primary, err := config.Parse(os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	replica, err := config.Parse(os.Getenv("DATABASE_REPLICA_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := pool.NewCluster(ctx, primary, []*config.Config{replica}, pool.WithMaxReplayLag(1<<20))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx = pool.WithReadYourWrites(ctx)
+	if _, err := c.Exec(ctx, "UPDATE permis SET statut = 'valide' WHERE id = $1", 42); err != nil {
+		log.Fatal(err)
+	}
+	var statut string
+	// Sees the update: a replica that has not replayed it yet is passed over for the primary.
+	if err := c.Replica().QueryRow(ctx, "SELECT statut FROM permis WHERE id = $1", 42).Scan(&statut); err != nil {
+		log.Fatal(err)
+	}
+	http.Handle("/debug/cluster", c.DebugHandler()) // roles, lag, reads served, per member
+}

@@ -354,10 +354,11 @@ func (p *Pool) Ping(ctx context.Context) error {
 // when err is of a class in on, fn runs again under the call's retry policy
 // ([retry.Continue] owns every stop condition). A closed pool stops the retries. Retries of
 // connection failures that ran into the call's acquire budget end as a *TimeoutError naming
-// AcquireTimeout, with the last failure as its LastErr.
+// AcquireTimeout, with the last failure as its LastErr. With on == noRetry (a Cluster's read on
+// a replica, which moves to another member instead) the first error is final.
 func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err error, fn func(context.Context) error) error {
-	if err == nil {
-		return nil
+	if err == nil || on == noRetry {
+		return err
 	}
 	pol := p.policy.WithRetryOn(on)
 	pol.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {

@@ -18,4 +18,6 @@ type DBTX interface {
 var (
 	_ DBTX = (*pool.Pool)(nil)
 	_ DBTX = pool.Querier{}
+	_ DBTX = (*pool.Cluster)(nil)
+	_ DBTX = pool.Reader{}
 )

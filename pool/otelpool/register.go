@@ -28,8 +28,7 @@ func Register(p *pool.Pool, mp metric.MeterProvider, opts ...Option) (metric.Reg
 		count, maxConns, idleMax, pending metric.Int64ObservableUpDownCounter
 		timeouts, opened                  metric.Int64ObservableCounter
 	)
-	count, errs[0] = m.Int64ObservableUpDownCounter("db.client.connection.count", metric.WithUnit("{connection}"),
-		metric.WithDescription("The number of connections that are currently in the state described by the state attribute."))
+	count, errs[0] = connectionCount(m)
 	maxConns, errs[1] = m.Int64ObservableUpDownCounter("db.client.connection.max", metric.WithUnit("{connection}"),
 		metric.WithDescription("The maximum number of open connections allowed (Size + Overflow)."))
 	idleMax, errs[2] = m.Int64ObservableUpDownCounter("db.client.connection.idle.max", metric.WithUnit("{connection}"),
@@ -62,4 +61,10 @@ func Register(p *pool.Pool, mp metric.MeterProvider, opts ...Option) (metric.Reg
 		return nil, fmt.Errorf("otelpool: registering the stats callback: %w", err)
 	}
 	return reg, nil
+}
+
+// connectionCount creates db.client.connection.count, which Register and RegisterCluster share.
+func connectionCount(m metric.Meter) (metric.Int64ObservableUpDownCounter, error) {
+	return m.Int64ObservableUpDownCounter("db.client.connection.count", metric.WithUnit("{connection}"),
+		metric.WithDescription("The number of connections that are currently in the state described by the state attribute."))
 }

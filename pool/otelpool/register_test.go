@@ -11,3 +11,9 @@ func TestRegisterNeedsAPool(t *testing.T) {
 		t.Fatal("Register(nil) succeeded")
 	}
 }
+
+func TestRegisterClusterNeedsACluster(t *testing.T) {
+	if _, err := otelpool.RegisterCluster(nil, newReader(t).mp); err == nil {
+		t.Fatal("RegisterCluster(nil) succeeded")
+	}
+}

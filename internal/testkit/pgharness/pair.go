@@ -28,6 +28,7 @@ type Pair struct {
 	Standby *Server
 
 	resolver *Resolver
+	extra    []*Server // standbys added by AddStandby
 }
 
 // OldPrimary says what happens to the old primary in [Pair.Failover].
@@ -70,39 +71,62 @@ func StartPair(ctx context.Context, opts Options) (p *Pair, err error) {
 	if err = p.Primary.exec(ctx, shellEnv+`echo 'hostssl replication all all scram-sha-256' >>"$data/pg_hba.conf" && "$bin/pg_ctl" reload -D "$data" >/dev/null`); err != nil {
 		return p, err
 	}
-	ip, err := p.Primary.ctr.ContainerIP(ctx)
-	if err != nil {
-		return p, fmt.Errorf("pgharness: primary's address on the Docker network: %w", err)
-	}
-	// The standby container's own database is replaced by a base backup of the primary; the
-	// superuser's password is in the container's environment (the same as the primary's).
-	err = p.Standby.exec(ctx, shellEnv+`touch "$run/down" && "$bin/pg_ctl" stop -D "$data" -m fast -w -t 60 >/dev/null && rm -rf "$data" &&
-		PGPASSWORD="$PGSTEADY_SUPERUSER_PASSWORD" PGSSLMODE=require "$bin/pg_basebackup" -h `+ip+` -p 5432 -U postgres -D "$data" -R -X stream -c fast &&
-		rm -f "$run/down"`)
-	if err != nil {
+	if err = p.follow(ctx, p.Standby); err != nil {
 		return p, err
 	}
-	if err = p.Standby.waitAccepting(ctx); err != nil {
-		return p, err
-	}
-	if err = p.Standby.waitReady(ctx); err != nil {
-		return p, err
-	}
-	if err = p.waitStreaming(ctx); err != nil {
+	if err = p.waitStreaming(ctx, 1); err != nil {
 		return p, err
 	}
 	p.resolver.Set(StableName, p.Primary.Addr())
 	return p, nil
 }
 
-// waitStreaming waits until the primary reports a standby streaming from it.
-func (p *Pair) waitStreaming(ctx context.Context) error {
+// follow replaces s's database with a base backup of the primary, streaming from it.
+func (p *Pair) follow(ctx context.Context, s *Server) error {
+	ip, err := p.Primary.ctr.ContainerIP(ctx)
+	if err != nil {
+		return fmt.Errorf("pgharness: primary's address on the Docker network: %w", err)
+	}
+	// The container's own database is replaced by a base backup of the primary; the
+	// superuser's password is in the container's environment (the same as the primary's).
+	err = s.exec(ctx, shellEnv+`touch "$run/down" && "$bin/pg_ctl" stop -D "$data" -m fast -w -t 60 >/dev/null && rm -rf "$data" &&
+		PGPASSWORD="$PGSTEADY_SUPERUSER_PASSWORD" PGSSLMODE=require "$bin/pg_basebackup" -h `+ip+` -p 5432 -U postgres -D "$data" -R -X stream -c fast &&
+		rm -f "$run/down"`)
+	if err != nil {
+		return err
+	}
+	if err = s.waitAccepting(ctx); err != nil {
+		return err
+	}
+	return s.waitReady(ctx)
+}
+
+// AddStandby starts one more hot standby streaming from the primary (for tests of several
+// read replicas), waits until it streams and returns it. [Pair.Close] removes it; failovers
+// leave it alone (it keeps following the old primary).
+func (p *Pair) AddStandby(ctx context.Context, opts Options) (*Server, error) {
+	s, err := start(ctx, opts, p.Primary)
+	if err != nil {
+		return nil, err
+	}
+	p.extra = append(p.extra, s)
+	if err := p.follow(ctx, s); err != nil {
+		return nil, err
+	}
+	if err := p.waitStreaming(ctx, 1+len(p.extra)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitStreaming waits until the primary reports n standbys streaming from it.
+func (p *Pair) waitStreaming(ctx context.Context, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		var n int
-		err := p.Primary.adminRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", &n)
-		if err == nil && n > 0 {
+		var streaming int
+		err := p.Primary.adminRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'", &streaming)
+		if err == nil && streaming >= n {
 			return nil
 		}
 		select {
@@ -113,10 +137,10 @@ func (p *Pair) waitStreaming(ctx context.Context) error {
 	}
 }
 
-// Close removes both containers. It is idempotent.
+// Close removes every container of the pair, the standbys AddStandby added too. It is idempotent.
 func (p *Pair) Close() error {
 	var errs []error
-	for _, s := range []*Server{p.Primary, p.Standby} {
+	for _, s := range append([]*Server{p.Primary, p.Standby}, p.extra...) {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
