@@ -245,8 +245,8 @@ func convertForeign(d *dsn) ([]string, error) {
 // libpq key pgx understands, a PostgreSQL setting, or a custom setting.
 func checkKeys(d *dsn) error {
 	for _, p := range d.params {
-		if at := strings.IndexByte(p.value, '@'); d.url && at >= 0 && strings.Contains(p.value[at:], "/") {
-			// A value holding "@host/db": the user info was cut short by a raw '/', '?' or
+		if at := strings.IndexByte(p.raw, '@'); d.url && at >= 0 && strings.Contains(p.raw[at:], "/") {
+			// A pair holding "@host/db" (as written: its value may not even decode): the user info was cut short by a raw '/', '?' or
 			// '#', and its rest (a piece of the password, perhaps) became this pair. Neither
 			// is named.
 			return formatError("connection string", "a URL whose user name or password holds a raw '/', '?' or '#'",
