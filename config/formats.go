@@ -166,17 +166,20 @@ func pgURL(scheme, rest string) (string, string, error) {
 // '/' after it (user=name@server, as Azure's single servers want) is left alone.
 func checkURLUserinfo(u string) error {
 	_, rest, _ := strings.Cut(u, "://")
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 || rest[end] != '/' {
-		return nil // a raw '?' in the password is read up to the last '@' (see dsn.go)
+	i := strings.IndexByte(rest, '/')
+	if i < 0 {
+		return nil
 	}
-	tail := rest[end:]
+	tail := rest[i:]
 	path, query := tail, ""
 	if q := strings.IndexAny(tail, "?#"); q >= 0 {
 		path, query = tail[:q], tail[q:]
 	}
+	// A raw '?' before the first '/' is read up to the last '@' (see dsn.go): only a user
+	// info cut by the '/' itself can leave its rest in the query.
+	cutBySlash := !strings.ContainsAny(rest[:i], "?#")
 	at := strings.IndexByte(query, '@')
-	if !strings.Contains(path, "@") && (at < 0 || !strings.Contains(query[at:], "/")) {
+	if !strings.Contains(path, "@") && (!cutBySlash || at < 0 || !strings.Contains(query[at:], "/")) {
 		return nil
 	}
 	return formatError("connection string", "a URL with a '@' after its first '/'",
