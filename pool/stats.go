@@ -119,6 +119,8 @@ func (p *Pool) Stats() Stats {
 		KeepalivePings:    p.stats.keepalivePings.Load(),
 		KeepaliveFailed:   p.stats.keepaliveFailed.Load(),
 		IdleHorizon:       p.horizon.get(),
+		HorizonChecks:     p.stats.horizonChecks.Load(),
+		HorizonsLearned:   p.stats.horizonsLearned.Load(),
 		Paced:             p.stats.paced.Load(),
 		Failovers:         p.stats.failovers.Load(),
 		ReadOnlyErrors:    p.stats.readOnlyErrors.Load(),
