@@ -86,7 +86,7 @@ func (w *worker) readOnlyTx(ctx context.Context, c *call, _ context.CancelFunc) 
 		}
 		return err
 	}
-	c.method += " writes"
+	c.rename(c.method+" writes", &w.r.mu)
 	c.write, c.keys, c.check = writeNone, []string{w.key(c, "")}, applicationsReadOnly
 	return w.r.p.Tx(ctx, opts, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, "INSERT INTO writes (key) VALUES ($1)", c.keys[0])

@@ -104,6 +104,14 @@ type call struct {
 	check    func(err error) string // what the call's error must be, for an application's call: "" or the broken promise
 }
 
+// rename names the call's method more precisely once it has begun, under mu (the run's lock,
+// which the monitor holds while it reads calls).
+func (c *call) rename(method string, mu *sync.Mutex) {
+	mu.Lock()
+	c.method = method
+	mu.Unlock()
+}
+
 func (c *call) String() string {
 	s := fmt.Sprintf("worker %d call %d %s (at %v, ctx %s", c.worker, c.seq, c.method, c.start.Sub(c.began).Round(time.Millisecond), c.ctxMode)
 	if !c.deadline.IsZero() {
@@ -684,10 +692,10 @@ func (w *worker) tx(ctx context.Context, c *call, cancel context.CancelFunc) err
 	variant := w.rng.IntN(6)
 	atCommit := time.Duration(w.rng.IntN(3000)) * time.Microsecond
 	if variant == 0 {
-		c.method = "Tx (fn commits)"
+		c.rename("Tx (fn commits)", &w.r.mu)
 	}
 	if variant == 1 {
-		c.method = "Tx (fn fails)"
+		c.rename("Tx (fn fails)", &w.r.mu)
 		c.write = writeNone
 	}
 	err := w.r.p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {

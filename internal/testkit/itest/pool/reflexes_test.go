@@ -404,7 +404,19 @@ func TestStatsTellTheTruth(t *testing.T) {
 		}
 	})
 	t.Run("Reset counts as recycled", func(t *testing.T) {
-		p := newPool(t, freshDB(t), func(c *config.Config) { c.WarmUp = true; c.Size = 3 })
+		p := newPool(t, freshDB(t), func(c *config.Config) { c.Size, c.Overflow = 3, 0 })
+		var held []*pgxpool.Conn
+		for range 3 {
+			c, err := p.Acquire(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+		for _, c := range held {
+			c.Release()
+		}
+		waitFor(t, func() bool { return p.Stats().IdleConns == 3 })
 		before := p.Stats().Recycled
 		p.Reset()
 		// pgxpool closes them in the background, after they left TotalConns.
