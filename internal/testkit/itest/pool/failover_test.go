@@ -22,38 +22,13 @@ import (
 // error, no write error other than an unresolvable ambiguous commit, and no write lost or
 // duplicated.
 func TestFailoverToAPromotedStandby(t *testing.T) {
-	pgharness.Require(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	pair, err := pgharness.StartPair(ctx, pgharness.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pair.Close() })
-
-	setup, err := pgx.Connect(ctx, pgharness.WithAddr(pair.StableDSN(), pair.Primary.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := setup.Exec(ctx, `CREATE TABLE IF NOT EXISTS fo_writes (key text NOT NULL, at timestamptz NOT NULL DEFAULT now());
+	pair := startPair(ctx, t)
+	onPrimary(ctx, t, pair, `CREATE TABLE IF NOT EXISTS fo_writes (key text NOT NULL, at timestamptz NOT NULL DEFAULT now());
 		CREATE TABLE IF NOT EXISTS fo_kv (k int PRIMARY KEY, v text);
-		INSERT INTO fo_kv SELECT i, 'v' || i FROM generate_series(1, 100) i ON CONFLICT DO NOTHING`); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
-
-	cfg, err := config.Parse(pair.StableDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Size, cfg.Overflow = 10, 10
-	p, err := pool.New(ctx, cfg, pool.WithPgxConfig(func(pc *pgxpool.Config) {
-		pc.ConnConfig.LookupFunc = pair.Resolver().LookupFunc
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+		INSERT INTO fo_kv SELECT i, 'v' || i FROM generate_series(1, 100) i ON CONFLICT DO NOTHING`)
+	p := pairPool(ctx, t, pair, 10, 10)
 
 	var (
 		stop                 atomic.Bool
@@ -171,4 +146,48 @@ func TestFailoverToAPromotedStandby(t *testing.T) {
 	if st.Failovers == 0 {
 		t.Error("the pool never noticed the read-only primary")
 	}
+}
+
+// startPair starts a primary and a streaming standby for t, removed when t ends.
+func startPair(ctx context.Context, t *testing.T) *pgharness.Pair {
+	t.Helper()
+	pgharness.Require(t, srv)
+	pair, err := pgharness.StartPair(ctx, pgharness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pair.Close() })
+	return pair
+}
+
+// onPrimary runs sql on the pair's primary, over a connection of its own.
+func onPrimary(ctx context.Context, t *testing.T, pair *pgharness.Pair, sql string) {
+	t.Helper()
+	setup, err := pgx.Connect(ctx, pgharness.WithAddr(pair.StableDSN(), pair.Primary.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close(ctx)
+	if _, err := setup.Exec(ctx, sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pairPool opens a pool of size + overflow connections on the pair's stable name, which
+// follows the primary through the pair's resolver; it closes when t ends.
+func pairPool(ctx context.Context, t *testing.T, pair *pgharness.Pair, size, overflow int) *pool.Pool {
+	t.Helper()
+	cfg, err := config.Parse(pair.StableDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Size, cfg.Overflow = size, overflow
+	p, err := pool.New(ctx, cfg, pool.WithPgxConfig(func(pc *pgxpool.Config) {
+		pc.ConnConfig.LookupFunc = pair.Resolver().LookupFunc
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }

@@ -146,14 +146,9 @@ func TestAWriteByAReadOnlyRoleIsTheCallersError(t *testing.T) {
 // A pool on a hot standby (a read replica) runs read-only work in Tx, and refuses writes as the
 // caller's error, without suspecting a failover: the standby is where the DSN leads.
 func TestAPoolOnAHotStandby(t *testing.T) {
-	pgharness.Require(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	pair, err := pgharness.StartPair(ctx, pgharness.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pair.Close() })
+	pair := startPair(ctx, t)
 	for _, target := range []string{"", "standby", "prefer-standby"} {
 		t.Run("target_session_attrs="+target, func(t *testing.T) {
 			dsn := pgharness.WithAddr(pair.StableDSN(), pair.Standby.Addr())
@@ -185,34 +180,11 @@ func TestAPoolOnAHotStandby(t *testing.T) {
 // A connection that was busy when the failover was confirmed is replaced when it comes back:
 // the pool condemns connections by when they were opened, not by when they were last used.
 func TestAConnectionBusyDuringTheFailoverIsReplaced(t *testing.T) {
-	pgharness.Require(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	pair, err := pgharness.StartPair(ctx, pgharness.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pair.Close() })
-	setup, err := pgx.Connect(ctx, pgharness.WithAddr(pair.StableDSN(), pair.Primary.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := setup.Exec(ctx, "CREATE TABLE IF NOT EXISTS busy_writes (key text NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
-	cfg, err := config.Parse(pair.StableDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Size, cfg.Overflow = 2, 0
-	p, err := pool.New(ctx, cfg, pool.WithPgxConfig(func(pc *pgxpool.Config) {
-		pc.ConnConfig.LookupFunc = pair.Resolver().LookupFunc
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	pair := startPair(ctx, t)
+	onPrimary(ctx, t, pair, "CREATE TABLE IF NOT EXISTS busy_writes (key text NOT NULL)")
+	p := pairPool(ctx, t, pair, 2, 0)
 
 	// Two connections to the old primary: one busy in a caller's hands, one idle.
 	busy, err := p.Acquire(ctx)
