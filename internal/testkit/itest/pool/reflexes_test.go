@@ -215,38 +215,6 @@ func TestAConnectionBusyDuringTheFailoverIsReplaced(t *testing.T) {
 	}
 }
 
-// A pool of Size 1 whose only connection lost its COMMIT's answer still resolves it: the dead
-// connection is given back before the lookup needs one.
-func TestALostCommitIsResolvedWhenThePoolIsFull(t *testing.T) {
-	dsn := freshDB(t)
-	proxy := newProxy(t)
-	p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) {
-		c.Size, c.Overflow = 1, 0
-		c.AcquireTimeout = 5 * time.Second
-	})
-	calls := 0
-	err := p.Tx(t.Context(), pgx.TxOptions{}, func(tx pgx.Tx) error {
-		calls++
-		if _, err := tx.Exec(t.Context(), "INSERT INTO writes (key) VALUES ('full-pool')"); err != nil {
-			return err
-		}
-		loseCommitAnswer(proxy, true)
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Tx = %v, want nil: the server committed, and the pool can ask it", err)
-	}
-	if calls != 1 {
-		t.Fatalf("fn ran %d times, want once", calls)
-	}
-	if n := countWrites(t, dsn, "full-pool"); n != 1 {
-		t.Fatalf("%d rows, want exactly 1", n)
-	}
-	if st := p.Stats(); st.ResolvedCommitted != 1 || st.AmbiguousCommits != 0 {
-		t.Fatalf("resolved committed %d, ambiguous %d; want 1 and 0", st.ResolvedCommitted, st.AmbiguousCommits)
-	}
-}
-
 // A statement that may commit part of its work before a conflict (a procedure or a DO block
 // with COMMIT, several statements in one string) is not run again: its committed part would be
 // stored twice. The caller gets the conflict.

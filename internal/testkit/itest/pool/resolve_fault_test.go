@@ -38,31 +38,44 @@ func countWrites(t *testing.T, dsn, key string) int {
 	return n
 }
 
+// A lost COMMIT is resolved with a spare slot, and in a full pool too: Size 1, Overflow 0, the
+// dead connection given back before the lookup needs one (it waited out AcquireTimeout on its
+// own slot before).
 func TestTxResolvesALostCommitThatCommitted(t *testing.T) {
-	dsn := freshDB(t)
-	proxy := newProxy(t)
-	p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) { c.Size, c.Overflow = 1, 1 })
-	calls := 0
-	err := p.Tx(t.Context(), pgx.TxOptions{}, func(tx pgx.Tx) error {
-		calls++
-		if _, err := tx.Exec(t.Context(), "INSERT INTO writes (key) VALUES ('resolved')"); err != nil {
-			return err
-		}
-		// COMMIT reaches the server, its answer does not reach the pool; then the flow dies.
-		loseCommitAnswer(proxy, true)
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Tx = %v, want nil: the server committed, and the pool can ask it", err)
-	}
-	if calls != 1 {
-		t.Fatalf("fn ran %d times, want once: it committed", calls)
-	}
-	if n := countWrites(t, dsn, "resolved"); n != 1 {
-		t.Fatalf("%d rows, want exactly 1", n)
-	}
-	if st := p.Stats(); st.ResolvedCommitted != 1 || st.AmbiguousCommits != 0 {
-		t.Fatalf("stats: resolved committed %d, ambiguous %d; want 1 and 0", st.ResolvedCommitted, st.AmbiguousCommits)
+	for _, tc := range []struct {
+		name           string
+		size, overflow int
+	}{{"a spare slot", 1, 1}, {"a full pool", 1, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := freshDB(t)
+			proxy := newProxy(t)
+			p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) {
+				c.Size, c.Overflow = tc.size, tc.overflow
+				c.AcquireTimeout = 5 * time.Second
+			})
+			calls := 0
+			err := p.Tx(t.Context(), pgx.TxOptions{}, func(tx pgx.Tx) error {
+				calls++
+				if _, err := tx.Exec(t.Context(), "INSERT INTO writes (key) VALUES ('resolved')"); err != nil {
+					return err
+				}
+				// COMMIT reaches the server, its answer does not reach the pool; then the flow dies.
+				loseCommitAnswer(proxy, true)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("Tx = %v, want nil: the server committed, and the pool can ask it", err)
+			}
+			if calls != 1 {
+				t.Fatalf("fn ran %d times, want once: it committed", calls)
+			}
+			if n := countWrites(t, dsn, "resolved"); n != 1 {
+				t.Fatalf("%d rows, want exactly 1", n)
+			}
+			if st := p.Stats(); st.ResolvedCommitted != 1 || st.AmbiguousCommits != 0 {
+				t.Fatalf("stats: resolved committed %d, ambiguous %d; want 1 and 0", st.ResolvedCommitted, st.AmbiguousCommits)
+			}
+		})
 	}
 }
 
