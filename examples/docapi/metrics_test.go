@@ -159,11 +159,11 @@ func TestMetricsThroughOpenTelemetry(t *testing.T) {
 	}
 }
 
-// readmeMetrics returns the sample lines of the README's /metrics excerpt: the lines after the
+// readmeMetrics returns the sample lines of docapi's README's /metrics excerpt: the lines after the
 // curl of /metrics, up to the next command.
 func readmeMetrics(t *testing.T) []string {
 	t.Helper()
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("README.md") // examples/docapi/README.md
 	if err != nil {
 		t.Fatal(err)
 	}
