@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/internal/xact"
 )
 
 // connState is what the pool knows of one open connection.
@@ -132,7 +133,7 @@ func (p *Pool) closeOverflow(c *pgxpool.Conn, st *connState) {
 	}
 	raw := c.Hijack()
 	p.bg.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), xact.CleanupTimeout)
 		defer cancel()
 		raw.Close(ctx)
 	})

@@ -50,8 +50,7 @@ type Pool struct {
 	horizon     horizon
 	expect      atomic.Int32    // expectPrimary or expectStandby: whether recovery means failover
 	probeCfg    *pgxpool.Config // for connections the pool opens outside pgxpool, to check a suspicion
-	stopBg      chan struct{}   // closed by Close: ends the keepalive and overflow loops
-	life        context.Context // canceled by Close: bounds the pool's own background work
+	life        context.Context // canceled by Close: ends the pool's own background work (keepalive and overflow loops, checks)
 	endLife     context.CancelFunc
 
 	closed    atomic.Bool
@@ -167,7 +166,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	for _, w := range cfg.Warnings {
 		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
 	}
-	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: observerOf(o.observers), resolve: !o.noResolve, stopBg: make(chan struct{})}
+	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: observerOf(o.observers), resolve: !o.noResolve}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if o.paceRate > 0 {
 		p.pace = pace.New(o.paceRate, o.paceBurst)
@@ -192,9 +191,9 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		return nil, fmt.Errorf("pool: %w", err)
 	}
 	p.probeCfg = p.pgx.Config()
-	p.bg.Go(func() { p.keepAlive(p.stopBg) })
+	p.bg.Go(func() { p.keepAlive(p.life.Done()) })
 	if p.cfg.OverflowIdleTimeout > 0 && p.cfg.Overflow > 0 {
-		p.bg.Go(func() { p.reapOverflow(p.stopBg) })
+		p.bg.Go(func() { p.reapOverflow(p.life.Done()) })
 	}
 	if cfg.LazyStart {
 		return p, nil
@@ -291,7 +290,6 @@ func (p *Pool) Close() {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
 		p.budgets.stop() // callers waiting for a connection without a deadline of their own get ErrClosed
-		close(p.stopBg)
 		p.endLife()
 		p.stdMu.Lock()
 		for _, db := range p.std {
