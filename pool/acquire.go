@@ -133,7 +133,7 @@ func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, e
 	}
 	c, err := p.pgx.Acquire(actx)
 	if p.obs != nil {
-		defer func() { p.obs.Acquired(ctx, time.Since(t0), err) }()
+		defer func() { p.obs.Acquired(ctx, AcquireEvent{Wait: time.Since(t0), Err: err}) }()
 	}
 	if err == nil {
 		return c, nil

@@ -14,10 +14,10 @@ import (
 
 // connState is what the pool knows of one open connection.
 type connState struct {
-	opened   int64                  // unix nanoseconds when it connected (set before it is shared)
-	idle     atomic.Bool            // counted in connTable.idle
-	lastUsed atomic.Int64           // unix nanoseconds of its last release by the pool
-	why      atomic.Pointer[string] // why the pool condemned it, if it did
+	opened   int64                       // unix nanoseconds when it connected (set before it is shared)
+	idle     atomic.Bool                 // counted in connTable.idle
+	lastUsed atomic.Int64                // unix nanoseconds of its last release by the pool
+	why      atomic.Pointer[CloseReason] // why the pool condemned it, if it did
 	// readOnlySession: its role or database makes its sessions read-only (pg_settings.source
 	// said so after a 25006): its next 25006 is the application's without asking again.
 	readOnlySession atomic.Bool
@@ -129,7 +129,7 @@ func (p *Pool) closeOverflow(c *pgxpool.Conn, st *connState) {
 	p.conns.m.Delete(c.Conn())
 	p.stats.overflowClosed.Add(1)
 	if p.obs != nil {
-		p.obs.ConnClosed(CloseOverflow)
+		p.obs.ConnClosed(context.Background(), CloseEvent{Reason: CloseOverflow})
 	}
 	raw := c.Hijack()
 	p.bg.Go(func() {
@@ -178,7 +178,7 @@ func (p *Pool) closing(c *pgx.Conn) {
 		p.stats.aged.Add(1)
 	}
 	if p.obs != nil {
-		p.obs.ConnClosed(reason)
+		p.obs.ConnClosed(context.Background(), CloseEvent{Reason: reason})
 	}
 }
 

@@ -106,7 +106,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 	p.lastConnErr.set(fmt.Errorf("pre-ping of a connection idle %v failed: %w", idle.Round(time.Millisecond), err))
 	p.logs.info(ctx, p.log, "pgsteady: pre-ping failed", "idle", idle, "err", err)
 	if p.obs != nil {
-		p.obs.PingFailed(ctx, idle, err)
+		p.obs.PingFailed(ctx, PingEvent{Idle: idle, Err: err})
 	}
 	p.kill(c, st, ClosePingFailed)
 	return true
@@ -114,7 +114,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 
 // kill closes c at once so that pgxpool's ping fails and it destroys the connection; why is
 // the reason closing reports.
-func (p *Pool) kill(c *pgx.Conn, st *connState, why string) {
+func (p *Pool) kill(c *pgx.Conn, st *connState, why CloseReason) {
 	if st != nil {
 		st.why.Store(&why)
 	}
@@ -290,7 +290,7 @@ func (p *Pool) pingIdle() {
 		if err := pingWithin(ctx, c.Conn(), p.cfg.PingTimeout); err != nil {
 			p.stats.keepaliveFailed.Add(1)
 			if p.obs != nil {
-				p.obs.PingFailed(ctx, idle, err)
+				p.obs.PingFailed(ctx, PingEvent{Idle: idle, Err: err, Keepalive: true})
 			}
 		} else {
 			p.stats.keepalivePings.Add(1)

@@ -37,8 +37,8 @@ type Pool struct {
 	policy  retry.Policy // cfg.Retry, with the pool's OnRetry hook and the call budget
 	grace   time.Duration
 	log     *slog.Logger
-	obs     Observer // nil: none
-	resolve bool     // resolve lost COMMITs (WithoutCommitResolution turns it off)
+	obs     *observers // nil: none
+	resolve bool       // resolve lost COMMITs (WithoutCommitResolution turns it off)
 	conns   connTable
 	stats   counters
 
@@ -152,6 +152,10 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	if cfg == nil {
 		return nil, errors.New("pool: nil config")
 	}
+	obs, err := observerOf(o.observers)
+	if err != nil {
+		return nil, err
+	}
 	pc, err := cfg.PgxPoolConfig()
 	if err != nil {
 		return nil, err
@@ -166,7 +170,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	for _, w := range cfg.Warnings {
 		warnTo.WarnContext(ctx, "pgsteady: config: "+w)
 	}
-	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: observerOf(o.observers), resolve: !o.noResolve}
+	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: obs, resolve: !o.noResolve}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if o.paceRate > 0 {
 		p.pace = pace.New(o.paceRate, o.paceBurst)
@@ -389,7 +393,7 @@ func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry
 	p.stats.retried(class)
 	p.logs.info(ctx, p.log, "pgsteady: retrying", "class", class.String(), "attempt", attempt, "delay", delay, "err", err)
 	if p.obs != nil {
-		p.obs.Retrying(ctx, attempt, class, err, delay)
+		p.obs.Retrying(ctx, RetryEvent{Attempt: attempt, Class: class, Err: err, Delay: delay})
 	}
 	if p.cfg.Retry.OnRetry != nil {
 		p.cfg.Retry.OnRetry(attempt, err, class, delay)

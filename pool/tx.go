@@ -177,14 +177,14 @@ func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xact.R
 		outcome, err = p.resolveCommit(ctx, start, ref, err)
 	}
 	if p.obs != nil {
-		p.obs.Committed(ctx, outcome)
+		p.obs.Committed(ctx, CommitEvent{Outcome: outcome})
 	}
 	return err
 }
 
 // resolveCommit finds out what became of a transaction whose COMMIT failed with cerr.
-func (p *Pool) resolveCommit(ctx context.Context, start time.Time, ref xact.Ref, cerr error) (string, error) {
-	ambiguous := func(why error) (string, error) {
+func (p *Pool) resolveCommit(ctx context.Context, start time.Time, ref xact.Ref, cerr error) (CommitOutcome, error) {
+	ambiguous := func(why error) (CommitOutcome, error) {
 		p.stats.ambiguous.Add(1)
 		if why != nil {
 			cerr = errors.Join(cerr, why)

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/pool"
-	"github.com/pgsteady/pgsteady/retry"
 )
 
 // maxRequestID is the longest X-Request-Id taken from a client or proxy; a longer or
@@ -175,21 +174,7 @@ func traceRequests() pool.Option {
 
 // requestObserver is the pool's Observer for the access log: it counts each retry the pool
 // makes against the request whose context the call carried.
-type requestObserver struct{}
+type requestObserver struct{ pool.BaseObserver }
 
-// Acquired implements pool.Observer.
-func (requestObserver) Acquired(context.Context, time.Duration, error) {}
-
-// Retrying implements pool.Observer.
-func (requestObserver) Retrying(ctx context.Context, _ int, _ retry.Class, _ error, _ time.Duration) {
-	countRetry(ctx)
-}
-
-// PingFailed implements pool.Observer.
-func (requestObserver) PingFailed(context.Context, time.Duration, error) {}
-
-// ConnClosed implements pool.Observer.
-func (requestObserver) ConnClosed(string) {}
-
-// Committed implements pool.Observer.
-func (requestObserver) Committed(context.Context, string) {}
+// Retrying implements pool.RetryObserver.
+func (requestObserver) Retrying(ctx context.Context, _ pool.RetryEvent) { countRetry(ctx) }

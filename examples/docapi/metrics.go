@@ -116,7 +116,7 @@ func newTelemetry() (*telemetry, error) {
 
 // register publishes p's Stats.
 func (t *telemetry) register(p *pool.Pool) error {
-	reg, err := otelpool.Register(p, t.provider, otelpool.WithPoolName(poolName))
+	reg, err := t.observer.Register(p)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,13 @@
 // Package otelpool reports a [pool.Pool]'s metrics and retries through OpenTelemetry, with no
 // glue code: [NewObserver] turns the pool's events into metrics and span events, and
-// [Register] publishes its [pool.Pool.Stats] as observable instruments.
+// [Observer.Register] publishes its [pool.Pool.Stats] as observable instruments, under the same
+// pool name.
 //
 //	obs, err := otelpool.NewObserver(mp, otelpool.WithPoolName("orders"))
 //	...
 //	p, err := pool.New(ctx, cfg, pool.WithObserver(obs))
 //	...
-//	reg, err := otelpool.Register(p, mp, otelpool.WithPoolName("orders"))
+//	reg, err := obs.Register(p)
 //	...
 //	defer reg.Unregister()
 //
@@ -18,7 +19,9 @@
 //
 // Names follow the OpenTelemetry semantic conventions for database client connection pools
 // where one exists (they are still experimental there), and use the pgsteady namespace
-// otherwise. Every instrument carries db.client.connection.pool.name ([WithPoolName]).
+// otherwise. Every instrument carries db.client.connection.pool.name ([WithPoolName]). "from"
+// says whether [Observer.Register] publishes it or the pool's events record it (the Observer
+// given to [pool.WithObserver]).
 //
 //	instrument                             kind           unit          from      attribute
 //	db.client.connection.count             UpDownCounter  {connection}  Register  db.client.connection.state
@@ -27,11 +30,11 @@
 //	db.client.connection.pending_requests  UpDownCounter  {request}     Register
 //	db.client.connection.timeouts          Counter        {timeout}     Register
 //	pgsteady.pool.connection.opened        Counter        {connection}  Register
-//	db.client.connection.wait_time         Histogram      s             Observer  error.type (failures only)
-//	pgsteady.pool.retries                  Counter        {retry}       Observer  pgsteady.retry.class
-//	pgsteady.pool.ping.failures            Counter        {ping}        Observer
-//	pgsteady.pool.connection.closed        Counter        {connection}  Observer  pgsteady.connection.close_reason
-//	pgsteady.pool.commits                  Counter        {commit}      Observer  pgsteady.commit.outcome
+//	db.client.connection.wait_time         Histogram      s             events    error.type (failures only)
+//	pgsteady.pool.retries                  Counter        {retry}       events    pgsteady.retry.class
+//	pgsteady.pool.ping.failures            Counter        {ping}        events
+//	pgsteady.pool.connection.closed        Counter        {connection}  events    pgsteady.connection.close_reason
+//	pgsteady.pool.commits                  Counter        {commit}      events    pgsteady.commit.outcome
 //
 // In Prometheus (through the OpenTelemetry exporter) these become
 // db_client_connection_count{db_client_connection_pool_name, db_client_connection_state},
@@ -43,7 +46,7 @@
 // wait_time records every acquire attempt, in seconds: a failed one has error.type "timeout"
 // (it ended in [pool.ErrPoolTimeout]), "canceled" (the caller's ctx), "closed"
 // ([pool.ErrClosed]) or "_OTHER" (a connection error). The reasons and outcomes are the
-// pool's Close* and Commit* constants ([pool.CloseBroken], [pool.CommitAmbiguous], ...); the
+// pool's [pool.CloseReasons] and [pool.CommitOutcomes], each declared up front; the
 // retry classes are [retry.Class] names. The Observer's measurements carry the caller's ctx
 // where the pool has one, so an SDK that keeps exemplars links them to the caller's trace.
 //

@@ -18,8 +18,8 @@ import (
 	"github.com/pgsteady/pgsteady/retry"
 )
 
-// A service's start-up with metrics: the observer goes in at New, the stats are registered
-// once the pool exists. mp is the application's MeterProvider, with whatever exporter it uses.
+// A service's start-up with metrics: the observer goes in at New, and publishes the pool's
+// stats once the pool exists; the pool name is given once. mp is the application's MeterProvider, with whatever exporter it uses.
 func Example() {
 	ctx := context.Background()
 	mp := sdkmetric.NewMeterProvider() // with sdkmetric.WithReader(your exporter)
@@ -36,7 +36,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer p.Close()
-	reg, err := otelpool.Register(p, mp, otelpool.WithPoolName("orders"))
+	reg, err := obs.Register(p) // the stats, under the same pool name
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func ExampleObserver_Retrying() {
 		log.Fatal(err)
 	}
 	ctx, span := tp.Tracer("example").Start(context.Background(), "GET /orders/42")
-	obs.Retrying(ctx, 1, retry.ConnLost, errors.New("unexpected EOF"), 100*time.Millisecond)
+	obs.Retrying(ctx, pool.RetryEvent{Attempt: 1, Class: retry.ConnLost, Err: errors.New("unexpected EOF"), Delay: 100 * time.Millisecond})
 	span.End()
 
 	for _, ev := range spans.Ended()[0].Events() {

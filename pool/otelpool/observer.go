@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel"
@@ -43,37 +42,27 @@ const (
 // AcquireTimeout (30 s by default) when the pool is exhausted.
 var waitBuckets = []float64{0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
-// Option configures [NewObserver] and [Register].
+// Option configures [NewObserver].
 type Option func(*settings)
 
 type settings struct {
 	poolName string
 }
 
-// WithPoolName sets the db.client.connection.pool.name attribute: a name unique within the
-// application. Give the observer and the registration of one pool the same name. Default
+// WithPoolName sets the db.client.connection.pool.name attribute of every measurement the
+// Observer and its registrations make: a name unique within the application. Default
 // [DefaultPoolName].
 func WithPoolName(name string) Option { return func(s *settings) { s.poolName = name } }
 
-func newSettings(opts []Option) settings {
-	s := settings{poolName: DefaultPoolName}
-	for _, o := range opts {
-		o(&s)
-	}
-	return s
-}
-
-func meter(mp metric.MeterProvider) metric.Meter {
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	return mp.Meter(ScopeName)
-}
-
 // Observer is a [pool.Observer] that records the pool's events as OpenTelemetry metrics and
-// each retry as an event on the caller's span. Give it to [pool.WithObserver]. It is safe for
-// concurrent use, and its methods do not block.
+// each retry as an event on the caller's span. Give it to [pool.WithObserver], and publish the
+// pool's stats with [Observer.Register]: both carry the pool name given to [NewObserver]. It is
+// safe for concurrent use, and its methods do not block.
 type Observer struct {
+	pool.BaseObserver
+
+	mp      metric.MeterProvider
+	name    attribute.KeyValue // db.client.connection.pool.name
 	wait    metric.Float64Histogram
 	retries metric.Int64Counter
 	pings   metric.Int64Counter
@@ -84,17 +73,28 @@ type Observer struct {
 	waitErr   map[string]metric.MeasurementOption // by error.type
 	retryOpts [4]metric.MeasurementOption         // by retry.Class
 	sets      cache                               // close reasons and commit outcomes
-	poolAttr  attribute.KeyValue
 }
 
-var _ pool.Observer = (*Observer)(nil)
+var (
+	_ pool.AcquireObserver = (*Observer)(nil)
+	_ pool.RetryObserver   = (*Observer)(nil)
+	_ pool.PingObserver    = (*Observer)(nil)
+	_ pool.CloseObserver   = (*Observer)(nil)
+	_ pool.CommitObserver  = (*Observer)(nil)
+)
 
 // NewObserver returns an Observer whose instruments come from mp (the global MeterProvider
 // when mp is nil). See the package documentation for the metrics and the span event.
 func NewObserver(mp metric.MeterProvider, opts ...Option) (*Observer, error) {
-	s := newSettings(opts)
-	m := meter(mp)
-	o := &Observer{poolAttr: poolNameKey.String(s.poolName)}
+	s := settings{poolName: DefaultPoolName}
+	for _, opt := range opts {
+		opt(&s)
+	}
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter(ScopeName)
+	o := &Observer{mp: mp, name: poolNameKey.String(s.poolName)}
 	var errs [5]error
 	o.wait, errs[0] = m.Float64Histogram("db.client.connection.wait_time", metric.WithUnit("s"),
 		metric.WithDescription("The time it took to obtain an open connection from the pool."),
@@ -106,83 +106,82 @@ func NewObserver(mp metric.MeterProvider, opts ...Option) (*Observer, error) {
 	o.closed, errs[3] = m.Int64Counter("pgsteady.pool.connection.closed", metric.WithUnit("{connection}"),
 		metric.WithDescription("Connections the pool closed, by reason."))
 	o.commits, errs[4] = m.Int64Counter("pgsteady.pool.commits", metric.WithUnit("{commit}"),
-		metric.WithDescription("Transaction COMMITs, by outcome: ok, rolled-back, ambiguous, resolved-committed, resolved-aborted."))
+		metric.WithDescription("Transaction COMMITs, by outcome."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("otelpool: creating instruments: %w", err)
 	}
-	o.pool = metric.WithAttributeSet(attribute.NewSet(o.poolAttr))
+	o.pool = metric.WithAttributeSet(attribute.NewSet(o.name))
 	o.waitErr = map[string]metric.MeasurementOption{}
 	for _, t := range []string{"timeout", "canceled", "closed", "_OTHER"} {
-		o.waitErr[t] = metric.WithAttributeSet(attribute.NewSet(o.poolAttr, errorTypeKey.String(t)))
+		o.waitErr[t] = metric.WithAttributeSet(attribute.NewSet(o.name, errorTypeKey.String(t)))
 	}
 	for c := range o.retryOpts {
-		o.retryOpts[c] = metric.WithAttributeSet(attribute.NewSet(o.poolAttr, retryClassKey.String(retry.Class(c).String())))
+		o.retryOpts[c] = metric.WithAttributeSet(attribute.NewSet(o.name, retryClassKey.String(retry.Class(c).String())))
 	}
-	o.sets.init(o.poolAttr,
-		[]attribute.KeyValue{
-			closeReasonKey.String(pool.CloseBroken), closeReasonKey.String(pool.ClosePingFailed),
-			closeReasonKey.String(pool.CloseStale), closeReasonKey.String(pool.CloseOverflow),
-			closeReasonKey.String(pool.CloseAged),
-			commitKey.String(pool.CommitOK), commitKey.String(pool.CommitRolledBack),
-			commitKey.String(pool.CommitAmbiguous), commitKey.String(pool.CommitResolvedCommitted),
-			commitKey.String(pool.CommitResolvedAborted),
-		})
+	var known []attribute.KeyValue
+	for _, r := range pool.CloseReasons() {
+		known = append(known, closeReasonKey.String(string(r)))
+	}
+	for _, c := range pool.CommitOutcomes() {
+		known = append(known, commitKey.String(string(c)))
+	}
+	o.sets.init(o.name, known)
 	return o, nil
 }
 
 // Acquired records the wait in db.client.connection.wait_time.
-func (o *Observer) Acquired(ctx context.Context, wait time.Duration, err error) {
+func (o *Observer) Acquired(ctx context.Context, e pool.AcquireEvent) {
 	opt := o.pool
 	switch {
-	case err == nil:
-	case errors.Is(err, pool.ErrPoolTimeout):
+	case e.Err == nil:
+	case errors.Is(e.Err, pool.ErrPoolTimeout):
 		opt = o.waitErr["timeout"]
-	case errors.Is(err, context.Canceled):
+	case errors.Is(e.Err, context.Canceled):
 		opt = o.waitErr["canceled"]
-	case errors.Is(err, pool.ErrClosed):
+	case errors.Is(e.Err, pool.ErrClosed):
 		opt = o.waitErr["closed"]
 	default:
 		opt = o.waitErr["_OTHER"]
 	}
-	o.wait.Record(ctx, wait.Seconds(), opt)
+	o.wait.Record(ctx, e.Wait.Seconds(), opt)
 }
 
 // Retrying counts the retry in pgsteady.pool.retries and, when the span in ctx is recording,
 // adds a "pgsteady.retry" event to it.
-func (o *Observer) Retrying(ctx context.Context, attempt int, class retry.Class, err error, delay time.Duration) {
-	if int(class) >= 0 && int(class) < len(o.retryOpts) {
-		o.retries.Add(ctx, 1, o.retryOpts[class])
+func (o *Observer) Retrying(ctx context.Context, e pool.RetryEvent) {
+	if int(e.Class) >= 0 && int(e.Class) < len(o.retryOpts) {
+		o.retries.Add(ctx, 1, o.retryOpts[e.Class])
 	} else {
-		o.retries.Add(ctx, 1, metric.WithAttributes(o.poolAttr, retryClassKey.String(class.String())))
+		o.retries.Add(ctx, 1, metric.WithAttributes(o.name, retryClassKey.String(e.Class.String())))
 	}
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return
 	}
 	attrs := []attribute.KeyValue{
-		retryAttemptKey.Int(attempt),
-		retryClassKey.String(class.String()),
-		retryDelayKey.Float64(delay.Seconds()),
+		retryAttemptKey.Int(e.Attempt),
+		retryClassKey.String(e.Class.String()),
+		retryDelayKey.Float64(e.Delay.Seconds()),
 	}
-	if err != nil {
-		attrs = append(attrs, errorTypeKey.String(errorType(err)), errorMsgKey.String(err.Error()))
+	if e.Err != nil {
+		attrs = append(attrs, errorTypeKey.String(errorType(e.Err)), errorMsgKey.String(e.Err.Error()))
 	}
 	span.AddEvent(RetryEvent, trace.WithAttributes(attrs...))
 }
 
 // PingFailed counts the failed ping in pgsteady.pool.ping.failures.
-func (o *Observer) PingFailed(ctx context.Context, _ time.Duration, _ error) {
+func (o *Observer) PingFailed(ctx context.Context, _ pool.PingEvent) {
 	o.pings.Add(ctx, 1, o.pool)
 }
 
 // ConnClosed counts the closed connection in pgsteady.pool.connection.closed, by reason.
-func (o *Observer) ConnClosed(reason string) {
-	o.closed.Add(context.Background(), 1, o.sets.get(closeReasonKey.String(reason)))
+func (o *Observer) ConnClosed(ctx context.Context, e pool.CloseEvent) {
+	o.closed.Add(ctx, 1, o.sets.get(closeReasonKey.String(string(e.Reason))))
 }
 
 // Committed counts the COMMIT in pgsteady.pool.commits, by outcome.
-func (o *Observer) Committed(ctx context.Context, outcome string) {
-	o.commits.Add(ctx, 1, o.sets.get(commitKey.String(outcome)))
+func (o *Observer) Committed(ctx context.Context, e pool.CommitEvent) {
+	o.commits.Add(ctx, 1, o.sets.get(commitKey.String(string(e.Outcome))))
 }
 
 // errorType is the error.type of err: the SQLSTATE of a server error, else err's Go type.

@@ -36,45 +36,59 @@ func TestObserverCountsEachEventUnderItsAttribute(t *testing.T) {
 		attr   attribute.KeyValue
 	}{
 		{"retry not sent", func(ctx context.Context, o *otelpool.Observer) {
-			o.Retrying(ctx, 1, retry.NotSent, io.EOF, time.Millisecond)
+			o.Retrying(ctx, pool.RetryEvent{Attempt: 1, Class: retry.NotSent, Err: io.EOF, Delay: time.Millisecond})
 		}, "pgsteady.pool.retries", attribute.String("pgsteady.retry.class", "not-sent")},
 		{"retry conn lost", func(ctx context.Context, o *otelpool.Observer) {
-			o.Retrying(ctx, 2, retry.ConnLost, io.ErrUnexpectedEOF, time.Millisecond)
+			o.Retrying(ctx, pool.RetryEvent{Attempt: 2, Class: retry.ConnLost, Err: io.ErrUnexpectedEOF, Delay: time.Millisecond})
 		}, "pgsteady.pool.retries", attribute.String("pgsteady.retry.class", "conn-lost")},
 		{"retry conflict", func(ctx context.Context, o *otelpool.Observer) {
-			o.Retrying(ctx, 1, retry.Conflict, &pgconn.PgError{Code: "40001"}, time.Millisecond)
+			o.Retrying(ctx, pool.RetryEvent{Attempt: 1, Class: retry.Conflict, Err: &pgconn.PgError{Code: "40001"}, Delay: time.Millisecond})
 		}, "pgsteady.pool.retries", attribute.String("pgsteady.retry.class", "conflict")},
 		{"failed ping", func(ctx context.Context, o *otelpool.Observer) {
-			o.PingFailed(ctx, time.Minute, io.EOF)
+			o.PingFailed(ctx, pool.PingEvent{Idle: time.Minute, Err: io.EOF})
 		}, "pgsteady.pool.ping.failures", poolName},
-		{"closed broken", func(_ context.Context, o *otelpool.Observer) { o.ConnClosed(pool.CloseBroken) },
+		{"closed broken", func(ctx context.Context, o *otelpool.Observer) {
+			o.ConnClosed(ctx, pool.CloseEvent{Reason: pool.CloseBroken})
+		},
 			"pgsteady.pool.connection.closed", attribute.String("pgsteady.connection.close_reason", "broken")},
-		{"closed overflow", func(_ context.Context, o *otelpool.Observer) { o.ConnClosed(pool.CloseOverflow) },
+		{"closed overflow", func(ctx context.Context, o *otelpool.Observer) {
+			o.ConnClosed(ctx, pool.CloseEvent{Reason: pool.CloseOverflow})
+		},
 			"pgsteady.pool.connection.closed", attribute.String("pgsteady.connection.close_reason", "overflow")},
-		{"closed for a reason added later", func(_ context.Context, o *otelpool.Observer) { o.ConnClosed("new-reason") },
+		{"closed for a reason added later", func(ctx context.Context, o *otelpool.Observer) {
+			o.ConnClosed(ctx, pool.CloseEvent{Reason: "new-reason"})
+		},
 			"pgsteady.pool.connection.closed", attribute.String("pgsteady.connection.close_reason", "new-reason")},
-		{"commit ok", func(ctx context.Context, o *otelpool.Observer) { o.Committed(ctx, pool.CommitOK) },
+		{"commit ok", func(ctx context.Context, o *otelpool.Observer) {
+			o.Committed(ctx, pool.CommitEvent{Outcome: pool.CommitOK})
+		},
 			"pgsteady.pool.commits", attribute.String("pgsteady.commit.outcome", "ok")},
-		{"commit ambiguous", func(ctx context.Context, o *otelpool.Observer) { o.Committed(ctx, pool.CommitAmbiguous) },
+		{"commit ambiguous", func(ctx context.Context, o *otelpool.Observer) {
+			o.Committed(ctx, pool.CommitEvent{Outcome: pool.CommitAmbiguous})
+		},
 			"pgsteady.pool.commits", attribute.String("pgsteady.commit.outcome", "ambiguous")},
 		{"commit resolved committed", func(ctx context.Context, o *otelpool.Observer) {
-			o.Committed(ctx, pool.CommitResolvedCommitted)
+			o.Committed(ctx, pool.CommitEvent{Outcome: pool.CommitResolvedCommitted})
 		}, "pgsteady.pool.commits", attribute.String("pgsteady.commit.outcome", "resolved-committed")},
 		{"commit resolved aborted", func(ctx context.Context, o *otelpool.Observer) {
-			o.Committed(ctx, pool.CommitResolvedAborted)
+			o.Committed(ctx, pool.CommitEvent{Outcome: pool.CommitResolvedAborted})
 		}, "pgsteady.pool.commits", attribute.String("pgsteady.commit.outcome", "resolved-aborted")},
-		{"acquired", func(ctx context.Context, o *otelpool.Observer) { o.Acquired(ctx, time.Millisecond, nil) },
+		{"acquired", func(ctx context.Context, o *otelpool.Observer) {
+			o.Acquired(ctx, pool.AcquireEvent{Wait: time.Millisecond, Err: nil})
+		},
 			"db.client.connection.wait_time", poolName},
-		{"acquire timed out", func(ctx context.Context, o *otelpool.Observer) { o.Acquired(ctx, time.Second, timeout) },
+		{"acquire timed out", func(ctx context.Context, o *otelpool.Observer) {
+			o.Acquired(ctx, pool.AcquireEvent{Wait: time.Second, Err: timeout})
+		},
 			"db.client.connection.wait_time", attribute.String("error.type", "timeout")},
 		{"acquire canceled", func(ctx context.Context, o *otelpool.Observer) {
-			o.Acquired(ctx, time.Second, context.Canceled)
+			o.Acquired(ctx, pool.AcquireEvent{Wait: time.Second, Err: context.Canceled})
 		}, "db.client.connection.wait_time", attribute.String("error.type", "canceled")},
 		{"acquire on a closed pool", func(ctx context.Context, o *otelpool.Observer) {
-			o.Acquired(ctx, 0, pool.ErrClosed)
+			o.Acquired(ctx, pool.AcquireEvent{Wait: 0, Err: pool.ErrClosed})
 		}, "db.client.connection.wait_time", attribute.String("error.type", "closed")},
 		{"acquire failed to connect", func(ctx context.Context, o *otelpool.Observer) {
-			o.Acquired(ctx, time.Millisecond, &pgconn.ConnectError{})
+			o.Acquired(ctx, pool.AcquireEvent{Wait: time.Millisecond, Err: &pgconn.ConnectError{}})
 		}, "db.client.connection.wait_time", attribute.String("error.type", "_OTHER")},
 	}
 	for _, tt := range tests {
@@ -110,13 +124,13 @@ func TestRetryAddsAnEventToARecordingSpanOnly(t *testing.T) {
 	tracer, rec := newTracer(t)
 	ctx, span := tracer.Start(t.Context(), "request")
 	cause := fmt.Errorf("reading: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"})
-	o.Retrying(ctx, 1, retry.ConnLost, cause, 250*time.Millisecond)
-	o.Retrying(ctx, 2, retry.NotSent, io.EOF, 500*time.Millisecond)
+	o.Retrying(ctx, pool.RetryEvent{Attempt: 1, Class: retry.ConnLost, Err: cause, Delay: 250 * time.Millisecond})
+	o.Retrying(ctx, pool.RetryEvent{Attempt: 2, Class: retry.NotSent, Err: io.EOF, Delay: 500 * time.Millisecond})
 	span.End()
 	// A span that is not recording (no span at all, or a sampled-out one) gets nothing and
 	// costs nothing.
-	o.Retrying(context.Background(), 1, retry.NotSent, io.EOF, time.Millisecond)
-	o.Retrying(ctx, 3, retry.NotSent, io.EOF, time.Millisecond) // span ended
+	o.Retrying(context.Background(), pool.RetryEvent{Attempt: 1, Class: retry.NotSent, Err: io.EOF, Delay: time.Millisecond})
+	o.Retrying(ctx, pool.RetryEvent{Attempt: 3, Class: retry.NotSent, Err: io.EOF, Delay: time.Millisecond}) // span ended
 
 	spans := rec.Ended()
 	if len(spans) != 1 {

@@ -11,18 +11,17 @@ import (
 	"github.com/pgsteady/pgsteady/pool"
 )
 
-// Register publishes p's [pool.Pool.Stats] through instruments from mp (the global
-// MeterProvider when mp is nil): the connections by state, the limits, the callers waiting,
-// the acquire timeouts and the connections opened (see the package documentation). The
-// values are read when the SDK collects; Unregister the returned registration before
-// dropping the pool, or with it. Register does not need an [Observer], and an Observer does
-// not need Register: use both for all the metrics.
-func Register(p *pool.Pool, mp metric.MeterProvider, opts ...Option) (metric.Registration, error) {
+// Register publishes p's [pool.Pool.Stats] through instruments from o's MeterProvider, under
+// o's pool name: the connections by state, the limits, the callers waiting, the acquire
+// timeouts and the connections opened (see the package documentation). The values are read
+// when the SDK collects; Unregister the returned registration before dropping the pool, or
+// with it. Register works whether or not o was given to p's [pool.WithObserver]: use both for
+// all the metrics.
+func (o *Observer) Register(p *pool.Pool) (metric.Registration, error) {
 	if p == nil {
 		return nil, errors.New("otelpool: Register needs a pool, got nil")
 	}
-	s := newSettings(opts)
-	m := meter(mp)
+	m := o.mp.Meter(ScopeName)
 	var (
 		errs                              [6]error
 		count, maxConns, idleMax, pending metric.Int64ObservableUpDownCounter
@@ -42,19 +41,19 @@ func Register(p *pool.Pool, mp metric.MeterProvider, opts ...Option) (metric.Reg
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("otelpool: creating instruments: %w", err)
 	}
-	name := poolNameKey.String(s.poolName)
+	name := o.name
 	all := metric.WithAttributeSet(attribute.NewSet(name))
 	idle := metric.WithAttributeSet(attribute.NewSet(name, stateKey.String("idle")))
 	used := metric.WithAttributeSet(attribute.NewSet(name, stateKey.String("used")))
-	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	reg, err := m.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		st := p.Stats()
-		o.ObserveInt64(count, int64(st.IdleConns), idle)
-		o.ObserveInt64(count, int64(st.AcquiredConns), used)
-		o.ObserveInt64(maxConns, int64(st.MaxConns), all)
-		o.ObserveInt64(idleMax, int64(st.Size), all)
-		o.ObserveInt64(pending, int64(st.Waiting), all)
-		o.ObserveInt64(timeouts, st.AcquireTimeouts, all)
-		o.ObserveInt64(opened, st.Opened, all)
+		ob.ObserveInt64(count, int64(st.IdleConns), idle)
+		ob.ObserveInt64(count, int64(st.AcquiredConns), used)
+		ob.ObserveInt64(maxConns, int64(st.MaxConns), all)
+		ob.ObserveInt64(idleMax, int64(st.Size), all)
+		ob.ObserveInt64(pending, int64(st.Waiting), all)
+		ob.ObserveInt64(timeouts, st.AcquireTimeouts, all)
+		ob.ObserveInt64(opened, st.Opened, all)
 		return nil
 	}, count, maxConns, idleMax, pending, timeouts, opened)
 	if err != nil {
@@ -63,7 +62,7 @@ func Register(p *pool.Pool, mp metric.MeterProvider, opts ...Option) (metric.Reg
 	return reg, nil
 }
 
-// connectionCount creates db.client.connection.count, which Register and RegisterCluster share.
+// connectionCount creates db.client.connection.count, which both registrations share.
 func connectionCount(m metric.Meter) (metric.Int64ObservableUpDownCounter, error) {
 	return m.Int64ObservableUpDownCounter("db.client.connection.count", metric.WithUnit("{connection}"),
 		metric.WithDescription("The number of connections that are currently in the state described by the state attribute."))

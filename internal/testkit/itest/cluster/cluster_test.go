@@ -87,7 +87,11 @@ func testMetrics(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
 	r := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
 	t.Cleanup(func() { mp.Shutdown(context.Background()) })
-	reg, err := otelpool.RegisterCluster(c, mp)
+	obs, err := otelpool.NewObserver(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := obs.RegisterCluster(c)
 	if err != nil {
 		t.Fatal(err)
 	}

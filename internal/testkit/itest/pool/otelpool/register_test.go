@@ -24,7 +24,7 @@ func TestConnectionGaugesMatchStats(t *testing.T) {
 		c.Size, c.Overflow = 2, 1
 		c.AcquireTimeout = 300 * time.Millisecond
 	}, pool.WithObserver(obs))
-	reg, err := otelpool.Register(p, r.mp, otelpool.WithPoolName("test"))
+	reg, err := obs.Register(p)
 	if err != nil {
 		t.Fatal(err)
 	}
