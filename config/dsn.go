@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -403,6 +404,10 @@ func (d *dsn) has(key string) bool {
 	return false
 }
 
+// sslModes are libpq's sslmode values, weakest first: the one list an sslmode given outside a
+// connection string (ssl=, DB_SSLMODE) is checked against.
+var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
 // sslAsSSLMode turns a URL's ssl=<sslmode value> (asyncpg's spelling, which SQLAlchemy URLs
 // for asyncpg carry) into sslmode=<value> when no sslmode key is given, and returns the value.
 // ssl=true, pgx's own alias for sslmode=require, and other values are left alone.
@@ -414,7 +419,7 @@ func (d *dsn) sslAsSSLMode() (string, bool) {
 	switch {
 	case !ok:
 		return "", false
-	case v == "disable", v == "allow", v == "prefer", v == "require", v == "verify-ca", v == "verify-full":
+	case slices.Contains(sslModes, v):
 	default:
 		return "", false
 	}

@@ -208,11 +208,10 @@ func dbURL(lookup func(string) (string, bool), trigger string) (string, error) {
 	if sslmode == "" {
 		sslmode = "require"
 	}
-	switch sslmode {
-	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
-	default:
+	if !slices.Contains(sslModes, sslmode) {
+		last := len(sslModes) - 1
 		return "", &Error{Field: "DB_SSLMODE", Value: sslmode,
-			Limit: "disable, allow, prefer, require, verify-ca or verify-full"}
+			Limit: strings.Join(sslModes[:last], ", ") + " or " + sslModes[last]}
 	}
 
 	q := url.Values{}

@@ -54,10 +54,11 @@ func MayRetryLater(err error) bool {
 }
 
 // Discard reports whether the connection on which err happened must not be
-// used again, even if it still looks open. A pool calls it on the error of
-// the last statement run on a connection before taking the connection back,
-// and closes the connection when it returns true. It is safe for concurrent
-// use.
+// used again, even if it still looks open. It is for code that keeps
+// connections itself (a database/sql driver's pool, a pool of one's own): call
+// it on the error of the last statement run on a connection before taking the
+// connection back, and close the connection when it returns true. It is safe
+// for concurrent use.
 //
 //	| err                                               | Discard | why                                                       |
 //	|---------------------------------------------------|---------|-----------------------------------------------------------|
@@ -65,12 +66,12 @@ func MayRetryLater(err error) bool {
 //	| a [ConnLost] error                                | true    | the connection broke mid-statement; its state is unknown   |
 //	| anything else, nil                                | false   | the connection is as good as before                        |
 //
-// After those pgx has usually closed the connection already; Discard says
-// true so that a pool need not rely on that. A 25006 (read-only transaction)
-// is not among them: it condemns the connection only when its server is a
-// demoted or fenced primary, which the error alone cannot tell from an
-// application's read-only transaction, role or replica (package pool asks the
-// server).
+// pgsteady's pool does not call it: pgconn closes the connection itself on a
+// FATAL answer and on a read or write that fails, and the pool hands a closed
+// connection to pgxpool, which destroys it. A 25006 (read-only transaction) is not among them: it condemns the
+// connection only when its server is a demoted or fenced primary, which the
+// error alone cannot tell from an application's read-only transaction, role
+// or replica (package pool asks the server).
 func Discard(err error) bool {
 	if err == nil {
 		return false

@@ -26,21 +26,8 @@ import (
 // pg_xact_status fails with SQLSTATE 22023 "transaction ID N is in the
 // future". Both mean the outcome cannot be learned here.
 //
-// How package pool's Tx uses it (tx.go):
-//
-//	tx, ref, err := Begin(ctx, conn, opts) // BEGIN and the id in one round trip
-//	... fn(tx) ...
-//	err = tx.Commit(ctx)
-//	if Uncertain(err) {                    // the answer was lost
-//	    release conn                       // its slot serves the lookup, in a full pool too
-//	    rctx := the call's acquire budget, within ctx
-//	    st, lerr := Resolve(rctx, pool, ref) // on another connection
-//	    committed: return nil; aborted: run fn again under the policy;
-//	    in progress or unknown: *AmbiguousCommitError{Xid: ref.Xid(), Err: errors.Join(err, lerr)}
-//	}
-//
-// and skips the id where the outcome cannot matter or cannot be had: a
-// read-only transaction, and a hot standby (in_hot_standby, or its 25006).
+// Package pool's Tx is the one user: tx.go (begin, commit, resolveCommit) says when it asks,
+// how long the lookup may take and what the caller gets; it is not repeated here.
 //
 // Asking for the id assigns one to a transaction that has none yet, that is
 // to one that has not written anything: a read-only transaction then uses up
