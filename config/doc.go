@@ -15,12 +15,20 @@
 //	if err != nil {
 //		return err // an *config.Error naming the key, the value and the limit
 //	}
-//	for _, w := range cfg.Warnings {
-//		log.Print(w)
-//	}
-//	pcfg, err := cfg.PgxPoolConfig()
-//	...
-//	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+//	p, err := pool.New(ctx, cfg) // package pool; it logs cfg.Warnings
+//
+// Without package pool, [Config.PgxPoolConfig] gives a bare [pgxpool.Config] with the same
+// settings (pool.New applies AcquireTimeout and Retry itself; with a bare pgxpool, bound
+// Acquire's ctx with AcquireTimeout).
+//
+// # Where settings live
+//
+// Config holds what a connection string or the environment can set, and Retry, which has no
+// key but is the policy of connecting at start as well as of every call, and is validated here
+// with the rest. The settings of one pool's machinery that no connection string carries (its
+// close grace, connect pacing, idle horizon, commit resolution, observers and logger, and a
+// cluster's lag checks) are options of package pool, each with its default in its doc
+// comment: they are chosen in code, with the program, not with the database.
 //
 // Package config does no network I/O. Parsing runs pgx's parser, which reads PG* environment
 // variables and, when the connection string asks for them, files (passfile, service file,

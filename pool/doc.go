@@ -1,6 +1,22 @@
 // Package pool is pgsteady's resilient PostgreSQL pool: a [pgxpool.Pool] configured by package
 // config, that hides the faults of cloud databases from its callers where that is safe.
 //
+//	cfg, err := config.Parse(os.Getenv("DATABASE_URL")) // or config.FromEnv()
+//	if err != nil {
+//		return err // a *config.Error naming the key, the value and the limit; never the password
+//	}
+//	p, err := pool.New(ctx, cfg) // connects before it returns, retrying while the server starts
+//	if err != nil {
+//		return err
+//	}
+//	defer p.Close()
+//	var n int
+//	err = p.Idempotent().QueryRow(ctx, "SELECT count(*) FROM permis").Scan(&n) // a read, retried
+//	err = p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error { // a write, applied at most once
+//		_, err := tx.Exec(ctx, "INSERT INTO permis (numero) VALUES ($1)", numero)
+//		return err
+//	})
+//
 // # What it does on top of pgxpool
 //
 //   - Pre-ping with a bound: a connection idle longer than PrePingAfter is pinged before use,
@@ -8,9 +24,10 @@
 //     connection idle as long as the failed one and every other connection that would need a
 //     ping, so a pool full of connections that a NAT black-holed costs a caller one ping
 //     timeout, not one per connection.
-//   - A free liveness check on every other acquire: one non-blocking peek at the socket finds a
-//     connection the server has already closed (an administrator's kill, idle_session_timeout,
-//     a restart), so it is replaced before a statement is sent into it.
+//   - A free liveness check on every acquire that needs no ping, of a connection idle at least
+//     a millisecond (Unix): one non-blocking peek at the socket finds a connection the server
+//     has already closed (an administrator's kill, idle_session_timeout, a restart), so it is
+//     replaced before a statement is sent into it.
 //   - Broken connections are closed at once, not after pgx's 15-second goodbye.
 //   - Size and Overflow as in SQLAlchemy: at most Size+Overflow connections; the overflow
 //     opened for a burst of callers stays for the next bursts and closes once idle

@@ -126,9 +126,9 @@ func WithCloseGrace(d time.Duration) Option { return func(o *options) { o.grace 
 // pool's bookkeeping and then the caller's hook (whose error fails the connection, as in
 // pgxpool); BeforeClose runs both; the DialFunc the caller sets is kept, and the pool still
 // sets TCP_USER_TIMEOUT on the sockets it returns. ShouldPing and PingTimeout belong to the
-// pool: the contract's pre-ping and its learning from failed pings rest on them, so an edit of
-// ShouldPing is ignored. Sizes, lifetimes and timeouts set here override the config's, and
-// the pool's Size/Overflow bookkeeping still follows the config: change those in the config.
+// pool: the contract's pre-ping and its learning from failed pings rest on them, so [New]
+// refuses an edit that sets either. Lifetimes and timeouts set here override the config's; a
+// MaxConns set here becomes the pool's limit, and its Size and Overflow follow it.
 func WithPgxConfig(edit func(*pgxpool.Config)) Option {
 	return func(o *options) { o.pgx = append(o.pgx, edit) }
 }
