@@ -25,7 +25,7 @@ import (
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 )
 
-// docapiProcess is docapi started as `go run ./examples/docapi` would be, with no database
+// docapiProcess is docapi started as `go -C examples run ./docapi` would be, with no database
 // configured and no Docker engine (DOCKER_HOST points nowhere), so that the embedded database
 // comes from the PostgreSQL binaries on this machine. It is this test binary, rerun to call main.
 type docapiProcess struct {

@@ -6,16 +6,17 @@
 // printed. The database runs in Docker when an engine answers, else as a throwaway cluster of
 // the PostgreSQL server binaries on this machine (initdb and postgres, on $PATH or where
 // Debian, Homebrew or Postgres.app put them); either way with TLS, on 127.0.0.1, and removed on
-// exit, Ctrl-C included:
+// exit, Ctrl-C included (that is embedded.go, which imports this repository's test harness: a
+// copy of docapi outside the repository deletes it and sets DATABASE_URL):
 //
-//	go run ./examples/docapi
+//	go -C examples run ./docapi
 //
 // or point it at a database, with DATABASE_URL or the seed's DB_USER, DB_PASSWORD, DB_HOST,
 // DB_PORT, DB_NAME and DB_SSLMODE (see [config.FromEnv]):
 //
 //	DATABASE_URL='postgres://app:secret@db.example.com/docs' \
 //	DOCAPI_USER_EMAIL=agent@example.com DOCAPI_USER_PASSWORD='a long secret' \
-//	go run ./examples/docapi
+//	go -C examples run ./docapi
 //
 // Other variables: PORT (default 8080), HOST (default 127.0.0.1), DOCAPI_LOG_LEVEL (debug,
 // info, warn or error; default info; info logs one line per request), DOCAPI_USER_ADMIN=true
@@ -64,7 +65,6 @@ import (
 	"time"
 
 	"github.com/pgsteady/pgsteady/config"
-	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 )
 
@@ -182,27 +182,36 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	return nil
 }
 
+// embeddedDB is the disposable database embedded.go starts.
+type embeddedDB interface {
+	DSN() string
+	Close() error
+}
+
+// startEmbedded starts a disposable PostgreSQL when env configures no database, and returns nil
+// when it does. embedded.go sets it; it imports this repository's test harness, so a copy of
+// docapi outside the repository deletes that file and reads DATABASE_URL or DB_* alone.
+var startEmbedded func(ctx context.Context, env func(string) string, stdout io.Writer) (embeddedDB, error)
+
 // databaseConfig reads the database settings, or, when none is configured, starts a disposable
 // PostgreSQL (returned, for the caller to close).
-func databaseConfig(ctx context.Context, env func(string) string, stdout io.Writer) (*config.Config, pgharness.Database, error) {
-	if pgharness.DatabaseConfigured(env) {
-		cfg, err := config.FromEnv()
-		return cfg, nil, err
+func databaseConfig(ctx context.Context, env func(string) string, stdout io.Writer) (*config.Config, embeddedDB, error) {
+	if startEmbedded != nil {
+		db, err := startEmbedded(ctx, env, stdout)
+		if err != nil {
+			return nil, nil, err
+		}
+		if db != nil {
+			cfg, err := config.Parse(db.DSN())
+			if err != nil {
+				db.Close()
+				return nil, nil, err
+			}
+			return cfg, db, nil
+		}
 	}
-	srv, err := startEmbedded(ctx, stdout)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg, err := config.Parse(srv.DSN())
-	if err != nil {
-		srv.Close()
-		return nil, nil, err
-	}
-	fmt.Fprintf(stdout, "docapi: embedded database %s\n", redact(srv.DSN()))
-	if env("DOCAPI_PRINT_ADMIN_DSN") != "" {
-		fmt.Fprintf(stdout, "docapi: embedded database superuser %s\n", srv.AdminDSN())
-	}
-	return cfg, srv, nil
+	cfg, err := config.FromEnv()
+	return cfg, nil, err
 }
 
 // setupUser creates or updates the user DOCAPI_USER_EMAIL with DOCAPI_USER_PASSWORD. On the

@@ -9,7 +9,8 @@
 //
 // Without an argument it reads the environment as config.FromEnv does (DATABASE_URL, the DB_*
 // variables, or PG*); with none of them set, it starts the same disposable PostgreSQL as docapi
-// and diagnoses that. -watch then probes every -every (5 s) for the given time: a ping on a busy
+// and diagnoses that (embedded.go, which imports this repository's test harness: a copy outside
+// the repository deletes that file). -watch then probes every -every (5 s) for the given time: a ping on a busy
 // session, a connect and close, and a session left idle ever longer, printing each probe and
 // each fault with the class pgsteady's pool gives it.
 //
@@ -29,7 +30,6 @@ import (
 	"time"
 
 	"github.com/pgsteady/pgsteady/config"
-	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool/doctor"
 )
 
@@ -96,28 +96,25 @@ func run(ctx context.Context, args []string, env func(string) string, out, errOu
 	return 0
 }
 
-// readConfig parses the connection string, else reads the environment, else starts the
-// disposable database docapi uses, and returns a function that removes it.
+// startEmbedded starts a disposable PostgreSQL when env configures no database (nil config
+// otherwise); embedded.go sets it (see the package documentation).
+var startEmbedded func(ctx context.Context, env func(string) string, note io.Writer) (*config.Config, func(), error)
+
+// readConfig parses the connection string, else starts the disposable database docapi uses when
+// the environment configures none, else reads the environment; it returns a function that
+// removes what it started.
 func readConfig(ctx context.Context, dsn string, env func(string) string, note io.Writer) (*config.Config, func(), error) {
-	switch {
-	case dsn != "":
+	if dsn != "" {
 		cfg, err := config.Parse(dsn)
 		return cfg, func() {}, err
-	case pgharness.DatabaseConfigured(env):
-		cfg, err := config.FromEnv()
-		return cfg, func() {}, err
 	}
-	fmt.Fprintln(note, "doctor: no connection string, DATABASE_URL or DB_HOST: starting docapi's disposable PostgreSQL (removed on exit)")
-	db, err := pgharness.StartEmbedded(ctx, func(s string) { fmt.Fprintln(note, "doctor: "+s) })
-	if err != nil {
-		return nil, nil, fmt.Errorf("embedded database: %w", err)
+	if startEmbedded != nil {
+		if cfg, cleanup, err := startEmbedded(ctx, env, note); cfg != nil || err != nil {
+			return cfg, cleanup, err
+		}
 	}
-	cfg, err := config.Parse(db.DSN())
-	if err != nil {
-		db.Close()
-		return nil, nil, err
-	}
-	return cfg, func() { db.Close() }, nil
+	cfg, err := config.FromEnv()
+	return cfg, func() {}, err
 }
 
 // watch runs doctor.Watch for o.watch, printing each event.

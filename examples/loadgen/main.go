@@ -4,7 +4,7 @@
 // requests per second, p50/p95/p99 latency per endpoint, and the errors grouped by endpoint,
 // status and message. It exits with status 1 when any request failed.
 //
-//	go run ./examples/loadgen -email demo@example.com -password '...' -users 50 -think-min 0 -think-max 0
+//	go -C examples run ./loadgen -email demo@example.com -password '...' -users 50 -think-min 0 -think-max 0
 //
 // With -chaos and a superuser DSN, it also terminates every PostgreSQL client backend every
 // -chaos-every (3s), and reports how many it killed: docapi's callers should still see no
@@ -12,7 +12,7 @@
 // DOCAPI_PRINT_ADMIN_DSN=1 ("docapi: embedded database superuser postgres://..."), the same way
 // whether that database runs in Docker or from the PostgreSQL binaries on the machine:
 //
-//	go run ./examples/loadgen -email demo@example.com -password '...' -chaos 'postgres://postgres:...@127.0.0.1:.../postgres?sslmode=require'
+//	go -C examples run ./loadgen -email demo@example.com -password '...' -chaos 'postgres://postgres:...@127.0.0.1:.../postgres?sslmode=require'
 //
 // The -url (default http://127.0.0.1:8080) and the chaos DSN must point at a loopback address
 // unless -allow-remote is given.

@@ -6,7 +6,9 @@
 //
 // The seed's DB_USER, DB_PASSWORD, DB_HOST, DB_PORT, DB_NAME and DB_SSLMODE work too. With none
 // of them it runs on the same disposable PostgreSQL as docapi (in Docker, else from the
-// PostgreSQL binaries on this machine), removed on exit.
+// PostgreSQL binaries on this machine), removed on exit. That comes from embedded.go, which
+// imports this repository's test harness: a copy outside the repository deletes that file and
+// sets DATABASE_URL.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/pool"
 )
 
@@ -30,6 +33,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
+}
+
+// startEmbedded starts a disposable PostgreSQL when env configures no database; embedded.go
+// sets it (see the package documentation).
+var startEmbedded func(ctx context.Context, env func(string) string, out io.Writer) (*config.Config, func(), error)
+
+// databaseConfig is the disposable database's config when one starts, else the environment's,
+// and a function that removes what it started.
+func databaseConfig(ctx context.Context, env func(string) string, out io.Writer) (*config.Config, func(), error) {
+	if startEmbedded != nil {
+		if cfg, cleanup, err := startEmbedded(ctx, env, out); cfg != nil || err != nil {
+			return cfg, cleanup, err
+		}
+	}
+	cfg, err := config.FromEnv() // DATABASE_URL, or DB_*; Neon-ready defaults
+	return cfg, func() {}, err
 }
 
 func run(ctx context.Context, env func(string) string, out io.Writer) error {

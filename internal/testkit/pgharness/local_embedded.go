@@ -3,11 +3,14 @@ package pgharness
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/pgsteady/pgsteady/config"
 )
 
 // Database is a disposable PostgreSQL for the examples and tests: a Docker container
@@ -134,6 +137,32 @@ func summary(err error) string {
 	}
 	first, _, _ := strings.Cut(err.Error(), "\n")
 	return strings.TrimPrefix(first, "pgharness: ")
+}
+
+// Disposable is how the example command named cmd (quickstart, doctor) starts when no database
+// is configured. The function it returns starts, unless env configures a database
+// ([DatabaseConfigured]), an embedded database ([StartEmbedded]), telling the user on out, and
+// returns a config that reaches it and a function that removes it. With a database configured
+// it returns a nil config.
+func Disposable(cmd string) func(ctx context.Context, env func(string) string, out io.Writer) (*config.Config, func(), error) {
+	return func(ctx context.Context, env func(string) string, out io.Writer) (*config.Config, func(), error) {
+		if DatabaseConfigured(env) {
+			return nil, nil, nil
+		}
+		say := func(note string) { fmt.Fprintf(out, "%s: %s\n", cmd, note) }
+		say("no DATABASE_URL or DB_HOST: starting a disposable PostgreSQL (removed on exit)")
+		db, err := StartEmbedded(ctx, say)
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded database: %w", err)
+		}
+		say("embedded database: " + db.String())
+		cfg, err := config.Parse(db.DSN())
+		if err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		return cfg, func() { db.Close() }, nil
+	}
 }
 
 // DatabaseConfigured reports whether env (os.Getenv, or a test's stand-in) configures a
