@@ -52,7 +52,9 @@ import (
 //     pgconn and of other drivers). Everything inside such an error is the
 //     connection's.
 //   - Or the error reaches the top through nothing but fmt.Errorf("%w"),
-//     errors.Join, [*Error] and pgsteady's own error types. pgconn returns a
+//     errors.Join, [*Error] and [Stop]'s mark. (pgsteady's pool wraps in
+//     types that state their class themselves, with RetryClass or
+//     SafeToRetry, which decides first.) pgconn returns a
 //     read that failed on a broken connection as it came from the socket (a
 //     bare io.ErrUnexpectedEOF or *net.OpError), so such a bare transport
 //     error is taken to be the connection's. Code that does other network I/O
@@ -144,7 +146,7 @@ type origin uint8
 
 const (
 	// plain: nothing but transparent wrapping so far (fmt.Errorf("%w"),
-	// *Error, pgsteady's own types). A bare transport error here is taken to
+	// *Error, Stop's mark). A bare transport error here is taken to
 	// be the connection's, because pgconn returns failed reads unwrapped.
 	plain origin = iota
 	// fromDB: inside an error made by pgx or by a database driver.
@@ -311,10 +313,6 @@ func transportClass(e error) (Class, bool) {
 // (pgx, pgconn, pgproto3, pgxpool, pgtype) declares types under it.
 const pgxModule = "github.com/jackc/pgx/v5"
 
-// pgsteadyModule is this module's path: its error types (the pool's
-// AmbiguousCommitError, TimeoutError) wrap without hiding.
-const pgsteadyModule = "github.com/pgsteady/pgsteady/"
-
 // fromConnection reports whether e itself (not what it wraps) was made by
 // the database connection: by pgx, or by a driver that follows pgconn's or
 // database/sql's conventions.
@@ -331,19 +329,21 @@ func fromConnection(e error) bool {
 var wrapErrorType = reflect.TypeOf(fmt.Errorf("%w", io.EOF))
 
 // transparent reports whether e is a wrapper that says nothing about where
-// what it wraps came from: fmt.Errorf's, this package's *Error, and
-// pgsteady's own types. (Joins are handled by classifyNode.)
+// what it wraps came from: fmt.Errorf's, this package's *Error and Stop's
+// mark. It is decided by type, not by the package that declares it: a type
+// of pgsteady's own that wraps states its class itself (RetryClass or
+// SafeToRetry), and one of an application's hides what it wraps like any
+// other. (Joins are handled by classifyNode.)
 func transparent(e error) bool {
+	switch e.(type) {
+	case *Error, *stopError:
+		return true
+	}
 	if reflect.TypeOf(e) == wrapErrorType {
 		return true
 	}
-	if _, ok := e.(*Error); ok {
-		return true
-	}
-	if _, ok := e.(interface{ Unwrap() error }); !ok {
-		return true // a leaf wraps nothing
-	}
-	return strings.HasPrefix(pkgPath(e), pgsteadyModule)
+	_, wraps := e.(interface{ Unwrap() error })
+	return !wraps // a leaf wraps nothing
 }
 
 // pkgPath returns the import path of the package that declares e's type (or

@@ -60,7 +60,8 @@ func TestClassifyOrigin(t *testing.T) {
 		{"pgconn's read failure in the caller's wrapper", &appErr{Op: "store", URL: "-", Err: &safeToRetryErr{false, reset}}, retry.ConnLost},
 		{"bare transport error, as pgconn returns a failed read", reset, retry.ConnLost},
 		{"bare transport error under fmt.Errorf", fmt.Errorf("list licences: %w", io.ErrUnexpectedEOF), retry.ConnLost},
-		{"transport error in a pgsteady wrapper", &pgsteadyErr{io.ErrUnexpectedEOF}, retry.ConnLost},
+		{"transport error in a wrapper declared in pgsteady that states no class hides, as any type's", &pgsteadyErr{io.ErrUnexpectedEOF}, retry.Permanent},
+		{"retry's own mark is transparent", fmt.Errorf("tx: %w", retry.Stop(io.ErrUnexpectedEOF)), retry.ConnLost},
 		{"pgconn.ErrConnClosed in the caller's wrapper", &appErr{Op: "store", URL: "-", Err: pgconn.ErrConnClosed}, retry.ConnLost},
 		{"context error in the caller's wrapper", &appErr{Op: "store", URL: "-", Err: context.Canceled}, retry.Permanent},
 
