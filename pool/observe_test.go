@@ -88,6 +88,7 @@ func TestNewRefusesAnObserverThatObservesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.LazyStart = true // nothing to connect to: only the options are judged
 	for _, o := range []Observer{oldStyle{}, BaseObserver{}} {
 		p, err := New(t.Context(), cfg, WithObserver(o))
 		if err == nil {
