@@ -66,7 +66,11 @@ type Pool struct {
 // 30 s termination grace period.
 const DefaultCloseGrace = 5 * time.Second
 
-// Option changes how [New] builds a [Pool].
+// Option changes how [New] builds a [Pool]. Options are the settings of the pool's machinery
+// that no connection string carries (close grace, connect pacing, idle horizon, commit
+// resolution, observers, logger); what a connection string or the environment can set, and
+// the Retry policy validated with it, is in [config.Config] (its package documentation says
+// why).
 type Option func(*options)
 
 type options struct {
