@@ -8,11 +8,13 @@ import (
 	"github.com/pgsteady/pgsteady/pool"
 )
 
-// DBTX is the interface sqlc generates for pgx/v5.
+// DBTX is the interface sqlc generates for pgx/v5 when a query file has a :copyfrom query
+// (without one, the same minus CopyFrom).
 type DBTX interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 	QueryRow(context.Context, string, ...any) pgx.Row
+	CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error)
 }
 
 var (
