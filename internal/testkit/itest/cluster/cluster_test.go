@@ -1,6 +1,7 @@
 // Package cluster_test runs pool.Cluster against the harness's real primary/standby pair:
 // reads spread to the standby, read-your-writes with no stale read, and faults of the standby
-// (stopped, its backends killed, its replay paused, promoted) that cost no read an error.
+// (stopped, its backends killed, killed mid-statement, its replay paused, promoted) that cost
+// no read an error, and the demoted primary back as a standby of the new one.
 package cluster_test
 
 import (
@@ -71,8 +72,12 @@ func TestCluster(t *testing.T) {
 		{"replica stopped and started", testReplicaStopped},
 		{"replica backends killed", testReplicaKilled},
 		{"replica hung (docker pause)", testReplicaHung},
+		{"replicas die mid-statement", func(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+			testReplicasDieMidStatement(t, pair, c, standby2)
+		}},
 		{"replay paused", testReplayPaused},
 		{"replica promoted", testPromoted},
+		{"demoted primary joins the readers", testDemotedRejoins},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.run(t, pair, c) }) {
@@ -638,6 +643,25 @@ func testPromoted(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
 	if err := c.QueryRow(t.Context(), "SELECT pg_is_in_recovery()").Scan(&standby); err != nil || standby {
 		t.Fatalf("the cluster's primary: in recovery %v, err %v", standby, err)
 	}
+}
+
+// testDemotedRejoins makes the former primary (read-only since testPromoted) a standby of the
+// new one: the cluster finds it in recovery and sends it reads, with no read failing meanwhile.
+func testDemotedRejoins(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+	if s := c.Stats().Members[0]; s.Role != pool.RoleDetached || s.Readable {
+		t.Fatalf("the former primary before: role %s, readable %v; want detached, not readable", s.Role, s.Readable)
+	}
+	r := startReaders(c, 8, nil)
+	if err := pair.Rejoin(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the former primary to take reads", func() bool {
+		s := c.Stats().Members[0]
+		return s.Role == pool.RoleReplica && s.Readable
+	})
+	served := c.Stats().Members[0].Reads
+	waitFor(t, "the former primary to serve reads", func() bool { return c.Stats().Members[0].Reads > served+100 })
+	r.finish(t, "demoted primary rejoined as a standby")
 }
 
 func logStats(t *testing.T, c *pool.Cluster) {
