@@ -31,10 +31,16 @@ type Reader struct{ c *Cluster }
 func (c *Cluster) Replica() Reader { return Reader{c: c} }
 
 // Do runs fn with a [Querier] of the member chosen for the read, and runs it again on another
-// member (see [Reader]) when it fails there. It is for a read that streams rows or runs several
-// statements that must meet the same server. fn must start from scratch each time.
+// member (see [Reader]) when it fails there; on the primary, as [Querier.Do] of
+// [Pool.Idempotent] does. It is for a read that streams rows or runs several statements that
+// must meet the same server. fn must start from scratch each time.
 func (r Reader) Do(ctx context.Context, fn func(context.Context, Querier) error) error {
-	return r.c.read(ctx, func(ctx context.Context, q Querier, _ *readAttempt) error { return fn(ctx, q) })
+	return r.c.read(ctx, func(ctx context.Context, q Querier, a *readAttempt) error {
+		if a.onPrimary {
+			return q.Do(ctx, func(ctx context.Context) error { return fn(ctx, q) })
+		}
+		return fn(ctx, q)
+	})
 }
 
 // QueryRow runs sql with args on a replica when Scan is called, as [Reader] says.
