@@ -16,7 +16,8 @@ import (
 // TestReplicaReadsSeeUploads runs docapi on the harness's real primary and streaming standby
 // (DATABASE_REPLICA_URLS naming the standby): an upload, then at once a get and a list of it,
 // 100 times: each sees the upload, while a lookup sent straight to the standby first may not.
-// Once the uploads stop, lists are served by the standby.
+// Once the uploads stop, lists are served by the standby; with the standby stopped, by the
+// primary, and none fails.
 func TestReplicaReadsSeeUploads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: runs without -short, against Docker")
@@ -85,6 +86,20 @@ func TestReplicaReadsSeeUploads(t *testing.T) {
 		a.getJSON("/permis/all", http.StatusOK)
 		return a.cluster.Stats().Members[1].Reads > s.Members[1].Reads
 	})
+	// The standby killed: reads move to the primary, no request fails.
+	before := a.cluster.Stats()
+	if err := pair.Standby.StopServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		a.getJSON("/permis/all", http.StatusOK)
+	}
+	if err := pair.Standby.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := a.cluster.Stats()
+	t.Logf("the standby stopped: 50 lists answered 200; %d moved off it, %d on the primary for want of a replica",
+		after.ReplicaFallbacks-before.ReplicaFallbacks, after.PrimaryReadsNoReplica-before.PrimaryReadsNoReplica)
 	a.token = a.login(adminEmail, adminPassword)
 	members, _ := a.getJSON("/debug/pool", http.StatusOK)["members"].([]any)
 	if len(members) != 2 || members[1].(map[string]any)["role"] != pool.RoleReplica {
