@@ -66,6 +66,7 @@ func TestCluster(t *testing.T) {
 		{"metrics per member", testMetrics},
 		{"cost of the lag checks", testCheckCost},
 		{"roles discovered from a multi-host DSN", testDiscovered},
+		{"the primary alone", testPrimaryAlone},
 		{"Query, Do, Exec and SendBatch through the reader", testReaderMethods},
 		{"read your writes, same goroutine", testReadYourWritesLoop},
 		{"read your writes, concurrent", testReadYourWritesConcurrent},
@@ -326,6 +327,28 @@ func testDiscovered(t *testing.T, pair *pgharness.Pair, _ *pool.Cluster) {
 	waitFor(t, "the standby to take reads", func() bool { return c.Stats().Members[0].Readable })
 	if err := c.Replica().QueryRow(t.Context(), "SELECT pg_is_in_recovery()").Scan(&standby); err != nil || !standby {
 		t.Fatalf("a read went to a standby: %v (err %v)", standby, err)
+	}
+}
+
+// testPrimaryAlone builds a cluster of the primary and no replica: reads go to the primary, and
+// writes cost no lookup of their WAL position, since no replica could need it.
+func testPrimaryAlone(t *testing.T, pair *pgharness.Pair, _ *pool.Cluster) {
+	c, err := pool.NewCluster(t.Context(), parse(t, pair.Primary.DSN()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := pool.WithReadYourWrites(t.Context())
+	if _, err := c.Exec(ctx, "INSERT INTO rw (id) VALUES (-2)"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var standby bool
+	if err := c.Replica().QueryRow(ctx, "SELECT count(*), pg_is_in_recovery() FROM rw WHERE id = -2").Scan(&n, &standby); err != nil || n != 1 || standby {
+		t.Fatalf("read back: %d rows, on a standby %v, err %v; want 1 row from the primary", n, standby, err)
+	}
+	if s := c.Stats(); s.WritesTracked != 0 || s.PrimaryReadsNoReplica != 1 {
+		t.Errorf("writes tracked %d, reads on the primary for want of a replica %d; want 0 and 1", s.WritesTracked, s.PrimaryReadsNoReplica)
 	}
 }
 
