@@ -21,8 +21,9 @@ const noRetry = retry.Classes(1 << 7)
 // (healthy, within the lag bound, and, with [WithReadYourWrites], past the last write), so a
 // replica that answers slowly gets fewer reads; with none, to the primary. On a replica a call
 // makes one attempt: when it fails with a connection error, a recovery conflict or an
-// exhausted pool, it moves at once to the next qualifying replica and at last to the
-// primary, where the primary pool's retries ([Pool.Idempotent]) apply. A statement error (a
+// exhausted pool (Query and SendBatch: before their first row or result reached the caller),
+// it moves at once to the next qualifying replica and at last to the primary, where the
+// primary pool's retries ([Pool.Idempotent]) apply. A statement error (a
 // syntax error, a write refused by a replica) is returned as it is.
 type Reader struct{ c *Cluster }
 
