@@ -21,8 +21,9 @@ const noRetry = retry.Classes(1 << 7)
 // (healthy, within the lag bound, and, with [WithReadYourWrites], past the last write), so a
 // replica that answers slowly gets fewer reads; with none, to the primary. On a replica a call
 // makes one attempt: when it fails with a connection error, a recovery conflict or an
-// exhausted pool, it moves at once to the next qualifying replica and at last to the
-// primary, where the primary pool's retries ([Pool.Idempotent]) apply. A statement error (a
+// exhausted pool (Query and SendBatch: before their first row or result reached the caller),
+// it moves at once to the next qualifying replica and at last to the primary, where the
+// primary pool's retries ([Pool.Idempotent]) apply. A statement error (a
 // syntax error, a write refused by a replica) is returned as it is.
 type Reader struct{ c *Cluster }
 
@@ -31,10 +32,16 @@ type Reader struct{ c *Cluster }
 func (c *Cluster) Replica() Reader { return Reader{c: c} }
 
 // Do runs fn with a [Querier] of the member chosen for the read, and runs it again on another
-// member (see [Reader]) when it fails there. It is for a read that streams rows or runs several
-// statements that must meet the same server. fn must start from scratch each time.
+// member (see [Reader]) when it fails there; on the primary, as [Querier.Do] of
+// [Pool.Idempotent] does. It is for a read that streams rows or runs several statements that
+// must meet the same server. fn must start from scratch each time.
 func (r Reader) Do(ctx context.Context, fn func(context.Context, Querier) error) error {
-	return r.c.read(ctx, func(ctx context.Context, q Querier, _ *readAttempt) error { return fn(ctx, q) })
+	return r.c.read(ctx, func(ctx context.Context, q Querier, a *readAttempt) error {
+		if a.onPrimary {
+			return q.Do(ctx, func(ctx context.Context) error { return fn(ctx, q) })
+		}
+		return fn(ctx, q)
+	})
 }
 
 // QueryRow runs sql with args on a replica when Scan is called, as [Reader] says.
@@ -69,13 +76,17 @@ func (r Reader) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 	return tag, err
 }
 
-// SendBatch sends b to the member chosen for a read. Unlike the other methods it moves to no
-// other member once sent (its errors come with its results); use [Reader.Do] for a batch that
-// must survive a replica's failure.
+// SendBatch sends b to the member chosen for a read. Until the first result has been read
+// (Exec, Query, QueryRow or Close), a replica's failure sends the batch again to the next
+// member, as [Reader] says; after that its errors come with its results. A batch that begins a
+// transaction (pgx.Batch.BeginTx) is sent once. Close the results to end the read.
 func (r Reader) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	m, onPrimary := r.c.route(ctx, 0)
-	m.reads.Add(1)
-	return querier(m, onPrimary).SendBatch(ctx, b)
+	if r.c.closed.Load() {
+		return errBatch{ErrClosed}
+	}
+	rb := &readBatch{c: r.c, ctx: ctx, b: b}
+	rb.send(b)
+	return rb
 }
 
 // CopyFrom is [Cluster.CopyFrom]: a copy is a write, so it goes to the primary. It is here so
@@ -100,11 +111,16 @@ func (r readRow) Scan(dest ...any) error {
 
 // readAttempt is one attempt of a read on one member.
 type readAttempt struct {
-	m      *member
-	stop   func() bool             // on a replica: unregisters the cancellation by a failed check
-	cancel context.CancelCauseFunc // on a replica: releases the attempt's context
-	kept   bool                    // the caller ends the attempt (keep)
-	ended  bool
+	c         *Cluster
+	m         *member
+	onPrimary bool
+	parent    context.Context // the caller's
+	ctx       context.Context // the attempt's: on a replica, canceled when a check finds it gone
+	q         Querier
+	stop      func() bool             // on a replica: unregisters the cancellation by a failed check
+	cancel    context.CancelCauseFunc // on a replica: releases the attempt's context
+	kept      bool                    // the caller ends the attempt (keep)
+	ended     bool
 }
 
 // end ends the attempt: it counts it out of the member's load and releases its context.
@@ -128,47 +144,63 @@ func (a *readAttempt) keep() func() {
 }
 
 // read runs fn on the member chosen for a read, moving to the next one when a replica fails
-// (see Reader). The primary's answer is final. On a replica fn's context is also canceled when
-// a check finds the replica gone: a read on a server that hung (a paused VM, a black-holed
-// flow) moves on after a check's timeout rather than wait for the dead-flow bound.
+// (see Reader). The primary's answer is final.
 func (c *Cluster) read(ctx context.Context, fn func(context.Context, Querier, *readAttempt) error) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
 	var tried uint64
 	for {
-		m, onPrimary := c.route(ctx, tried)
-		m.inflight.Add(1)
-		a := &readAttempt{m: m}
-		actx := ctx
-		if !onPrimary {
-			var rctx context.Context
-			rctx, a.cancel = context.WithCancelCause(ctx)
-			a.stop = context.AfterFunc(*m.down.Load(), func() { a.cancel(errReplicaGone) })
-			actx = rctx
-		}
-		err := fn(actx, querier(m, onPrimary), a)
-		if err != nil && !onPrimary && ctx.Err() == nil && errors.Is(context.Cause(actx), errReplicaGone) {
-			err = fmt.Errorf("%w: %w", errReplicaGone, err)
-		}
-		if !a.kept || err != nil {
-			a.end()
-		}
-		if err == nil {
-			m.reads.Add(1)
-			return nil
-		}
-		if onPrimary || !replicaFault(ctx, err) {
+		a := c.attempt(ctx, tried)
+		again, err := a.done(fn(a.ctx, a.q, a))
+		if !again {
 			return err
 		}
-		tried |= 1 << m.idx
-		m.readFails.Add(1)
-		c.stats.fallbacks.Add(1)
-		if retry.Classify(err) != retry.Conflict {
-			m.ok.Store(false) // no reads until a check finds it back
-		}
-		c.log.InfoContext(ctx, "pgsteady: cluster: a read failed on a replica: trying another member", "replica", m.addr, "err", err)
+		tried |= 1 << a.m.idx
 	}
+}
+
+// attempt starts a read's attempt on the member chosen for it among those not in tried. On a
+// replica the attempt's context is also canceled when a check finds the replica gone: a read on
+// a server that hung (a paused VM, a black-holed flow) moves on after a check's timeout rather
+// than wait for the dead-flow bound.
+func (c *Cluster) attempt(ctx context.Context, tried uint64) *readAttempt {
+	m, onPrimary := c.route(ctx, tried)
+	m.inflight.Add(1)
+	a := &readAttempt{c: c, m: m, onPrimary: onPrimary, parent: ctx, ctx: ctx, q: querier(m, onPrimary)}
+	if !onPrimary {
+		a.ctx, a.cancel = context.WithCancelCause(ctx)
+		a.stop = context.AfterFunc(*m.down.Load(), func() { a.cancel(errReplicaGone) })
+	}
+	return a
+}
+
+// done ends the attempt (unless it succeeded and was kept) after it returned err, and says
+// whether the read should move to another member: it failed on a replica for a fault of the
+// replica's, which then takes no reads until a check finds it back (not for a recovery
+// conflict). The error returned is err, marked when a check found the replica gone.
+func (a *readAttempt) done(err error) (again bool, _ error) {
+	m, ctx := a.m, a.parent
+	if err != nil && !a.onPrimary && ctx.Err() == nil && errors.Is(context.Cause(a.ctx), errReplicaGone) {
+		err = fmt.Errorf("%w: %w", errReplicaGone, err)
+	}
+	if !a.kept || err != nil {
+		a.end()
+	}
+	if err == nil {
+		m.reads.Add(1)
+		return false, nil
+	}
+	if a.onPrimary || !replicaFault(ctx, err) {
+		return false, err
+	}
+	m.readFails.Add(1)
+	a.c.stats.fallbacks.Add(1)
+	if retry.Classify(err) != retry.Conflict {
+		m.ok.Store(false) // no reads until a check finds it back
+	}
+	a.c.log.InfoContext(ctx, "pgsteady: cluster: a read failed on a replica: trying another member", "replica", m.addr, "err", err)
+	return true, err
 }
 
 // errReplicaGone is the cause with which a read's context on a replica is canceled when a check

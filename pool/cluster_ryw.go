@@ -20,8 +20,8 @@ type rywKey struct{}
 //
 // How the cluster knows a write's position: after each write through it (Exec, Tx, Query,
 // QueryRow, SendBatch, CopyFrom; not work done on [Cluster.Primary]) that may have applied,
-// it reads pg_current_wal_insert_lsn() on the primary, one more round trip a write, which
-// is at or past the write's commit record. Should that lookup fail, reads with this context
+// it reads pg_current_wal_insert_lsn() on the primary, one more round trip a write (none in a
+// cluster of the primary alone), which is at or past the write's commit record. Should that lookup fail, reads with this context
 // go to the primary until a later write's lookup or the next check of the primary (which reads
 // the same position) succeeds. A replica's replay position is
 // the one the last check measured (positions only grow), so a read right after a write goes to
@@ -53,9 +53,9 @@ func (w *writeMark) need(ctx context.Context) (lsn int64, primaryOnly bool) {
 const positionSQL = `SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint`
 
 // wrote records, after a write on m that ended with err, the primary's WAL position, unless
-// err proves nothing was written.
+// err proves nothing was written, or the cluster has no replica that could need it.
 func (c *Cluster) wrote(ctx context.Context, m *member, err error) {
-	if !mayHaveWritten(err) {
+	if len(c.members) < 2 || !mayHaveWritten(err) {
 		return
 	}
 	// A position read after an earlier lookup failed is past that write too: it covers it.

@@ -48,12 +48,13 @@ const (
 
 // api is docapi on a fresh database of the harness, served by httptest, with a logged-in token.
 type api struct {
-	t      testing.TB
-	url    string
-	pool   *pool.Pool
-	store  *store
-	token  string
-	client *http.Client
+	t       testing.TB
+	url     string
+	pool    *pool.Pool    // the primary's
+	cluster *pool.Cluster // the primary and the replicas
+	store   *store
+	token   string
+	client  *http.Client
 
 	handler http.Handler // the server under test
 	logger  *slog.Logger
@@ -80,17 +81,26 @@ func newAPILogged(t testing.TB, logger *slog.Logger, opts ...serverOption) *api 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startAPI(t, logger, cfg, nil, opts...)
+}
+
+// startAPI is newAPILogged on a database of the caller's: the primary's configuration and
+// the replicas' (as DATABASE_URL and DATABASE_REPLICA_URLS give them).
+func startAPI(t testing.TB, logger *slog.Logger, cfg *config.Config, replicas []*config.Config, opts ...serverOption) *api {
+	t.Helper()
+	ctx := t.Context()
 	tel, err := newTelemetry()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tel.close() })
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(),
-		pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{}))
+	c, err := pool.NewCluster(ctx, cfg, replicas, pool.WithMemberOptions(pool.WithLogger(logger), traceRequests(),
+		pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.Close)
+	t.Cleanup(c.Close)
+	p := c.Primary()
 	if err := tel.register(p); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +108,7 @@ func newAPILogged(t testing.TB, logger *slog.Logger, opts ...serverOption) *api 
 	if err := migrate(ctx, p, logger); err != nil {
 		t.Fatal(err)
 	}
-	a := &api{t: t, pool: p, store: newStore(p, logger)}
+	a := &api{t: t, pool: p, cluster: c, store: newStore(c, logger)}
 	for _, u := range []struct {
 		email, password string
 		admin           bool
@@ -108,7 +118,7 @@ func newAPILogged(t testing.TB, logger *slog.Logger, opts ...serverOption) *api 
 		}
 	}
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-	a.handler, a.logger = newServer(p, logger, append([]serverOption{withTrustedProxies(loopback)}, opts...)...), logger
+	a.handler, a.logger = newServer(c, logger, append([]serverOption{withTrustedProxies(loopback)}, opts...)...), logger
 	ts := httptest.NewServer(a.handler)
 	t.Cleanup(ts.Close)
 	a.url, a.client = ts.URL, ts.Client()
@@ -351,9 +361,23 @@ func TestDebugPool(t *testing.T) {
 	}
 	a.token = a.login(adminEmail, adminPassword)
 	stats := a.getJSON("/debug/pool", http.StatusOK)
+	members, _ := stats["members"].([]any)
+	if len(members) != 1 {
+		t.Fatalf("members %v, want the primary alone", stats["members"])
+	}
+	primary, _ := members[0].(map[string]any)
+	if primary["role"] != pool.RolePrimary {
+		t.Errorf("role %v, want %s", primary["role"], pool.RolePrimary)
+	}
+	for _, k := range []string{"lag_bytes", "reads", "pool"} {
+		if _, ok := primary[k]; !ok {
+			t.Errorf("no %q in %v", k, primary)
+		}
+	}
+	ps, _ := primary["pool"].(map[string]any)
 	for _, k := range []string{"size", "checked_in", "checked_out", "overflow", "retries"} {
-		if _, ok := stats[k]; !ok {
-			t.Errorf("no %q in %v", k, stats)
+		if _, ok := ps[k]; !ok {
+			t.Errorf("no %q in the primary's pool stats %v", k, ps)
 		}
 	}
 }

@@ -1,6 +1,6 @@
 // Command docapi is the seed's document API, in Go, on pgsteady: it stores scanned identity
 // documents (driving licences "permis", national identity cards "cin", vehicle registration
-// cards "gris") behind token authentication, in PostgreSQL, through a [pool.Pool].
+// cards "gris") behind token authentication, in PostgreSQL, through a [pool.Cluster].
 //
 // Run it with no configuration to get a disposable PostgreSQL and a demo user whose password is
 // printed. The database runs in Docker when an engine answers, else as a throwaway cluster of
@@ -12,7 +12,10 @@
 //	go -C examples run ./docapi
 //
 // or point it at a database, with DATABASE_URL or the seed's DB_USER, DB_PASSWORD, DB_HOST,
-// DB_PORT, DB_NAME and DB_SSLMODE (see [config.FromEnv]):
+// DB_PORT, DB_NAME and DB_SSLMODE (see [config.FromEnv]), and, optionally, read replicas with
+// DATABASE_REPLICA_URLS, their connection URLs separated by commas (lists, gets and images then
+// read from a replica that has replayed every earlier write, else from the primary; see
+// [pool.Cluster]):
 //
 //	DATABASE_URL='postgres://app:secret@db.example.com/docs' \
 //	DOCAPI_USER_EMAIL=agent@example.com DOCAPI_USER_PASSWORD='a long secret' \
@@ -40,7 +43,8 @@
 //	POST /{kind}/process             multipart upload: "image" plus the card's fields
 //	GET  /healthz, /readyz           liveness, readiness (the database, within the retry budget)
 //	GET  /metrics                    Prometheus metrics (admins, or on DOCAPI_OPS_ADDR)
-//	GET  /debug/pool                 the pool's statistics (admins, or on DOCAPI_OPS_ADDR)
+//	GET  /debug/pool                 each member's role, lag, reads and pool statistics
+//	                                 (admins, or on DOCAPI_OPS_ADDR)
 //
 // where {kind} is permis, cin or gris. A user reads only the documents they uploaded (another
 // user's id answers 404), an admin every document. All but login and health need
@@ -110,18 +114,24 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 		return err
 	}
 	defer tel.close()
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), traceRequests(), pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{}))
+	replicas, err := replicaConfigs(env("DATABASE_REPLICA_URLS"))
 	if err != nil {
 		return err
 	}
-	defer p.Close()
+	c, err := pool.NewCluster(ctx, cfg, replicas, pool.WithMemberOptions(
+		pool.WithLogger(logger), traceRequests(), pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{})))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	p := c.Primary()
 	if err := tel.register(p); err != nil {
 		return err
 	}
 	if err := migrate(ctx, p, logger); err != nil {
 		return err
 	}
-	if err := setupUser(ctx, newStore(p, logger), env, embedded != nil, stdout); err != nil {
+	if err := setupUser(ctx, newStore(c, logger), env, embedded != nil, stdout); err != nil {
 		return err
 	}
 
@@ -149,7 +159,7 @@ func run(ctx context.Context, env func(string) string, stdout io.Writer) error {
 	if opsAddr != "" {
 		opts = append(opts, withOpsApart())
 	}
-	api := newServer(p, logger, opts...)
+	api := newServer(c, logger, opts...)
 	guard := newConnGuard(ln, limits, proxies, logger)
 	srv := newHTTPServer(api, guard, logger)
 	serveErr := make(chan error, 2)
@@ -238,6 +248,26 @@ func setupUser(ctx context.Context, st *store, env func(string) string, embedded
 	}
 	fmt.Fprintf(stdout, "docapi: demo user %s, password %s\n", demoEmail, password)
 	return nil
+}
+
+// replicaConfigs parses DATABASE_REPLICA_URLS: connection URLs separated by commas, one a
+// replica ("" gives none). An error names the replica by its place, never its password.
+func replicaConfigs(list string) ([]*config.Config, error) {
+	var out []*config.Config
+	for i, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			if strings.TrimSpace(list) != "" {
+				return nil, fmt.Errorf("DATABASE_REPLICA_URLS: replica %d is empty", i+1)
+			}
+			continue
+		}
+		cfg, err := config.Parse(u)
+		if err != nil {
+			return nil, fmt.Errorf("DATABASE_REPLICA_URLS: replica %d: %w", i+1, err)
+		}
+		out = append(out, cfg)
+	}
+	return out, nil
 }
 
 // redact masks the password of a URL connection string.

@@ -108,3 +108,28 @@ func TestSetupUserNeedsBoth(t *testing.T) {
 		t.Error("no error with DOCAPI_USER_EMAIL alone")
 	}
 }
+
+func TestReplicaConfigs(t *testing.T) {
+	tests := []struct {
+		name, list string
+		want       int  // replicas
+		wantErr    bool // an error naming the replica, without its password
+	}{
+		{"unset", "", 0, false},
+		{"one", "postgres://app:s3cret@10.0.0.2/docs", 1, false},
+		{"two, spaced", " postgres://app:s3cret@10.0.0.2/docs , postgres://app:s3cret@10.0.0.3/docs", 2, false},
+		{"an empty one", "postgres://app:s3cret@10.0.0.2/docs,", 0, true},
+		{"a bad one", "postgres://app:s3cret@10.0.0.2/docs,postgres://app:s3cret@10.0.0.3:99999/docs", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := replicaConfigs(tt.list)
+			if (err != nil) != tt.wantErr || len(got) != tt.want {
+				t.Fatalf("replicaConfigs: %d replicas, err %v; want %d, error %v", len(got), err, tt.want, tt.wantErr)
+			}
+			if err != nil && (strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "replica 2")) {
+				t.Errorf("error %q: want replica 2 named and no password", err)
+			}
+		})
+	}
+}

@@ -41,18 +41,19 @@ func TestMetricsThroughOpenTelemetry(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	p, err := pool.New(ctx, cfg, pool.WithLogger(logger), pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{}))
+	c, err := pool.NewCluster(ctx, cfg, nil, pool.WithMemberOptions(pool.WithLogger(logger), pool.WithObserver(tel.observer), pool.WithObserver(requestObserver{})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.Close)
+	t.Cleanup(c.Close)
+	p := c.Primary()
 	if err := migrate(ctx, p, logger); err != nil {
 		t.Fatal(err)
 	}
 	if err := tel.register(p); err != nil {
 		t.Fatal(err)
 	}
-	api := newServer(p, logger, withTelemetry(tel), withOpsApart())
+	api := newServer(c, logger, withTelemetry(tel), withOpsApart())
 	ts := httptest.NewServer(api)
 	t.Cleanup(ts.Close)
 	ops := httptest.NewServer(api.opsHandler()) // DOCAPI_OPS_ADDR's listener

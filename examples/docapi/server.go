@@ -30,9 +30,10 @@ const (
 	readyTimeout = 800 * time.Millisecond
 )
 
-// server is docapi's HTTP API on a pgsteady pool.
+// server is docapi's HTTP API on a pgsteady cluster (a primary and its read replicas, or the
+// primary alone).
 type server struct {
-	pool    *pool.Pool
+	db      *pool.Cluster
 	store   *store
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -57,10 +58,10 @@ type server struct {
 
 // newServer returns docapi's handler. The schema must be in place (see migrate).
 // /metrics and /debug/pool are for admins, or, with withOpsApart, on opsHandler only.
-func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) *server {
+func newServer(c *pool.Cluster, logger *slog.Logger, opts ...serverOption) *server {
 	s := &server{
-		pool:          p,
-		store:         newStore(p, logger),
+		db:            c,
+		store:         newStore(c, logger),
 		log:           logger,
 		mux:           http.NewServeMux(),
 		today:         func() time.Time { return time.Now().UTC().Truncate(24 * time.Hour) },
@@ -73,7 +74,7 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) *server 
 		bcrypt:        newFairQueue(bcryptSlots, bcryptMaxWaiting, bcryptWaitingPerAddr),
 		checks:        newFlights(),
 		streams:       newStreams(maxImageStreams, maxImageStreamsPerAddr),
-		readyBudget:   p.Config().Retry.MaxElapsed,
+		readyBudget:   c.Primary().Config().Retry.MaxElapsed,
 	}
 	if s.readyBudget <= 0 {
 		s.readyBudget = retry.DefaultMaxElapsed
@@ -85,7 +86,7 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) *server 
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	if !s.opsApart {
 		s.mux.Handle("GET /metrics", s.requireAuth(requireAdmin(http.HandlerFunc(s.metricsHandler))))
-		s.mux.Handle("GET /debug/pool", s.requireAuth(requireAdmin(p.DebugHandler())))
+		s.mux.Handle("GET /debug/pool", s.requireAuth(requireAdmin(c.DebugHandler())))
 	}
 	s.mux.HandleFunc("POST /auth/login", s.login)
 	s.mux.Handle("POST /auth/logout", s.requireAuth(http.HandlerFunc(s.logout)))
@@ -104,7 +105,7 @@ func newServer(p *pool.Pool, logger *slog.Logger, opts ...serverOption) *server 
 func (s *server) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", s.metricsHandler)
-	mux.Handle("GET /debug/pool", s.pool.DebugHandler())
+	mux.Handle("GET /debug/pool", s.db.DebugHandler())
 	mux.HandleFunc("GET /healthz", s.healthz)
 	return mux
 }
@@ -167,7 +168,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
-	err := s.pool.Ping(ctx)
+	err := s.db.Primary().Ping(ctx)
 	if err == nil {
 		s.failingSince.Store(0)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -30,11 +30,12 @@ var errQuota = errors.New("upload quota reached: the images you stored take all 
 
 var errKeyReused = errors.New("this Idempotency-Key was already used for an upload with other fields or another image: use a new key for a new upload")
 
-// store runs docapi's SQL, always parameterized, on a pgsteady pool. Reads, and writes that are
-// harmless to repeat, go through p.Idempotent(), so that a connection lost in the middle of a
-// statement is retried; uploads run in p.Tx.
+// store runs docapi's SQL, always parameterized, on a pgsteady cluster. Users and tokens are
+// read and written on the primary through Idempotent(), so that a connection lost in the middle
+// of a statement is retried; uploads run in c.Tx; documents are read through c.Replica() with
+// read-your-writes (see docs).
 type store struct {
-	p       *pool.Pool
+	c       *pool.Cluster
 	log     *slog.Logger
 	sql     map[*kind]kindSQL
 	quota   int64  // bytes of images a user may store; 0: no limit
@@ -74,8 +75,8 @@ func (v viewer) scope() (int, []any) {
 	return scopeOwn, []any{v.id}
 }
 
-func newStore(p *pool.Pool, logger *slog.Logger) *store {
-	s := &store{p: p, log: logger, sql: make(map[*kind]kindSQL, len(kinds)), quota: defaultUploadQuota}
+func newStore(c *pool.Cluster, logger *slog.Logger) *store {
+	s := &store{c: c, log: logger, sql: make(map[*kind]kindSQL, len(kinds)), quota: defaultUploadQuota}
 	var used []string
 	for _, k := range kinds {
 		used = append(used, "SELECT image_size FROM "+pgx.Identifier{k.name}.Sanitize()+" WHERE user_id = $1")
@@ -190,8 +191,8 @@ func (s *store) list(ctx context.Context, k *kind, v viewer, after int64, limit 
 	}
 	scope, owner := v.scope()
 	args := append([]any{after, limit + 1}, owner...)
-	err = s.read(ctx, func(ctx context.Context) error {
-		rows, err := s.p.Idempotent().Query(ctx, s.sql[k].list[scope], args...)
+	err = s.c.Replica().Do(seeWrites(ctx), func(ctx context.Context, q pool.Querier) error {
+		rows, err := q.Query(ctx, s.sql[k].list[scope], args...)
 		if err != nil {
 			return err
 		}
@@ -215,19 +216,16 @@ func (s *store) list(ctx context.Context, k *kind, v viewer, after int64, limit 
 	return docs, false, nil
 }
 
-// read runs fn, a function that only reads, through the pool's Idempotent().Do: it runs again
-// when it fails with an error that repeating may cure but that the pool could not retry by
-// itself: Idempotent().Query retries until the first row is handed over, so a connection lost
-// while later rows arrive ends up in rows.Err(). An error the pool already retried (a
-// *retry.Error) is returned as it is, so that retries do not multiply.
-func (s *store) read(ctx context.Context, fn func(context.Context) error) error {
-	return s.p.Idempotent().Do(ctx, fn)
-}
+// seeWrites marks ctx for the document reads: they go to a replica that has replayed every write
+// acknowledged before they began (an upload is seen by the next request's list or get, from
+// any user), else to the primary. A replica down, lagging or failing mid-read moves the read
+// to another member (see [pool.Reader]).
+func seeWrites(ctx context.Context) context.Context { return pool.WithReadYourWrites(ctx) }
 
 // get returns one document that v may read, or errNotFound (also when it is another user's).
 func (s *store) get(ctx context.Context, k *kind, v viewer, id int64) (document, error) {
 	scope, owner := v.scope()
-	d, err := scanDocument(k, s.p.Idempotent().QueryRow(ctx, s.sql[k].get[scope], append([]any{id}, owner...)...))
+	d, err := scanDocument(k, s.c.Replica().QueryRow(seeWrites(ctx), s.sql[k].get[scope], append([]any{id}, owner...)...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, errNotFound
 	}
@@ -238,7 +236,7 @@ func (s *store) get(ctx context.Context, k *kind, v viewer, id int64) (document,
 // errNotFound. Its bytes are read with imageChunk.
 func (s *store) image(ctx context.Context, k *kind, v viewer, id int64) (contentType string, size int, err error) {
 	scope, owner := v.scope()
-	err = s.p.Idempotent().QueryRow(ctx, s.sql[k].image[scope], append([]any{id}, owner...)...).Scan(&contentType, &size)
+	err = s.c.Replica().QueryRow(seeWrites(ctx), s.sql[k].image[scope], append([]any{id}, owner...)...).Scan(&contentType, &size)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", 0, errNotFound
 	}
@@ -249,7 +247,7 @@ func (s *store) image(ctx context.Context, k *kind, v viewer, id int64) (content
 // or answers errNotFound. It does not check who reads: image does, first (a document never
 // changes owner).
 func (s *store) imageChunk(ctx context.Context, k *kind, id int64, off, n int, c *chunk) error {
-	err := s.p.Idempotent().QueryRow(ctx, s.sql[k].chunk, id, off+1, n).Scan(c)
+	err := s.c.Replica().QueryRow(seeWrites(ctx), s.sql[k].chunk, id, off+1, n).Scan(c)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errNotFound
 	}
@@ -287,7 +285,7 @@ func (s *store) create(ctx context.Context, k *kind, userID int64, key string, u
 
 	q := s.sql[k]
 	for attempt := 1; ; attempt++ {
-		err = s.p.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		err = s.c.Tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 			created = false
 			if err := s.withinQuota(ctx, tx, q, userID, key, int64(len(up.image))); err != nil {
 				return err
@@ -371,7 +369,7 @@ func sameBody(stored, hash []byte) error {
 // byKey finds the document a user uploaded under an idempotency key and its body hash, or
 // errNotFound.
 func (s *store) byKey(ctx context.Context, k *kind, userID int64, key string) (id int64, hash []byte, err error) {
-	err = s.p.Idempotent().QueryRow(ctx, s.sql[k].byKey, userID, key).Scan(&id, &hash)
+	err = s.c.Primary().Idempotent().QueryRow(ctx, s.sql[k].byKey, userID, key).Scan(&id, &hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil, errNotFound
 	}
@@ -381,7 +379,7 @@ func (s *store) byKey(ctx context.Context, k *kind, userID int64, key string) (i
 // saveUser creates a user or sets its password hash and admin flag. When either changes, the
 // user's tokens are revoked (in the same statement). Repeating it is harmless.
 func (s *store) saveUser(ctx context.Context, email string, passwordHash []byte, admin bool) error {
-	_, err := s.p.Idempotent().Exec(ctx, `WITH old AS (SELECT id, password_hash, admin FROM users WHERE email = $1),
+	_, err := s.c.Primary().Idempotent().Exec(ctx, `WITH old AS (SELECT id, password_hash, admin FROM users WHERE email = $1),
 		saved AS (INSERT INTO users (email, password_hash, admin) VALUES ($1, $2, $3)
 			ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, admin = EXCLUDED.admin)
 		DELETE FROM tokens WHERE user_id IN (SELECT id FROM old WHERE password_hash <> $2 OR admin <> $3)`,
@@ -392,7 +390,7 @@ func (s *store) saveUser(ctx context.Context, email string, passwordHash []byte,
 // userByEmail returns a user's id and password hash, or errNotFound.
 func (s *store) userByEmail(ctx context.Context, email string) (id int64, passwordHash []byte, err error) {
 	var h string
-	err = s.p.Idempotent().QueryRow(ctx, `SELECT id, password_hash FROM users WHERE email = $1`, email).Scan(&id, &h)
+	err = s.c.Primary().Idempotent().QueryRow(ctx, `SELECT id, password_hash FROM users WHERE email = $1`, email).Scan(&id, &h)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil, errNotFound
 	}
@@ -402,7 +400,7 @@ func (s *store) userByEmail(ctx context.Context, email string) (id int64, passwo
 // saveToken stores a token's hash for a user until expires, and drops the user's expired
 // tokens. Repeating it is harmless (the hash is random and unique).
 func (s *store) saveToken(ctx context.Context, hash []byte, userID int64, expires time.Time) error {
-	q := s.p.Idempotent()
+	q := s.c.Primary().Idempotent()
 	if _, err := q.Exec(ctx, `DELETE FROM tokens WHERE user_id = $1 AND expires_at <= now()`, userID); err != nil {
 		return err
 	}
@@ -415,7 +413,7 @@ func (s *store) saveToken(ctx context.Context, hash []byte, userID int64, expire
 // expired or revoked.
 func (s *store) userByToken(ctx context.Context, hash []byte) (viewer, error) {
 	var v viewer
-	err := s.p.Idempotent().QueryRow(ctx, `SELECT t.user_id, u.admin FROM tokens t JOIN users u ON u.id = t.user_id
+	err := s.c.Primary().Idempotent().QueryRow(ctx, `SELECT t.user_id, u.admin FROM tokens t JOIN users u ON u.id = t.user_id
 		WHERE t.hash = $1 AND t.expires_at > now()`, hash).Scan(&v.id, &v.admin)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return viewer{}, errNotFound
@@ -425,6 +423,6 @@ func (s *store) userByToken(ctx context.Context, hash []byte) (viewer, error) {
 
 // revokeToken deletes a token, so that it no longer authenticates. Repeating it is harmless.
 func (s *store) revokeToken(ctx context.Context, hash []byte) error {
-	_, err := s.p.Idempotent().Exec(ctx, `DELETE FROM tokens WHERE hash = $1`, hash)
+	_, err := s.c.Primary().Idempotent().Exec(ctx, `DELETE FROM tokens WHERE hash = $1`, hash)
 	return err
 }

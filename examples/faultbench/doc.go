@@ -66,6 +66,20 @@
 //	            its DSN (it recognises Neon's "-pooler." hosts by itself, not 127.0.0.1),
 //	            the others the same DSN without it
 //
+// The replica faults compare, instead of the three clients, two ways of reading with
+// pgsteady, at the same time on a primary and two streaming standbys of their own: a
+// pool.Cluster (reads through c.Replica(), lag bound 1 MiB) and a pool.Pool on the
+// primary alone. Readers read kv by primary key (answering pg_is_in_recovery(), so that the
+// share served by a standby shows); writers insert a row and read it back at once, through
+// c.Replica() with pool.WithReadYourWrites, or on the primary: a read back that misses its
+// row is a stale read. A third client, the control, is the cluster reading back without
+// read-your-writes: its stale reads show what the option prevents. Their table follows the
+// others.
+//
+//	replica-kill  from 30% to 70% of the run the first standby's server is down
+//	replica-lag   from 30% to 70% of the run the first standby's replay is paused
+//	              (pg_wal_replay_pause()) and about 4 MiB of WAL is written
+//
 // # Checking writes
 //
 // After each fault the writes table is read back: every acknowledged insert must be present
@@ -74,6 +88,7 @@
 // "failed but present" write: the caller was told it failed, retries it, and stores it twice.
 //
 // The exit status is 0 when pgsteady had no read error, no lost, duplicated or failed but
-// present write in any fault and, with commit resolution on, no write left ambiguous; 1 when
-// it had; 2 when the benchmark itself could not run.
+// present write in any fault and, with commit resolution on, no write left ambiguous, and no
+// error or stale read back under a replica fault; 1 when it had; 2 when the benchmark itself
+// could not run.
 package main

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,10 @@ type fault struct {
 	inject func(ctx context.Context, r *faultRun) error
 	// cleanup undoes prepare and inject; it runs even when they failed.
 	cleanup func(r *faultRun) error
+
+	// replica, for a fault of replicaFaults, does the fault on a trio of its own (see
+	// runReplicaFault) instead of all of the above.
+	replica func(ctx context.Context, r *replicaRun) error
 }
 
 // faults is every fault, in the default order.
@@ -117,15 +122,15 @@ var faults = []fault{
 }
 
 func faultNames() []string {
-	names := make([]string, len(faults))
-	for i, f := range faults {
-		names[i] = f.name
+	var names []string
+	for _, f := range slices.Concat(faults, replicaFaults) {
+		names = append(names, f.name)
 	}
 	return names
 }
 
 func faultByName(name string) (fault, bool) {
-	for _, f := range faults {
+	for _, f := range slices.Concat(faults, replicaFaults) {
 		if f.name == name {
 			return f, true
 		}

@@ -134,8 +134,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 
 	b := &bench{srv: srv, clients: o.clients, duration: o.duration, work: o.work, noResolve: o.noResolve, progress: progress}
 	var results []result
+	var replicaResults []replicaResult
 	for _, f := range o.faults {
 		progress("fault %q: %s", f.name, f.title)
+		if f.replica != nil {
+			rs, err := b.runReplicaFault(ctx, f)
+			if err != nil {
+				fmt.Fprintf(stderr, "faultbench: fault %q: %v\n", f.name, err)
+				return 2
+			}
+			replicaResults = append(replicaResults, rs...)
+			continue
+		}
 		rs, err := b.runFault(ctx, f)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -159,7 +169,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started f
 		Elapsed:  elapsed,
 		Resolve:  !o.noResolve,
 	}, results)
-	if failures := missedBar(results); len(failures) > 0 {
+	renderReplicas(stdout, replicaResults)
+	if failures := append(missedBar(results), replicaMissedBar(replicaResults)...); len(failures) > 0 {
 		fmt.Fprintln(stderr, "faultbench: pgsteady missed its bar:")
 		for _, f := range failures {
 			fmt.Fprintln(stderr, "  -", f)

@@ -181,7 +181,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.faults) != len(faults) || o.duration != 10*time.Second || o.work.readers != 8 || o.work.writers != 2 || o.work.timeout != 10*time.Second {
+	if len(o.faults) != len(faults)+len(replicaFaults) || o.duration != 10*time.Second || o.work.readers != 8 || o.work.writers != 2 || o.work.timeout != 10*time.Second {
 		t.Errorf("defaults = %+v", o)
 	}
 	o, err = parseFlags([]string{"-faults", "kill, restart", "-readers", "12"}, new(strings.Builder))
@@ -198,5 +198,25 @@ func TestParseFlags(t *testing.T) {
 		if _, err := parseFlags(args, new(strings.Builder)); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
+	}
+}
+
+func TestRenderReplicas(t *testing.T) {
+	rs := []replicaResult{
+		{fault: "replica killed", client: "pgsteady, replica reads", reads: 120, kvReads: 100, onStandby: 75, readBacks: 20, writes: 20, p50: time.Millisecond, p99: 4 * time.Millisecond},
+		{fault: "replica killed", client: "pgsteady, primary only", reads: 120, kvReads: 100, readBacks: 20, stale: 1, writes: 20},
+		{fault: "replica killed", client: plainName, reads: 120, kvReads: 100, readBacks: 20, stale: 9, writes: 20},
+	}
+	var b strings.Builder
+	renderReplicas(&b, rs)
+	if !strings.Contains(b.String(), "| replica killed | pgsteady, replica reads | 120 | 0 | 0 (20) | 20 | 0 | 1.0 ms | 4.0 ms | 75 % |") {
+		t.Errorf("table:\n%s", b.String())
+	}
+	if missed := replicaMissedBar(rs); len(missed) != 1 || !strings.Contains(missed[0], "primary only") {
+		t.Errorf("missed bar: %q, want the stale read back of the second row only (the control's are expected)", missed)
+	}
+	b.Reset()
+	if renderReplicas(&b, nil); b.Len() != 0 {
+		t.Errorf("no replica fault, yet %q", b.String())
 	}
 }

@@ -357,7 +357,7 @@ func transportMessage(err error) string {
 	return err.Error()
 }
 
-// poolStats reads docapi's /debug/pool, or returns nil.
+// poolStats reads docapi's /debug/pool: the primary's pool statistics, or nil.
 func poolStats(ctx context.Context, client *http.Client, base, token string) map[string]any {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -372,5 +372,13 @@ func poolStats(ctx context.Context, client *http.Client, base, token string) map
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&m) != nil {
 		return nil
 	}
-	return m
+	// docapi serves a cluster's statistics: every member's, each with its pool's.
+	members, _ := m["members"].([]any)
+	for _, mm := range members {
+		if member, _ := mm.(map[string]any); member["role"] == "primary" {
+			p, _ := member["pool"].(map[string]any)
+			return p
+		}
+	}
+	return nil
 }

@@ -61,7 +61,7 @@ func fakeDocapi(t *testing.T) *httptest.Server {
 		}))
 	}
 	mux.HandleFunc("GET /debug/pool", authed(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte(`{"opened":3}`))
+		w.Write([]byte(`{"members":[{"role":"primary","pool":{"opened":3}}]}`))
 	}))
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)

@@ -20,8 +20,9 @@
 // to it. The stable name is served by a [Resolver] that the test puts in pgx's
 // ConnConfig.LookupFunc: pgx looks names up on every connect, and a lookup may return host:port,
 // so the name can move between servers published on different ports; connections already open
-// stay on the old primary, as after a real DNS change. [MultiHostDSN] lists several servers for
-// target_session_attrs.
+// stay on the old primary, as after a real DNS change. [Pair.Rejoin] then makes the old primary
+// a standby of the new one (a base backup of it), and [Pair.AddStandby] adds more standbys of
+// the primary. [MultiHostDSN] lists several servers for target_session_attrs.
 //
 // # Without Docker
 //

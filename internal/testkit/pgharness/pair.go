@@ -71,7 +71,7 @@ func StartPair(ctx context.Context, opts Options) (p *Pair, err error) {
 	if err = p.Primary.exec(ctx, shellEnv+`echo 'hostssl replication all all scram-sha-256' >>"$data/pg_hba.conf" && "$bin/pg_ctl" reload -D "$data" >/dev/null`); err != nil {
 		return p, err
 	}
-	if err = p.follow(ctx, p.Standby); err != nil {
+	if err = follow(ctx, p.Standby, p.Primary); err != nil {
 		return p, err
 	}
 	if err = p.waitStreaming(ctx, 1); err != nil {
@@ -81,11 +81,11 @@ func StartPair(ctx context.Context, opts Options) (p *Pair, err error) {
 	return p, nil
 }
 
-// follow replaces s's database with a base backup of the primary, streaming from it.
-func (p *Pair) follow(ctx context.Context, s *Server) error {
-	ip, err := p.Primary.ctr.ContainerIP(ctx)
+// follow replaces s's database with a base backup of upstream, streaming from it.
+func follow(ctx context.Context, s, upstream *Server) error {
+	ip, err := upstream.ctr.ContainerIP(ctx)
 	if err != nil {
-		return fmt.Errorf("pgharness: primary's address on the Docker network: %w", err)
+		return fmt.Errorf("pgharness: upstream's address on the Docker network: %w", err)
 	}
 	// The container's own database is replaced by a base backup of the primary; the
 	// superuser's password is in the container's environment (the same as the primary's).
@@ -110,7 +110,7 @@ func (p *Pair) AddStandby(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	p.extra = append(p.extra, s)
-	if err := p.follow(ctx, s); err != nil {
+	if err := follow(ctx, s, p.Primary); err != nil {
 		return nil, err
 	}
 	if err := p.waitStreaming(ctx, 1+len(p.extra)); err != nil {
@@ -177,6 +177,15 @@ func (p *Pair) Promote(ctx context.Context) error {
 		return errors.New("pgharness: standby still in recovery after pg_promote")
 	}
 	return nil
+}
+
+// Rejoin makes the old primary, after [Pair.Promote], a hot standby of the promoted one, as
+// a failover tool does with a demoted primary: its database is replaced by a base backup of
+// the new primary (what Patroni's reinitialise does where pg_rewind cannot be used), and it
+// streams from it on the new timeline. It keeps its address; its sessions end (57P01) while
+// it is replaced. Standbys added by [Pair.AddStandby] are left following it.
+func (p *Pair) Rejoin(ctx context.Context) error {
+	return follow(ctx, p.Primary, p.Standby)
 }
 
 // MoveName points [StableName] at the standby (the new primary).

@@ -1,6 +1,7 @@
 // Package cluster_test runs pool.Cluster against the harness's real primary/standby pair:
 // reads spread to the standby, read-your-writes with no stale read, and faults of the standby
-// (stopped, its backends killed, its replay paused, promoted) that cost no read an error.
+// (stopped, its backends killed, killed mid-statement, its replay paused, promoted) that cost
+// no read an error, and the demoted primary back as a standby of the new one.
 package cluster_test
 
 import (
@@ -65,14 +66,19 @@ func TestCluster(t *testing.T) {
 		{"metrics per member", testMetrics},
 		{"cost of the lag checks", testCheckCost},
 		{"roles discovered from a multi-host DSN", testDiscovered},
+		{"the primary alone", testPrimaryAlone},
 		{"Query, Do, Exec and SendBatch through the reader", testReaderMethods},
 		{"read your writes, same goroutine", testReadYourWritesLoop},
 		{"read your writes, concurrent", testReadYourWritesConcurrent},
 		{"replica stopped and started", testReplicaStopped},
 		{"replica backends killed", testReplicaKilled},
 		{"replica hung (docker pause)", testReplicaHung},
+		{"replicas die mid-statement", func(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+			testReplicasDieMidStatement(t, pair, c, standby2)
+		}},
 		{"replay paused", testReplayPaused},
 		{"replica promoted", testPromoted},
+		{"demoted primary joins the readers", testDemotedRejoins},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.run(t, pair, c) }) {
@@ -325,6 +331,28 @@ func testDiscovered(t *testing.T, pair *pgharness.Pair, _ *pool.Cluster) {
 	waitFor(t, "the standby to take reads", func() bool { return c.Stats().Members[0].Readable })
 	if err := c.Replica().QueryRow(t.Context(), "SELECT pg_is_in_recovery()").Scan(&standby); err != nil || !standby {
 		t.Fatalf("a read went to a standby: %v (err %v)", standby, err)
+	}
+}
+
+// testPrimaryAlone builds a cluster of the primary and no replica: reads go to the primary, and
+// writes cost no lookup of their WAL position, since no replica could need it.
+func testPrimaryAlone(t *testing.T, pair *pgharness.Pair, _ *pool.Cluster) {
+	c, err := pool.NewCluster(t.Context(), parse(t, pair.Primary.DSN()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := pool.WithReadYourWrites(t.Context())
+	if _, err := c.Exec(ctx, "INSERT INTO rw (id) VALUES (-2)"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var standby bool
+	if err := c.Replica().QueryRow(ctx, "SELECT count(*), pg_is_in_recovery() FROM rw WHERE id = -2").Scan(&n, &standby); err != nil || n != 1 || standby {
+		t.Fatalf("read back: %d rows, on a standby %v, err %v; want 1 row from the primary", n, standby, err)
+	}
+	if s := c.Stats(); s.WritesTracked != 0 || s.PrimaryReadsNoReplica != 1 {
+		t.Errorf("writes tracked %d, reads on the primary for want of a replica %d; want 0 and 1", s.WritesTracked, s.PrimaryReadsNoReplica)
 	}
 }
 
@@ -642,6 +670,25 @@ func testPromoted(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
 	if err := c.QueryRow(t.Context(), "SELECT pg_is_in_recovery()").Scan(&standby); err != nil || standby {
 		t.Fatalf("the cluster's primary: in recovery %v, err %v", standby, err)
 	}
+}
+
+// testDemotedRejoins makes the former primary (read-only since testPromoted) a standby of the
+// new one: the cluster finds it in recovery and sends it reads, with no read failing meanwhile.
+func testDemotedRejoins(t *testing.T, pair *pgharness.Pair, c *pool.Cluster) {
+	if s := c.Stats().Members[0]; s.Role != pool.RoleDetached || s.Readable {
+		t.Fatalf("the former primary before: role %s, readable %v; want detached, not readable", s.Role, s.Readable)
+	}
+	r := startReaders(c, 8, nil)
+	if err := pair.Rejoin(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the former primary to take reads", func() bool {
+		s := c.Stats().Members[0]
+		return s.Role == pool.RoleReplica && s.Readable
+	})
+	served := c.Stats().Members[0].Reads
+	waitFor(t, "the former primary to serve reads", func() bool { return c.Stats().Members[0].Reads > served+100 })
+	r.finish(t, "demoted primary rejoined as a standby")
 }
 
 func logStats(t *testing.T, c *pool.Cluster) {
