@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -132,15 +131,15 @@ func loop(ctx context.Context, p Policy, start time.Time, err error, fn func(con
 		if b == nil {
 			b = newBackOff(p, rnd)
 		}
-		delay, bound := nextWait(ctx, p, b, start)
-		if bound != "" {
-			return &Error{Attempts: attempt, Class: class, Err: err, Bound: bound}
+		delay, limit := nextWait(ctx, p, b, start)
+		if limit != NoLimit {
+			return &Error{Attempts: attempt, Class: class, Err: err, Bound: limit.bound(p), Limit: limit}
 		}
 		if p.OnRetry != nil {
 			p.OnRetry(attempt, err, class, delay)
 		}
 		if !sleep(ctx, delay) {
-			return &Error{Attempts: attempt, Class: class, Err: err, Bound: "the context"}
+			return &Error{Attempts: attempt, Class: class, Err: err, Bound: LimitContext.bound(p), Limit: LimitContext}
 		}
 		err = fn(ctx)
 	}
@@ -171,24 +170,24 @@ func settled(err error, attempt int, on Classes) (class Class, final error, done
 	return class, &Error{Attempts: attempt, Class: class, Err: err}, true
 }
 
-// nextWait returns the wait before the next attempt, or the bound that
+// nextWait returns the wait before the next attempt, or the limit that
 // forbids one: the context (done, or its deadline before the wait ends),
 // MaxAttempts, or MaxElapsed counted from start.
-func nextWait(ctx context.Context, p Policy, b backoff.BackOff, start time.Time) (time.Duration, string) {
+func nextWait(ctx context.Context, p Policy, b backoff.BackOff, start time.Time) (time.Duration, Limit) {
 	if ctx.Err() != nil {
-		return 0, "the context"
+		return 0, LimitContext
 	}
 	delay := b.NextBackOff()
 	switch {
 	case delay == backoff.Stop:
-		return 0, "MaxAttempts " + strconv.Itoa(p.MaxAttempts)
+		return 0, LimitAttempts
 	case p.MaxElapsed > 0 && time.Since(start)+delay > p.MaxElapsed:
-		return 0, "MaxElapsed " + p.MaxElapsed.String()
+		return 0, LimitElapsed
 	}
 	if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
-		return 0, "the context"
+		return 0, LimitContext
 	}
-	return delay, ""
+	return delay, NoLimit
 }
 
 // sleep waits for d or until ctx is done, and reports whether d passed with

@@ -320,8 +320,8 @@ func TestDoDeadline(t *testing.T) {
 				_, err := doValue(ctx, tt.policy, fn, maxJitter)
 
 				var rerr *Error
-				if !errors.As(err, &rerr) || rerr.Attempts != tt.wantCalls {
-					t.Fatalf("err = %v, want *Error after %d attempts", err, tt.wantCalls)
+				if !errors.As(err, &rerr) || rerr.Attempts != tt.wantCalls || rerr.Limit != LimitContext {
+					t.Fatalf("err = %v, want *Error{Limit: LimitContext} after %d attempts", err, tt.wantCalls)
 				}
 				if *calls != tt.wantCalls {
 					t.Errorf("fn called %d times, want %d", *calls, tt.wantCalls)
@@ -348,8 +348,8 @@ func TestDoMaxAttempts(t *testing.T) {
 			_, err := doValue(t.Context(), p, fn, maxJitter)
 
 			var rerr *Error
-			if !errors.As(err, &rerr) || rerr.Attempts != n || rerr.Class != NotSent {
-				t.Fatalf("MaxAttempts %d: err = %v, want *Error{Attempts: %d, Class: NotSent}", n, err, n)
+			if !errors.As(err, &rerr) || rerr.Attempts != n || rerr.Class != NotSent || rerr.Limit != LimitAttempts {
+				t.Fatalf("MaxAttempts %d: err = %v, want *Error{Attempts: %d, Class: NotSent, Limit: LimitAttempts}", n, err, n)
 			}
 			if *calls != n || len(log.calls) != n-1 {
 				t.Errorf("MaxAttempts %d: fn called %d times, OnRetry %d times", n, *calls, len(log.calls))
@@ -389,8 +389,8 @@ func TestDoMaxElapsed(t *testing.T) {
 				_, err := doValue(t.Context(), p, fn, maxJitter)
 
 				var rerr *Error
-				if !errors.As(err, &rerr) || rerr.Attempts != tt.wantCalls {
-					t.Fatalf("err = %v, want *Error after %d attempts", err, tt.wantCalls)
+				if !errors.As(err, &rerr) || rerr.Attempts != tt.wantCalls || rerr.Limit != LimitElapsed {
+					t.Fatalf("err = %v, want *Error{Limit: LimitElapsed} after %d attempts", err, tt.wantCalls)
 				}
 				if calls != tt.wantCalls {
 					t.Errorf("fn called %d times, want %d", calls, tt.wantCalls)
@@ -574,8 +574,8 @@ func TestContinueCountsMaxElapsedFromTheFirstAttempt(t *testing.T) {
 			return errNotSent
 		})
 		var e *Error
-		if !errors.As(err, &e) || e.Attempts != 1 {
-			t.Fatalf("Continue = %v, want an *Error after the first attempt alone", err)
+		if !errors.As(err, &e) || e.Attempts != 1 || e.Limit != LimitElapsed {
+			t.Fatalf("Continue = %v, want an *Error{Limit: LimitElapsed} after the first attempt alone", err)
 		}
 		if calls != 0 {
 			t.Fatalf("fn called %d times after the budget was spent", calls)

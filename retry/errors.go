@@ -23,6 +23,35 @@ type Error struct {
 	// Bound names the limit that ended the retries ("MaxElapsed 15s", "MaxAttempts 5", "the
 	// context"), or is empty when the last error was of a class the policy does not retry.
 	Bound string
+	// Limit is the kind of limit Bound names, for a program to tell them apart.
+	Limit Limit
+}
+
+// Limit is the kind of limit that ended the retries of an [Error].
+type Limit int
+
+const (
+	// NoLimit: the last error was of a class the policy does not retry.
+	NoLimit Limit = iota
+	// LimitAttempts: the policy's MaxAttempts was reached.
+	LimitAttempts
+	// LimitElapsed: the next attempt would have begun after the policy's MaxElapsed.
+	LimitElapsed
+	// LimitContext: the context ended, or its deadline would have passed before the next attempt.
+	LimitContext
+)
+
+// bound is the text of l in [Error.Bound] for policy p.
+func (l Limit) bound(p Policy) string {
+	switch l {
+	case LimitAttempts:
+		return "MaxAttempts " + strconv.Itoa(p.MaxAttempts)
+	case LimitElapsed:
+		return "MaxElapsed " + p.MaxElapsed.String()
+	case LimitContext:
+		return "the context"
+	}
+	return ""
 }
 
 // Error returns "retry: gave up after N attempts (class): " followed by the
