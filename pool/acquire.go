@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/retry"
 )
@@ -85,95 +83,11 @@ func (l *lastConnErr) since(t time.Time) error {
 // does not close it (pgxpool closes it after IdleTimeout instead). A connection still held when the pool closes
 // has its socket closed once [Pool.Close]'s grace has passed.
 func (p *Pool) Acquire(ctx context.Context) (*pgxpool.Conn, error) {
-	if p.closed.Load() {
-		return nil, ErrClosed
-	}
-	return p.acquireRetry(ctx, time.Now())
-}
-
-// acquireRetry acquires a connection for a call that began at start, retrying NotSent errors.
-func (p *Pool) acquireRetry(ctx context.Context, start time.Time) (*pgxpool.Conn, error) {
-	c, err := p.acquire(ctx, start)
-	if err == nil {
-		return c, nil
-	}
-	var again *pgxpool.Conn // declared here so that the success path allocates no closure
-	err = p.retry(ctx, retry.Safe, start, err, func(ctx context.Context) (err error) {
-		again, err = p.acquire(ctx, start)
-		return err
-	})
-	return again, err
-}
-
-// acquire is one attempt of a call that began at start: wait for a connection until the call's
-// acquire budget (start + AcquireTimeout) or ctx ends.
-func (p *Pool) acquire(ctx context.Context, start time.Time) (_ *pgxpool.Conn, err error) {
-	if p.closed.Load() {
-		return nil, ErrClosed
-	}
-	p.stats.waiting.Add(1)
-	defer p.stats.waiting.Add(-1)
-
-	actx := ctx
-	budget := start.Add(p.cfg.AcquireTimeout)
-	bound := ""
-	if d, ok := ctx.Deadline(); !ok || d.After(budget) {
-		if ctx.Done() == nil {
-			actx = &budgetCtx{Context: ctx, e: p.budgets.at(budget)}
-		} else {
-			var cancel context.CancelFunc
-			actx, cancel = context.WithDeadline(ctx, budget)
-			defer cancel()
-		}
-		bound = "AcquireTimeout " + p.cfg.AcquireTimeout.String()
-	}
-	var t0 time.Time
-	if p.obs != nil {
-		t0 = time.Now()
-	}
-	c, err := p.pgx.Acquire(actx)
-	if p.obs != nil {
-		defer func() { p.obs.Acquired(ctx, AcquireEvent{Wait: time.Since(t0), Err: err}) }()
-	}
-	if err == nil {
-		return c, nil
-	}
-	if p.closed.Load() {
-		err = ErrClosed
+	cl, err := p.call(ctx, retry.Safe, "")
+	if err != nil {
 		return nil, err
 	}
-	if actx.Err() == context.DeadlineExceeded && !errors.Is(ctx.Err(), context.Canceled) {
-		if bound == "" {
-			bound = "the caller's deadline"
-		}
-		p.stats.acquireTimeouts.Add(1)
-		err = p.timeoutError(start, bound)
-		return nil, err
-	}
-	if strings.HasPrefix(err.Error(), pgxpoolGaveUp) {
-		err = &prePingsFailedError{last: p.lastConnErr.since(start)}
-		return nil, err
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		p.lastConnErr.set(err)
-		p.outage(ctx, err)
-	}
-	return nil, err
-}
-
-func (p *Pool) timeoutError(start time.Time, bound string) *TimeoutError {
-	s := p.pgx.Stat()
-	return &TimeoutError{
-		Waited:  time.Since(start),
-		Bound:   bound,
-		Total:   int(s.TotalConns()),
-		Idle:    int(s.IdleConns()),
-		InUse:   int(s.AcquiredConns()),
-		Waiting: int(p.stats.waiting.Load()),
-		Max:     p.cfg.MaxConns(),
-		LastErr: p.lastConnErr.since(start), // a failure before this call began is not why it waited
-	}
+	return cl.acquireRetrying()
 }
 
 // pgxpoolGaveUp starts the error pgxpool returns when every connection it tried in one acquire

@@ -77,21 +77,87 @@ func (b *budgets) stop() {
 	b.live = nil
 }
 
-// budgetCtx is the acquire context of a caller whose context never ends: its values, and the
-// epoch's deadline.
-type budgetCtx struct {
-	context.Context // the caller's: Done is nil, Err is always nil
-	e               *epoch
+// wait returns the context of one wait for a connection whose call's acquire budget ends at
+// end, before ctx's deadline if ctx has one. Call stop when the wait is over.
+//
+// It costs one allocation, and no timer of its own, where a context.WithDeadline costs five
+// and a timer: a ctx that can never end (Done nil, as context.Background's) gets the shared
+// epoch of end (see budgets). A ctx that can end (an HTTP request's) gets a deadline of its
+// own only when the wait can block: pgxpool (puddle) first looks at Done without waiting, and
+// hands out an idle connection without looking again, so the first look gets ctx's own Done,
+// and only a later one, made to wait, gets a channel that also closes at end. A test keeps
+// this true (the pool's integration tests: an exhausted pool with a cancelable context ends at
+// AcquireTimeout).
+func (b *budgets) wait(ctx context.Context, end time.Time) *waitCtx {
+	w := &waitCtx{Context: ctx, end: end}
+	if ctx.Done() == nil {
+		w.e = b.at(end)
+		w.end = w.e.end
+	}
+	return w
 }
 
-func (c *budgetCtx) Deadline() (time.Time, bool) { return c.e.end, true }
-func (c *budgetCtx) Done() <-chan struct{}       { return c.e.done }
+// waitCtx is the context of one wait for a connection: the caller's values, and a deadline
+// that ends the wait at the call's acquire budget (see budgets.wait).
+type waitCtx struct {
+	context.Context // the caller's
+	end             time.Time
+	e               *epoch // for a caller whose context never ends
 
-func (c *budgetCtx) Err() error {
-	select {
-	case <-c.e.done:
+	looked   atomic.Bool // Done was called once
+	once     sync.Once
+	deadline context.Context // made by the second call of Done, for a caller whose context can end
+	cancel   context.CancelFunc
+}
+
+func (w *waitCtx) Deadline() (time.Time, bool) { return w.end, true }
+
+func (w *waitCtx) Done() <-chan struct{} {
+	if w.e != nil {
+		return w.e.done
+	}
+	if w.looked.CompareAndSwap(false, true) {
+		return w.Context.Done() // the look that does not wait: nothing needs the budget yet
+	}
+	return w.withDeadline().Done()
+}
+
+func (w *waitCtx) Err() error {
+	if w.e != nil {
+		select {
+		case <-w.e.done:
+			return context.DeadlineExceeded
+		default:
+			return nil
+		}
+	}
+	if err := w.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(w.end) {
 		return context.DeadlineExceeded
-	default:
-		return nil
+	}
+	return nil
+}
+
+// withDeadline makes, once, the caller's context with the budget's deadline.
+func (w *waitCtx) withDeadline() context.Context {
+	w.once.Do(func() { w.deadline, w.cancel = context.WithDeadline(w.Context, w.end) })
+	return w.deadline
+}
+
+// stop ends the wait: a deadline made for it is released, and a Done called after it (by a
+// goroutine pgxpool left behind, see puddle's initResourceValue) gets a closed channel.
+func (w *waitCtx) stop() {
+	w.once.Do(func() { w.deadline = ended })
+	if w.cancel != nil {
+		w.cancel()
 	}
 }
+
+// ended is a context that has ended.
+var ended = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()

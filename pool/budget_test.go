@@ -29,11 +29,14 @@ func TestBudgetsShareOneTimerPerWindowAndNeverEndEarly(t *testing.T) {
 				t.Fatalf("budget %v got an epoch ending %v later", tc.d, tc.e.end.Sub(tc.d))
 			}
 		}
-		ctx := &budgetCtx{Context: context.Background(), e: e1}
+		ctx := b.wait(context.Background(), d.Add(2*budgetSlack))
+		if ctx.e != e3 {
+			t.Fatal("a wait without a deadline of its own did not get the epoch of its budget")
+		}
 		if ctx.Err() != nil {
 			t.Fatal("a budget context is done before its deadline")
 		}
-		time.Sleep(time.Until(e1.end) + time.Millisecond)
+		time.Sleep(time.Until(e3.end) + time.Millisecond)
 		select {
 		case <-ctx.Done():
 		default:
@@ -42,8 +45,65 @@ func TestBudgetsShareOneTimerPerWindowAndNeverEndEarly(t *testing.T) {
 		if ctx.Err() != context.DeadlineExceeded {
 			t.Fatalf("Err = %v, want DeadlineExceeded", ctx.Err())
 		}
-		if dl, ok := ctx.Deadline(); !ok || !dl.Equal(e1.end) {
+		if dl, ok := ctx.Deadline(); !ok || !dl.Equal(e3.end) {
 			t.Fatalf("Deadline = %v, %v", dl, ok)
 		}
 	})
+}
+
+func TestAWaitWithACancelableContextEndsAtTheBudgetOnceItWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var b budgets
+		defer b.stop()
+		parent, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		end := time.Now().Add(time.Second)
+		w := b.wait(parent, end)
+		if w.Done() != parent.Done() {
+			t.Fatal("the first look at Done, which does not wait, cost a deadline")
+		}
+		done := w.Done() // a look made to wait
+		if done == parent.Done() {
+			t.Fatal("a wait got the caller's Done, which the budget does not close")
+		}
+		if dl, ok := w.Deadline(); !ok || !dl.Equal(end) {
+			t.Fatalf("Deadline = %v, %v, want the budget", dl, ok)
+		}
+		time.Sleep(time.Until(end))
+		<-done
+		if w.Err() != context.DeadlineExceeded {
+			t.Fatalf("Err = %v after the budget, want DeadlineExceeded", w.Err())
+		}
+		w.stop()
+	})
+}
+
+func TestAWaitEndsWithTheCallersContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var b budgets
+		defer b.stop()
+		parent, cancel := context.WithCancel(context.Background())
+		w := b.wait(parent, time.Now().Add(time.Hour))
+		w.Done()
+		done := w.Done()
+		cancel()
+		<-done
+		if w.Err() != context.Canceled {
+			t.Fatalf("Err = %v, want the caller's Canceled", w.Err())
+		}
+		w.stop()
+	})
+}
+
+func TestADoneAfterTheWaitEndedIsClosed(t *testing.T) {
+	var b budgets
+	defer b.stop()
+	w := b.wait(t.Context(), time.Now().Add(time.Hour))
+	w.Done()
+	w.stop()
+	select {
+	case <-w.Done():
+	default:
+		t.Fatal("a goroutine looking at the wait after it ended would wait for good")
+	}
 }

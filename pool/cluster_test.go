@@ -283,11 +283,17 @@ func TestNewClusterValidatesItsOptions(t *testing.T) {
 
 func TestTheNoRetryQuerierMakesOneAttempt(t *testing.T) {
 	t.Parallel()
-	p := &Pool{}
+	cl := call{p: &Pool{}, ctx: context.Background(), on: noRetry, start: time.Now()}
 	calls := 0
-	err := p.retry(context.Background(), noRetry, time.Now(), errors.New("first"), func(context.Context) error { calls++; return nil })
-	if err == nil || calls != 0 {
-		t.Fatalf("err %v after %d more attempts", err, calls)
+	err := cl.run(func() error {
+		calls++
+		if calls == 1 {
+			return errors.New("first")
+		}
+		return nil
+	})
+	if err == nil || calls != 1 {
+		t.Fatalf("err %v after %d attempts", err, calls)
 	}
 }
 

@@ -129,8 +129,11 @@ func (e *readOnlyError) MayRetryLater() bool {
 
 // isReadOnly reports whether err is SQLSTATE 25006 read_only_sql_transaction.
 func isReadOnly(err error) bool {
+	if err == nil {
+		return false // before pe: its address escapes, and the success path allocates nothing
+	}
 	var pe *pgconn.PgError
-	return err != nil && errors.As(err, &pe) && pe.Code == "25006"
+	return errors.As(err, &pe) && pe.Code == "25006"
 }
 
 // judge returns err as it is unless it is a 25006 that c got; then it asks c's server what the

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +43,7 @@ type Pool struct {
 
 	lastConnErr lastConnErr
 	budgets     budgets
+	budgetText  string // "AcquireTimeout 30s": TimeoutError.Bound when the acquire budget ran out
 	logs        logLimiter
 	pace        *pace.Pacer  // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
@@ -187,6 +187,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.policy = callPolicy(cfg.Retry, cfg.AcquireTimeout)
+	p.budgetText = "AcquireTimeout " + cfg.AcquireTimeout.String()
 	p.policy.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
 		p.retrying(context.Background(), attempt, err, class, delay)
 	}
@@ -244,7 +245,8 @@ func (p *Pool) applyPgxEdits(pc *pgxpool.Config, edits []func(*pgxpool.Config), 
 }
 
 // callPolicy is the retry policy of one call: no retry begins after the call's acquire budget,
-// since its connection could not be had anyway.
+// since its connection could not be had anyway. When MaxElapsed is the budget, a call whose
+// retries ran into it ends as a *TimeoutError (see call.retry).
 func callPolicy(rp retry.Policy, acquireTimeout time.Duration) retry.Policy {
 	if rp.MaxElapsed == 0 || rp.MaxElapsed > acquireTimeout {
 		rp.MaxElapsed = acquireTimeout
@@ -341,54 +343,18 @@ func (p *Pool) Pgx() *pgxpool.Pool { return p.pgx }
 
 // Ping acquires a connection (retrying NotSent errors) and checks it with a round trip.
 func (p *Pool) Ping(ctx context.Context) error {
-	if p.closed.Load() {
-		return ErrClosed
+	cl, err := p.call(ctx, retry.Safe, "")
+	if err != nil {
+		return err
 	}
-	start := time.Now()
-	attempt := func(ctx context.Context) error {
-		c, err := p.acquire(ctx, start)
+	return cl.run(func() error {
+		c, err := cl.acquire()
 		if err != nil {
 			return err
 		}
 		defer p.release(c)
 		return c.Ping(ctx)
-	}
-	return p.retry(ctx, retry.Safe, start, attempt(ctx), attempt)
-}
-
-// retry takes over after the first attempt of a call that began at start and returned err:
-// when err is of a class in on, fn runs again under the call's retry policy
-// ([retry.Continue] owns every stop condition). A closed pool stops the retries. Retries of
-// connection failures that ran into the call's acquire budget end as a *TimeoutError naming
-// AcquireTimeout, with the last failure as its LastErr. With on == noRetry (a Cluster's read on
-// a replica, which moves to another member instead) the first error is final.
-func (p *Pool) retry(ctx context.Context, on retry.Classes, start time.Time, err error, fn func(context.Context) error) error {
-	if err == nil || on == noRetry {
-		return err
-	}
-	pol := p.policy.WithRetryOn(on)
-	pol.OnRetry = func(attempt int, err error, class retry.Class, delay time.Duration) {
-		p.retrying(ctx, attempt, err, class, delay)
-	}
-	err = retry.Continue(ctx, pol, start, err, func(ctx context.Context) error {
-		if p.closed.Load() {
-			return retry.Stop(ErrClosed)
-		}
-		return fn(ctx)
 	})
-	var re *retry.Error
-	var te *TimeoutError
-	if errors.As(err, &re) && errors.As(re.Err, &te) {
-		return te // a later attempt's acquire budget ran out: that is the whole story
-	}
-	if p.policy.MaxElapsed == p.cfg.AcquireTimeout && errors.As(err, &re) && re.Class == retry.NotSent &&
-		strings.HasPrefix(re.Bound, "MaxElapsed") {
-		p.stats.acquireTimeouts.Add(1)
-		te = p.timeoutError(start, "AcquireTimeout "+p.cfg.AcquireTimeout.String())
-		te.LastErr = re.Err
-		return te
-	}
-	return err
 }
 
 // retrying counts, logs and reports a retry of a call whose context is ctx, and calls the

@@ -2,11 +2,9 @@ package pool
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/retry"
 )
 
@@ -44,7 +42,7 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 // QueryRow runs sql with args when Scan is called, and scans its first row, retrying
 // [retry.NotSent] errors. Scan returns [pgx.ErrNoRows] when there is no row.
 func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return &row{p: p, on: retry.Safe, ctx: ctx, sql: sql, args: args}
+	return &row{cl: call{p: p, ctx: ctx, on: retry.Safe, sql: sql}, args: args}
 }
 
 // SendBatch sends b on a pooled connection, retrying [retry.NotSent] errors until the first
@@ -72,10 +70,11 @@ func (p *Pool) CopyFrom(ctx context.Context, table pgx.Identifier, columns []str
 // through Rows.Err; inside Do, the whole read starts over. fn must start from scratch each time
 // (reset what it collected). Retries inside fn that gave up end Do too: they do not multiply.
 func (q Querier) Do(ctx context.Context, fn func(context.Context) error) error {
-	if q.p.closed.Load() {
-		return ErrClosed
+	cl, err := q.p.call(ctx, q.on, "")
+	if err != nil {
+		return err
 	}
-	return q.p.retry(ctx, q.on, time.Now(), fn(ctx), fn)
+	return cl.run(func() error { return fn(ctx) })
 }
 
 // Exec is [Pool.Exec] with the Querier's retries.
@@ -90,7 +89,7 @@ func (q Querier) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 
 // QueryRow is [Pool.QueryRow] with the Querier's retries.
 func (q Querier) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return &row{p: q.p, on: q.on, ctx: ctx, sql: sql, args: args}
+	return &row{cl: call{p: q.p, ctx: ctx, on: q.on, sql: sql}, args: args}
 }
 
 // CopyFrom is [Pool.CopyFrom]: only acquiring the connection is retried, since src cannot be
@@ -104,75 +103,55 @@ func (q Querier) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return q.p.sendBatch(ctx, q.on, b)
 }
 
-func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []any) (pgconn.CommandTag, error) {
-	if p.closed.Load() {
-		return pgconn.CommandTag{}, ErrClosed
+func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []any) (tag pgconn.CommandTag, err error) {
+	cl, err := p.call(ctx, on, sql)
+	if err != nil {
+		return tag, err
 	}
-	start := time.Now()
-	tag, err := p.execOnce(ctx, start, sql, args)
-	if err == nil {
-		return tag, nil
-	}
-	on = wholeCall(on, sql)
-	var again pgconn.CommandTag // declared here so that the success path allocates no closure
-	err = p.retry(ctx, on, start, err, func(ctx context.Context) (err error) {
-		again, err = p.execOnce(ctx, start, sql, args)
+	err = cl.run(func() error {
+		c, err := cl.acquire()
+		if err != nil {
+			return err
+		}
+		tag, err = c.Exec(ctx, sql, args...)
+		err = p.judge(ctx, c, err, false)
+		p.release(c)
 		return err
 	})
-	return again, err
-}
-
-func (p *Pool) execOnce(ctx context.Context, start time.Time, sql string, args []any) (pgconn.CommandTag, error) {
-	c, err := p.acquire(ctx, start)
-	if err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	tag, err := c.Exec(ctx, sql, args...)
-	err = p.judge(ctx, c, err, false)
-	p.release(c)
 	return tag, err
 }
 
-// row is QueryRow's pgx.Row: the query runs, with retries, inside Scan.
+// row is QueryRow's pgx.Row: the query runs, with retries, inside Scan, which begins the call.
 type row struct {
-	p    *Pool
-	on   retry.Classes
-	ctx  context.Context
-	sql  string
+	cl   call
 	args []any
 }
 
 func (r *row) Scan(dest ...any) error {
-	if r.p.closed.Load() {
-		return ErrClosed
-	}
-	start := time.Now()
-	err := r.scanOnce(r.ctx, start, dest)
-	if err == nil {
-		return nil
-	}
-	return r.p.retry(r.ctx, wholeCall(r.on, r.sql), start, err, func(ctx context.Context) error { return r.scanOnce(ctx, start, dest) })
-}
-
-func (r *row) scanOnce(ctx context.Context, start time.Time, dest []any) error {
-	c, err := r.p.acquire(ctx, start)
-	if err != nil {
+	cl := &r.cl
+	if err := cl.begin(); err != nil {
 		return err
 	}
-	err = c.QueryRow(ctx, r.sql, r.args...).Scan(dest...)
-	err = r.p.judge(ctx, c, err, false)
-	r.p.release(c)
-	return err
+	return cl.run(func() error {
+		c, err := cl.acquire()
+		if err != nil {
+			return err
+		}
+		err = c.QueryRow(cl.ctx, cl.sql, r.args...).Scan(dest...)
+		err = cl.p.judge(cl.ctx, c, err, false)
+		cl.p.release(c)
+		return err
+	})
 }
 
 func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []any) (pgx.Rows, error) {
-	if p.closed.Load() {
-		return nil, ErrClosed
+	cl, err := p.call(ctx, on, sql)
+	if err != nil {
+		return nil, err
 	}
-	start := time.Now()
 	var out *rows
-	attempt := func(ctx context.Context) error {
-		c, err := p.acquire(ctx, start)
+	err = cl.run(func() error {
+		c, err := cl.acquire()
 		if err != nil {
 			return err
 		}
@@ -182,7 +161,7 @@ func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []a
 			p.release(c)
 			return err
 		}
-		r := &rows{Rows: rs, p: p, conn: c}
+		r := &rows{Rows: rs, heldConn: heldConn{p: p, conn: c}}
 		if r.primed = rs.Next(); !r.primed {
 			err := rs.Err()
 			if err != nil {
@@ -195,12 +174,9 @@ func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []a
 		}
 		out = r
 		return nil
-	}
-	if err := attempt(ctx); err != nil {
-		err = p.retry(ctx, wholeCall(on, sql), start, err, attempt)
-		if err != nil {
-			return nil, err
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -209,9 +185,8 @@ func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []a
 // when the rows end.
 type rows struct {
 	pgx.Rows
-	p      *Pool
-	conn   *pgxpool.Conn
-	primed bool // Next already moved to the first row
+	heldConn      // none for the rows of a batch
+	primed   bool // Next already moved to the first row
 }
 
 func (r *rows) Next() bool {
@@ -232,37 +207,26 @@ func (r *rows) Close() {
 	r.release()
 }
 
-// release gives the connection back, once (rows of a batch have none of their own).
-func (r *rows) release() {
-	if r.conn != nil {
-		r.p.release(r.conn)
-		r.conn = nil
-	}
-}
-
 func (p *Pool) sendBatch(ctx context.Context, on retry.Classes, b *pgx.Batch) pgx.BatchResults {
-	if p.closed.Load() {
-		return errBatch{ErrClosed}
-	}
-	start := time.Now()
-	c, err := p.acquireRetry(ctx, start)
+	cl, err := p.call(ctx, on, "")
 	if err != nil {
 		return errBatch{err}
 	}
-	return &batch{p: p, on: on, ctx: ctx, start: start, b: b, conn: c, br: c.SendBatch(ctx, b)}
+	c, err := cl.acquireRetrying()
+	if err != nil {
+		return errBatch{err}
+	}
+	return &batch{cl: cl, b: b, heldConn: heldConn{p: p, conn: c}, br: c.SendBatch(ctx, b)}
 }
 
 // batch is SendBatch's results: until the first result is read, a retryable failure sends the
-// whole batch again on another connection.
+// whole batch again on another connection, within the SendBatch call's budget.
 type batch struct {
-	p     *Pool
-	on    retry.Classes
-	ctx   context.Context
-	start time.Time // of the SendBatch call: its acquire budget and retries count from here
-	b     *pgx.Batch
-	conn  *pgxpool.Conn // nil once released, or when a resend found no connection
-	br    pgx.BatchResults
-	read  bool // a result has been handed to the caller
+	cl       call
+	b        *pgx.Batch
+	heldConn // none once released, or when a resend found no connection
+	br       pgx.BatchResults
+	read     bool // a result has been handed to the caller
 }
 
 // first runs the first read with retries (of the classes in on); later reads go straight
@@ -281,8 +245,8 @@ func (bt *batch) first(on retry.Classes, read func(pgx.BatchResults) error) erro
 	for _, q := range bt.b.QueuedQueries {
 		on = wholeCall(on, q.SQL)
 	}
-	return bt.p.retry(bt.ctx, on, bt.start, err, func(ctx context.Context) error {
-		bt.resend(ctx)
+	return bt.cl.retry(on, err, func() error {
+		bt.resend()
 		return bt.judged(read(bt.br))
 	})
 }
@@ -294,30 +258,24 @@ func (bt *batch) judged(err error) error {
 		return err
 	}
 	bt.br.Close()
-	return bt.p.judge(bt.ctx, bt.conn, err, false)
+	return bt.cl.p.judge(bt.cl.ctx, bt.conn, err, false)
 }
 
 // resend gives the batch's connection back and sends the batch again on another one; when
 // none can be had, the results become that error.
-func (bt *batch) resend(ctx context.Context) {
+func (bt *batch) resend() {
 	bt.br.Close()
-	bt.releaseConn()
-	c, err := bt.p.acquire(ctx, bt.start)
+	bt.release()
+	c, err := bt.cl.acquire()
 	if err != nil {
 		bt.br = errBatch{err}
 		return
 	}
-	bt.conn, bt.br = c, c.SendBatch(ctx, fresh(bt.b))
+	bt.conn, bt.br = c, c.SendBatch(bt.cl.ctx, fresh(bt.b))
 }
 
-func (bt *batch) releaseConn() {
-	if bt.conn != nil {
-		bt.p.release(bt.conn)
-		bt.conn = nil
-	}
-}
 func (bt *batch) Exec() (tag pgconn.CommandTag, err error) {
-	err = bt.first(bt.on, func(br pgx.BatchResults) error {
+	err = bt.first(bt.cl.on, func(br pgx.BatchResults) error {
 		tag, err = br.Exec()
 		return err
 	})
@@ -326,7 +284,7 @@ func (bt *batch) Exec() (tag pgconn.CommandTag, err error) {
 
 func (bt *batch) Query() (pgx.Rows, error) {
 	var rs pgx.Rows
-	err := bt.first(bt.on, func(br pgx.BatchResults) error {
+	err := bt.first(bt.cl.on, func(br pgx.BatchResults) error {
 		var err error
 		rs, err = br.Query()
 		if err != nil {
@@ -362,15 +320,15 @@ func (bt *batch) QueryRow() pgx.Row {
 type batchRow struct{ bt *batch }
 
 func (r batchRow) Scan(dest ...any) error {
-	return r.bt.first(r.bt.on, func(br pgx.BatchResults) error { return br.QueryRow().Scan(dest...) })
+	return r.bt.first(r.bt.cl.on, func(br pgx.BatchResults) error { return br.QueryRow().Scan(dest...) })
 }
 
 // Close reads what is left and releases the connection. When nothing was read before, a batch
 // that was never sent is sent again (NotSent only, not Conflict: Close runs the QueuedQuery
 // callbacks, and a later query's conflict would resend a batch whose earlier callbacks ran).
 func (bt *batch) Close() error {
-	err := bt.first(bt.on&retry.Set(retry.NotSent), func(br pgx.BatchResults) error { return br.Close() })
-	bt.releaseConn()
+	err := bt.first(bt.cl.on&retry.Set(retry.NotSent), func(br pgx.BatchResults) error { return br.Close() })
+	bt.release()
 	return err
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -87,35 +86,34 @@ func (e *AmbiguousCommitError) MayRetryLater() bool { return true }
 // never runs fn again once a commit was attempted. A transaction fn rolled back itself and
 // whose fn returned nil makes Tx return nil.
 func (p *Pool) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
-	if p.closed.Load() {
-		return ErrClosed
-	}
-	start := time.Now()
-	attempt := func(ctx context.Context) error { return p.txOnce(ctx, start, opts, fn) }
-	return p.retry(ctx, retry.Transaction, start, attempt(ctx), attempt)
-}
-
-// txOnce is one attempt of Tx. It returns retry.Stop(err) for outcomes that must not be retried.
-func (p *Pool) txOnce(ctx context.Context, start time.Time, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
-	c, err := p.acquire(ctx, start)
+	cl, err := p.call(ctx, retry.Transaction, "")
 	if err != nil {
 		return err
 	}
-	held := &heldConn{p: p, c: c}
-	defer held.release() // a connection left in a transaction is destroyed
+	return cl.run(func() error { return cl.tx(opts, fn) })
+}
+
+// tx is one attempt of Tx. It returns retry.Stop(err) for outcomes that must not be retried.
+func (cl *call) tx(opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	p, ctx := cl.p, cl.ctx
+	c, err := cl.acquire()
+	if err != nil {
+		return err
+	}
+	ft := &fnTx{cl: cl, held: heldConn{p: p, conn: c}}
+	defer ft.held.release() // a connection left in a transaction is destroyed
 	callerReadOnly := opts.AccessMode == pgx.ReadOnly
-	t, ref, err := p.begin(ctx, c, opts)
+	ft.Tx, ft.ref, err = p.begin(ctx, c, opts)
 	if err != nil {
 		return p.judge(ctx, c, err, callerReadOnly)
 	}
-	ft := &fnTx{Tx: t, p: p, start: start, ref: ref, held: held}
 	err = fn(ft)
 	switch {
 	case ft.state == txOpen && err != nil:
-		rollback(t)
+		rollback(ft.Tx)
 		return p.judge(ctx, c, err, callerReadOnly)
 	case ft.state == txOpen:
-		return p.commit(ctx, start, t, ref, held)
+		return ft.commit(ctx)
 	case ft.state == txCommitted && err != nil:
 		return retry.Stop(err) // the commit may have applied: running fn again could apply it twice
 	case ft.state == txCommitted:
@@ -147,34 +145,21 @@ func (p *Pool) begin(ctx context.Context, c *pgxpool.Conn, opts pgx.TxOptions) (
 	return t, xact.Ref{}, err
 }
 
-// heldConn is the connection of one Tx attempt, given back once: before a lost COMMIT is
-// looked up (so that a full pool has a slot for the lookup) or when the attempt ends.
-type heldConn struct {
-	p *Pool
-	c *pgxpool.Conn
-}
-
-func (h *heldConn) release() {
-	if h.c != nil {
-		h.p.release(h.c)
-		h.c = nil
-	}
-}
-
-// commit commits t, the transaction ref of a call that began at start, on held. A COMMIT whose
-// answer was lost is resolved (see Tx): it returns nil when the transaction committed, a
-// NotSent error when it aborted, and retry.Stop(*AmbiguousCommitError) when the outcome stays
-// unknown.
-func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xact.Ref, held *heldConn) error {
-	err := t.Commit(ctx)
+// commit commits the transaction of one attempt of Tx, with ctx (Tx's, or the one fn gave
+// Commit). A COMMIT whose answer was lost is resolved (see Tx): it returns nil when the
+// transaction committed, a NotSent error when it aborted, and retry.Stop(*AmbiguousCommitError)
+// when the outcome stays unknown.
+func (t *fnTx) commit(ctx context.Context) error {
+	p := t.cl.p
+	err := t.Tx.Commit(ctx)
 	outcome := CommitOK
 	switch {
 	case err == nil:
 	case !xact.Uncertain(err):
 		outcome = CommitRolledBack
 	default:
-		held.release() // its connection is lost: its slot serves the lookup
-		outcome, err = p.resolveCommit(ctx, start, ref, err)
+		t.held.release() // its connection is lost: its slot serves the lookup
+		outcome, err = t.cl.resolveCommit(ctx, t.ref, err)
 	}
 	if p.obs != nil {
 		p.obs.Committed(ctx, CommitEvent{Outcome: outcome})
@@ -182,8 +167,10 @@ func (p *Pool) commit(ctx context.Context, start time.Time, t pgx.Tx, ref xact.R
 	return err
 }
 
-// resolveCommit finds out what became of a transaction whose COMMIT failed with cerr.
-func (p *Pool) resolveCommit(ctx context.Context, start time.Time, ref xact.Ref, cerr error) (CommitOutcome, error) {
+// resolveCommit finds out what became of a transaction whose COMMIT, sent with ctx, failed
+// with cerr: it asks within ctx and the call's acquire budget.
+func (cl *call) resolveCommit(ctx context.Context, ref xact.Ref, cerr error) (CommitOutcome, error) {
+	p := cl.p
 	ambiguous := func(why error) (CommitOutcome, error) {
 		p.stats.ambiguous.Add(1)
 		if why != nil {
@@ -194,7 +181,7 @@ func (p *Pool) resolveCommit(ctx context.Context, start time.Time, ref xact.Ref,
 	if ref.Xid() == 0 || ctx.Err() != nil {
 		return ambiguous(nil)
 	}
-	rctx, cancel := context.WithDeadline(ctx, start.Add(p.cfg.AcquireTimeout))
+	rctx, cancel := context.WithDeadline(ctx, cl.budget())
 	st, lerr := xact.Resolve(rctx, p.pgx, ref)
 	cancel()
 	switch st {
@@ -231,10 +218,9 @@ const (
 // recorded, and a commit follows Tx's rules.
 type fnTx struct {
 	pgx.Tx
-	p         *Pool
-	start     time.Time
+	cl        *call
 	ref       xact.Ref
-	held      *heldConn
+	held      heldConn
 	state     int
 	commitErr error // as commit returned it, retry.Stop included
 }
@@ -244,7 +230,7 @@ func (t *fnTx) Commit(ctx context.Context) error {
 		return pgx.ErrTxClosed
 	}
 	t.state = txCommitted
-	t.commitErr = t.p.commit(ctx, t.start, t.Tx, t.ref, t.held)
+	t.commitErr = t.commit(ctx)
 	var amb *AmbiguousCommitError
 	if errors.As(t.commitErr, &amb) {
 		return amb
@@ -269,13 +255,13 @@ func (p *Pool) Begin(ctx context.Context) (pgx.Tx, error) {
 
 // BeginTx is [Pool.Begin] with options.
 func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	if p.closed.Load() {
-		return nil, ErrClosed
+	cl, err := p.call(ctx, retry.Safe, "")
+	if err != nil {
+		return nil, err
 	}
-	start := time.Now()
 	var out pgx.Tx
-	attempt := func(ctx context.Context) error {
-		c, err := p.acquire(ctx, start)
+	err = cl.run(func() error {
+		c, err := cl.acquire()
 		if err != nil {
 			return err
 		}
@@ -284,10 +270,10 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 			p.release(c)
 			return err
 		}
-		out = &tx{Tx: t, p: p, conn: c}
+		out = &tx{Tx: t, heldConn: heldConn{p: p, conn: c}}
 		return nil
-	}
-	if err := p.retry(ctx, retry.Safe, start, attempt(ctx), attempt); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -296,8 +282,7 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 // tx releases its connection when it ends.
 type tx struct {
 	pgx.Tx
-	p    *Pool
-	conn *pgxpool.Conn
+	heldConn
 }
 
 func (t *tx) Commit(ctx context.Context) error {
@@ -310,11 +295,4 @@ func (t *tx) Rollback(ctx context.Context) error {
 	err := t.Tx.Rollback(ctx)
 	t.release()
 	return err
-}
-
-func (t *tx) release() {
-	if t.conn != nil {
-		t.p.release(t.conn)
-		t.conn = nil
-	}
 }
