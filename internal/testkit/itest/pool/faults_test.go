@@ -194,20 +194,32 @@ func TestFaultPoolExhausted(t *testing.T) {
 		}
 		held = append(held, tx)
 	}
-	// Callers beyond Size+Overflow wait, then time out with the pool's state.
+	// Callers beyond Size+Overflow wait, then time out at AcquireTimeout with the pool's state,
+	// whatever their context: one that never ends, an HTTP request's (cancelable, no
+	// deadline), or one whose deadline comes after AcquireTimeout.
+	// Should the wait not end at AcquireTimeout, the later deadline ends both callers, and
+	// their errors say so.
+	later, cancelLater := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelLater()
+	cancelable, cancel := context.WithCancel(ctx)
+	defer context.AfterFunc(later, cancel)()
+	callerCtxs := []context.Context{ctx, cancelable, later}
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
 	for i := range workers {
 		wg.Go(func() {
 			var v string
-			errs[i] = p.QueryRow(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v)
+			errs[i] = p.QueryRow(callerCtxs[i%len(callerCtxs)], "SELECT v FROM kv WHERE k = 1").Scan(&v)
 		})
 	}
 	wg.Wait()
-	for _, err := range errs {
+	for i, err := range errs {
 		var pte *pool.TimeoutError
 		if !errors.Is(err, pool.ErrPoolTimeout) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &pte) {
-			t.Fatalf("want ErrPoolTimeout, got %v", err)
+			t.Fatalf("caller %d: want ErrPoolTimeout, got %v", i, err)
+		}
+		if pte.Bound != "AcquireTimeout 300ms" {
+			t.Fatalf("caller %d: the wait ended at %q, want AcquireTimeout", i, pte.Bound)
 		}
 		if pte.Total != 3 || pte.InUse != 3 || pte.Idle != 0 || pte.Max != 3 || pte.Waiting < 1 || pte.LastErr != nil {
 			t.Fatalf("wrong pool state in %v", pte)
