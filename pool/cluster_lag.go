@@ -162,31 +162,11 @@ func (c *Cluster) check(ctx context.Context, m *member) {
 // replaces it.
 const downChecks = 2
 
-// settle works out, after a round of checks, which member is the primary and each replica's
-// lag. A member out of recovery replaces a primary that is no longer one (unreachable
-// downChecks times in a row, in recovery, or read-only for every session). The lag is measured
-// from the primary's position, or, with the primary unreachable, from the furthest position
-// any member reached.
+// settle works out, after a round of checks, which member is the primary (see promote) and
+// each replica's lag. The lag is measured from the primary's position, or, with the primary
+// unreachable, from the furthest position any member reached.
 func (c *Cluster) settle(ctx context.Context) {
-	prim := c.primary.Load()
-	if prim.fails.Load() >= downChecks || (c.discover && !prim.ok.Load()) || (prim.ok.Load() && (prim.recovery.Load() || prim.readOnly.Load())) {
-		for _, m := range c.members {
-			if m != prim && m.ok.Load() && !m.recovery.Load() && !m.readOnly.Load() {
-				c.primary.Store(m)
-				end := c.endMoved
-				c.newMoved()
-				end() // writes still on the former primary go to m
-				if c.discover {
-					c.log.InfoContext(ctx, "pgsteady: cluster: found the primary", "primary", m.addr)
-				} else {
-					c.stats.promotions.Add(1)
-					c.log.WarnContext(ctx, "pgsteady: cluster: a replica was promoted: it is the primary now", "primary", m.addr, "former", prim.addr)
-				}
-				prim = m
-				break
-			}
-		}
-	}
+	prim := c.promote(ctx)
 	head := int64(-1)
 	if prim.ok.Load() && !prim.recovery.Load() {
 		head = prim.lsn.Load()
@@ -211,4 +191,31 @@ func (c *Cluster) settle(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// promote returns the primary after a round of checks: a member out of recovery replaces a
+// primary that is no longer one (unreachable downChecks times in a row, in recovery, or
+// read-only for every session).
+func (c *Cluster) promote(ctx context.Context) *member {
+	prim := c.primary.Load()
+	if prim.fails.Load() < downChecks && (!c.discover || prim.ok.Load()) && (!prim.ok.Load() || !prim.recovery.Load() && !prim.readOnly.Load()) {
+		return prim
+	}
+	for _, m := range c.members {
+		if m == prim || !m.ok.Load() || m.recovery.Load() || m.readOnly.Load() {
+			continue
+		}
+		c.primary.Store(m)
+		end := c.endMoved
+		c.newMoved()
+		end() // writes still on the former primary go to m
+		if c.discover {
+			c.log.InfoContext(ctx, "pgsteady: cluster: found the primary", "primary", m.addr)
+		} else {
+			c.stats.promotions.Add(1)
+			c.log.WarnContext(ctx, "pgsteady: cluster: a replica was promoted: it is the primary now", "primary", m.addr, "former", prim.addr)
+		}
+		return m
+	}
+	return prim
 }

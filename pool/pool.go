@@ -146,13 +146,7 @@ func WithPgxConfig(edit func(*pgxpool.Config)) Option {
 // make New fail, and nothing is left running. With cfg.WarmUp it also opens cfg.Size
 // connections. ctx bounds this start-up only.
 func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error) {
-	o := options{grace: DefaultCloseGrace, paceRate: pace.DefaultRate, paceBurst: pace.DefaultBurst}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.grace <= 0 {
-		o.grace = DefaultCloseGrace
-	}
+	o := newOptions(opts)
 	if cfg == nil {
 		return nil, errors.New("pool: nil config")
 	}
@@ -212,6 +206,18 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 		return nil, err
 	}
 	return p, nil
+}
+
+// newOptions applies opts to the defaults.
+func newOptions(opts []Option) options {
+	o := options{grace: DefaultCloseGrace, paceRate: pace.DefaultRate, paceBurst: pace.DefaultBurst}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.grace <= 0 {
+		o.grace = DefaultCloseGrace
+	}
+	return o
 }
 
 // applyPgxEdits runs the WithPgxConfig edits on pc. ShouldPing and PingTimeout belong to the

@@ -40,26 +40,33 @@ func mayCommitInside(sql string) bool {
 		return true
 	}
 	for k := j; k < len(sql); {
-		switch c := sql[k]; {
-		case c == ';':
-			if skipSpace(sql, k+1) < len(sql) {
-				return true // another statement follows
-			}
-			k++
-		case c == '\'':
-			escapes := k > 0 && (sql[k-1] == 'E' || sql[k-1] == 'e') && (k < 2 || !isIdentByte(sql[k-2]))
-			k = skipQuoted(sql, k, '\'', escapes)
-		case c == '"':
-			k = skipQuoted(sql, k, '"', false)
-		case c == '$' && (k == 0 || !isIdentByte(sql[k-1])):
-			k = skipDollar(sql, k)
-		case c == '-' && strings.HasPrefix(sql[k:], "--"), c == '/' && strings.HasPrefix(sql[k:], "/*"):
-			k = skipComment(sql, k)
-		default:
-			k++
+		if sql[k] != ';' {
+			k = skipToken(sql, k)
+			continue
 		}
+		if skipSpace(sql, k+1) < len(sql) {
+			return true // another statement follows
+		}
+		k++
 	}
 	return false
+}
+
+// skipToken returns the index just past what starts at sql[i]: a quoted string or identifier,
+// a dollar-quoted string, a comment, or else one byte.
+func skipToken(sql string, i int) int {
+	switch c := sql[i]; {
+	case c == '\'':
+		escapes := i > 0 && (sql[i-1] == 'E' || sql[i-1] == 'e') && (i < 2 || !isIdentByte(sql[i-2]))
+		return skipQuoted(sql, i, '\'', escapes)
+	case c == '"':
+		return skipQuoted(sql, i, '"', false)
+	case c == '$' && (i == 0 || !isIdentByte(sql[i-1])):
+		return skipDollar(sql, i)
+	case c == '-' && strings.HasPrefix(sql[i:], "--"), c == '/' && strings.HasPrefix(sql[i:], "/*"):
+		return skipComment(sql, i)
+	}
+	return i + 1
 }
 
 func isIdentByte(c byte) bool {
