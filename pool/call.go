@@ -120,6 +120,14 @@ func (cl *call) retry(on retry.Classes, err error, again func() error) error {
 	return err
 }
 
+// settle ends an attempt that ran a statement on c and got err: a 25006 is judged on c, which
+// is where a failover is found (see failover.go), and c goes back to the pool.
+func (cl *call) settle(c *pgxpool.Conn, err error) error {
+	err = cl.p.judge(cl.ctx, c, err, false)
+	cl.p.release(c)
+	return err
+}
+
 // acquireRetrying acquires a connection for the call, retrying NotSent errors.
 func (cl *call) acquireRetrying() (c *pgxpool.Conn, err error) {
 	err = cl.run(func() (err error) {

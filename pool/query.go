@@ -114,9 +114,7 @@ func (p *Pool) exec(ctx context.Context, on retry.Classes, sql string, args []an
 			return err
 		}
 		tag, err = c.Exec(ctx, sql, args...)
-		err = p.judge(ctx, c, err, false)
-		p.release(c)
-		return err
+		return cl.settle(c, err)
 	})
 	return tag, err
 }
@@ -137,10 +135,7 @@ func (r *row) Scan(dest ...any) error {
 		if err != nil {
 			return err
 		}
-		err = c.QueryRow(cl.ctx, cl.sql, r.args...).Scan(dest...)
-		err = cl.p.judge(cl.ctx, c, err, false)
-		cl.p.release(c)
-		return err
+		return cl.settle(c, c.QueryRow(cl.ctx, cl.sql, r.args...).Scan(dest...))
 	})
 }
 
@@ -157,22 +152,13 @@ func (p *Pool) query(ctx context.Context, on retry.Classes, sql string, args []a
 		}
 		rs, err := c.Query(ctx, sql, args...)
 		if err != nil {
-			err = p.judge(ctx, c, err, false)
-			p.release(c)
-			return err
+			return cl.settle(c, err)
 		}
-		r := &rows{Rows: rs, heldConn: heldConn{p: p, conn: c}}
-		if r.primed = rs.Next(); !r.primed {
-			err := rs.Err()
-			if err != nil {
-				err = p.judge(ctx, c, err, false)
-			}
-			r.release()
-			if err != nil {
-				return err
-			}
+		out = &rows{Rows: rs, primed: rs.Next()}
+		if !out.primed {
+			return cl.settle(c, rs.Err()) // no row: the rows are done
 		}
-		out = r
+		out.heldConn = heldConn{p: p, conn: c}
 		return nil
 	})
 	if err != nil {
