@@ -25,7 +25,9 @@ import (
 // ends with a *TimeoutError naming AcquireTimeout ([call.timeout]); one cut off by the caller's
 // deadline while it waited, with a *TimeoutError naming that deadline.
 //
-// A lost COMMIT is looked up within the same bound ([call.resolveCommit]).
+// Where the pool's reactions attach to a call: an attempt that ran a statement ends in
+// [call.settle], which judges a 25006 on the attempt's connection (failover.go); a lost COMMIT
+// is looked up within the call's bound ([call.resolveCommit], tx.go).
 type call struct {
 	p     *Pool
 	ctx   context.Context

@@ -92,6 +92,42 @@ func BenchmarkQueryRow(b *testing.B) {
 	}
 }
 
+// BenchmarkQueryRowRatio is BenchmarkQueryRow's read through pgxpool and pgsteady in turns, one
+// call each, the first of the pair alternating, with an HTTP request's context (cancelable, no
+// deadline) and without: it reports each one's time per call and the no-fault ratio (pgxpool's
+// time ÷ pgsteady's). Both meet the same load at the same moment, which on a shared machine
+// matters more than the difference between them.
+func BenchmarkQueryRowRatio(b *testing.B) {
+	targets := benchTargets(b, freshDB(b))
+	runs := [2]func(ctx context.Context, k int, v *string) error{targets["pgxpool"], targets["pgsteady"]}
+	cancelable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+	}{{"serial", context.Background()}, {"serial-cancelable-ctx", cancelable}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var spent [2]time.Duration
+			var v string
+			n := 0
+			for b.Loop() {
+				n++
+				for j := range 2 {
+					i := (n + j) % 2
+					t0 := time.Now()
+					if err := runs[i](tc.ctx, n%100+1, &v); err != nil {
+						b.Fatal(err)
+					}
+					spent[i] += time.Since(t0)
+				}
+			}
+			b.ReportMetric(float64(spent[0].Nanoseconds())/float64(n), "pgxpool-ns/call")
+			b.ReportMetric(float64(spent[1].Nanoseconds())/float64(n), "pgsteady-ns/call")
+			b.ReportMetric(float64(spent[0])/float64(spent[1]), "ratio")
+		})
+	}
+}
+
 // BenchmarkPrePingWithLatency runs the same read through a fault proxy adding 1 ms each way
 // (2 ms per round trip). A connection used within PrePingAfter is not pinged, so a request pays
 // the query's round trip and nothing more: compare with pgxpool, which skips its ping under
