@@ -130,12 +130,14 @@ func (cl *call) settle(c *pgxpool.Conn, err error) error {
 	return err
 }
 
-// acquireRetrying acquires a connection for the call, retrying NotSent errors.
+// acquireRetrying acquires a connection for the call, retrying NotSent errors (whatever the
+// classes the call's statements are retried on).
 func (cl *call) acquireRetrying() (c *pgxpool.Conn, err error) {
-	err = cl.run(func() (err error) {
+	again := func() (err error) {
 		c, err = cl.acquire()
 		return err
-	})
+	}
+	err = cl.retry(retry.Safe, again(), again)
 	return c, err
 }
 
