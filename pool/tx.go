@@ -90,11 +90,11 @@ func (p *Pool) Tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error
 	if err != nil {
 		return err
 	}
-	return cl.run(func() error { return cl.tx(opts, fn) })
+	return cl.run(func() error { return cl.txAttempt(opts, fn) })
 }
 
-// tx is one attempt of Tx. It returns retry.Stop(err) for outcomes that must not be retried.
-func (cl *call) tx(opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+// txAttempt is one attempt of Tx. It returns retry.Stop(err) for outcomes that must not be retried.
+func (cl *call) txAttempt(opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	p, ctx := cl.p, cl.ctx
 	c, err := cl.acquire()
 	if err != nil {
