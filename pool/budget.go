@@ -104,10 +104,10 @@ type waitCtx struct {
 	end             time.Time
 	e               *epoch // for a caller whose context never ends
 
-	looked   atomic.Bool // Done was called once
-	once     sync.Once
-	deadline context.Context // made by the second call of Done, for a caller whose context can end
-	cancel   context.CancelFunc
+	mu       sync.Mutex
+	looked   bool               // Done was called
+	deadline context.Context    // made by the second call of Done, for a caller whose context can end; ended after stop
+	cancel   context.CancelFunc // deadline's
 }
 
 func (w *waitCtx) Deadline() (time.Time, bool) { return w.end, true }
@@ -116,12 +116,20 @@ func (w *waitCtx) Done() <-chan struct{} {
 	if w.e != nil {
 		return w.e.done
 	}
-	if w.looked.CompareAndSwap(false, true) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.deadline != nil:
+	case !w.looked:
+		w.looked = true
 		return w.Context.Done() // the look that does not wait: nothing needs the budget yet
+	default:
+		w.deadline, w.cancel = context.WithDeadline(w.Context, w.end)
 	}
-	return w.withDeadline().Done()
+	return w.deadline.Done()
 }
 
+// Err answers for the channel Done returned last.
 func (w *waitCtx) Err() error {
 	if w.e != nil {
 		select {
@@ -131,28 +139,27 @@ func (w *waitCtx) Err() error {
 			return nil
 		}
 	}
-	if err := w.Context.Err(); err != nil {
-		return err
+	w.mu.Lock()
+	d := w.deadline
+	w.mu.Unlock()
+	if d != nil {
+		return d.Err()
 	}
-	if !time.Now().Before(w.end) {
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
-// withDeadline makes, once, the caller's context with the budget's deadline.
-func (w *waitCtx) withDeadline() context.Context {
-	w.once.Do(func() { w.deadline, w.cancel = context.WithDeadline(w.Context, w.end) })
-	return w.deadline
+	return w.Context.Err()
 }
 
 // stop ends the wait: a deadline made for it is released, and a Done called after it (by a
-// goroutine pgxpool left behind, see puddle's initResourceValue) gets a closed channel.
+// goroutine pgxpool or the context package left behind) gets a closed channel.
 func (w *waitCtx) stop() {
-	w.once.Do(func() { w.deadline = ended })
+	if w.e != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.cancel != nil {
 		w.cancel()
 	}
+	w.deadline = ended
 }
 
 // ended is a context that has ended.
