@@ -95,7 +95,10 @@ func TestAWaitEndsWithTheCallersContext(t *testing.T) {
 	})
 }
 
-func TestADoneAfterTheWaitEndedIsClosed(t *testing.T) {
+func TestAWaitThatEndedIsDoneWithAnErr(t *testing.T) {
+	// A goroutine pgxpool leaves behind must not wait for good; and the context package derives
+	// a child's end from its parent's Done and Err: a closed Done with a nil Err made it panic
+	// ("missing cancel error").
 	var b budgets
 	defer b.stop()
 	w := b.wait(t.Context(), time.Now().Add(time.Hour))
@@ -106,16 +109,6 @@ func TestADoneAfterTheWaitEndedIsClosed(t *testing.T) {
 	default:
 		t.Fatal("a goroutine looking at the wait after it ended would wait for good")
 	}
-}
-
-func TestAWaitsErrAnswersForItsDoneAfterItEnded(t *testing.T) {
-	// The context package derives a child's end from its parent's Done and Err: a closed Done
-	// with a nil Err made it panic ("missing cancel error") in a goroutine left behind.
-	var b budgets
-	defer b.stop()
-	w := b.wait(t.Context(), time.Now().Add(time.Hour))
-	w.Done()
-	w.stop()
 	child, cancel := context.WithCancel(w)
 	defer cancel()
 	if child.Err() == nil || w.Err() == nil {
