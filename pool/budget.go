@@ -85,9 +85,9 @@ func (b *budgets) stop() {
 // epoch of end (see budgets). A ctx that can end (an HTTP request's) gets a deadline of its
 // own only when the wait can block: pgxpool (puddle) first looks at Done without waiting, and
 // hands out an idle connection without looking again, so the first look gets ctx's own Done,
-// and only a later one, made to wait, gets a channel that also closes at end. A test keeps
-// this true (the pool's integration tests: an exhausted pool with a cancelable context ends at
-// AcquireTimeout).
+// and only a later one, made to wait, gets a channel that also closes at end. That rests on
+// puddle's order of looks; TestFaultPoolExhausted (itest/pool) fails should it change: there
+// an exhausted pool must end a wait with a cancelable context at AcquireTimeout.
 func (b *budgets) wait(ctx context.Context, end time.Time) *waitCtx {
 	w := &waitCtx{Context: ctx, end: end}
 	if ctx.Done() == nil {
