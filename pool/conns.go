@@ -65,6 +65,7 @@ func (p *Pool) install(pc *pgxpool.Config) {
 		if err := p.beforeConnect(ctx); err != nil {
 			return err
 		}
+		p.timeConnect(cc)
 		if userBeforeConnect != nil {
 			return userBeforeConnect(ctx, cc)
 		}
@@ -74,11 +75,15 @@ func (p *Pool) install(pc *pgxpool.Config) {
 		now := time.Now().UnixNano()
 		st := &connState{opened: now, peek: newPeeker(c)}
 		st.lastUsed.Store(now)
+		if h := p.horizon.get(); h > 0 {
+			st.peek.keepAliveEvery(p.keepAliveFor(h))
+		}
 		p.learnExpectation(c.PgConn())
 		p.conns.m.Store(c, st)
 		if userAfterConnect != nil {
 			if err := userAfterConnect(ctx, c); err != nil {
 				p.conns.m.Delete(c)
+				st.peek.close()
 				return err
 			}
 		}
@@ -127,6 +132,7 @@ func (p *Pool) release(c *pgxpool.Conn) {
 func (p *Pool) closeOverflow(c *pgxpool.Conn, st *connState) {
 	p.notIdle(st)
 	p.conns.m.Delete(c.Conn())
+	st.peek.close()
 	p.stats.overflowClosed.Add(1)
 	if p.obs != nil {
 		p.obs.ConnClosed(context.Background(), CloseEvent{Reason: CloseOverflow})
@@ -156,6 +162,7 @@ func (p *Pool) closing(c *pgx.Conn) {
 	p.notIdle(st)
 	reason := CloseAged
 	if st != nil {
+		st.peek.close()
 		if why := st.why.Load(); why != nil {
 			reason = *why
 		}

@@ -37,3 +37,11 @@ func withUserTimeout(dial pgconn.DialFunc, d time.Duration) pgconn.DialFunc {
 		return c, nil
 	}
 }
+
+// setKeepAliveIdle sets the socket fd's TCP keepalive idle time to d (whole seconds, at least
+// one): the kernel probes a flow idle that long, and again each time it has been idle that
+// long since the last answered probe (the interval applies to unanswered probes only). Linux
+// applies it to an open socket at once.
+func setKeepAliveIdle(fd uintptr, d time.Duration) {
+	syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, max(int(d/time.Second), 1))
+}

@@ -50,7 +50,9 @@
 //   - Dead flows: TCP_USER_TIMEOUT bounds a statement whose flow died; an idle horizon learned
 //     when a ping finds no answer and a fresh connection to the same server answers promptly
 //     (never below twice PingTimeout; [WithIdleHorizon] sets it by hand) replaces connections a
-//     NAT has probably dropped, and keeps the others alive.
+//     NAT has probably dropped, and has TCP keepalive keep the others alive (no SQL). A
+//     pre-ping that has not answered within the hedge delay is given up for another
+//     connection and settled in the background: no caller waits a whole PingTimeout.
 //   - Conflicts (40001, 40P01) are retried only where the server rolled the whole call back:
 //     not for a CALL or DO that may COMMIT part of its work, nor for several statements in one
 //     string.

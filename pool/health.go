@@ -74,10 +74,29 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		p.kill(c, st, CloseStale)
 		return true
 	}
-	err := pingWithin(ctx, c, p.cfg.PingTimeout)
+	start := time.Now()
+	wait := p.cfg.PingTimeout
+	if st != nil && st.peek.dup != nil {
+		wait = p.hedgeDelay()
+	}
+	err := pingWithin(ctx, c, wait)
 	if err == nil {
+		p.pingRTT.observe(time.Since(start))
 		return false
 	}
+	if timedOut := errors.As(err, new(errPingTimeout)); timedOut && wait < p.cfg.PingTimeout {
+		p.hedge(c, st, idle, lastUsed, start)
+		return true
+	}
+	p.pingFailed(ctx, idle, lastUsed, err)
+	p.kill(c, st, ClosePingFailed)
+	return true
+}
+
+// pingFailed learns from a pre-ping of a connection idle for idle, last used at lastUsed (unix
+// nanoseconds), that failed with err (an errPingTimeout if it found no answer within
+// PingTimeout).
+func (p *Pool) pingFailed(ctx context.Context, idle time.Duration, lastUsed int64, err error) {
 	var timeout errPingTimeout
 	timedOut := errors.As(err, &timeout)
 	p.stats.failedPings.Add(1)
@@ -108,8 +127,6 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 	if p.obs != nil {
 		p.obs.PingFailed(ctx, PingEvent{Idle: idle, Err: err})
 	}
-	p.kill(c, st, ClosePingFailed)
-	return true
 }
 
 // kill closes c at once so that pgxpool's ping fails and it destroys the connection; why is
@@ -133,9 +150,7 @@ type horizon struct {
 }
 
 // horizonFloor is the shortest idle horizon the pool learns: twice PingTimeout (4 s by
-// default). Below it the horizon could not be kept: the keepalive loop pings idle connections
-// every half horizon, and a ping may take PingTimeout. And a flow that went unanswered for one
-// PingTimeout after a shorter idle is told from a slow server by nothing the pool can see; the
+// default). A flow that went unanswered for one PingTimeout after a shorter idle is told from a slow server by nothing the pool can see; the
 // network hops that drop idle flows do so after minutes (AWS NAT gateway 350 s, Azure's load
 // balancer 4 minutes).
 func horizonFloor(cfg *config.Config) time.Duration { return 2 * cfg.PingTimeout }
@@ -199,9 +214,10 @@ type errPingTimeout struct{ err error }
 func (e errPingTimeout) Error() string { return "no answer within the ping timeout: " + e.err.Error() }
 func (e errPingTimeout) Unwrap() error { return e.err }
 
-// relaxEvery is how long a learned horizon holds before the pool tries a longer one: the
-// background keepalive then lets connections idle longer, and a ping that finds no answer
-// there teaches the horizon again, at no caller's expense.
+// relaxEvery is how long a learned horizon holds before the pool tries a longer one:
+// connections idle longer are then pre-pinged instead of replaced, and a ping that finds no
+// answer there (hedged: its caller waits the hedge delay, not PingTimeout) teaches the
+// horizon again.
 const relaxEvery = 30 * time.Second
 
 func (h *horizon) get() time.Duration { return time.Duration(h.d.Load()) }
@@ -244,59 +260,46 @@ func (p *Pool) relaxHorizon() {
 	}
 }
 
-// keepAlive runs while the pool is open. Once an idle horizon is known it pings every idle
-// connection each half of the horizon, so that no flow stays idle long enough for the network
-// to drop it: requests then find live connections instead of replacing them. (Every idle
-// connection, not only the older ones: pgxpool counts idleness from the last release, and
-// handing a connection back without a round trip would reset that count while the flow went
-// on ageing.) A learned horizon that held for relaxEvery is relaxed.
+// keepAlive runs while the pool is open. Once an idle horizon is known it has the kernel keep
+// every connection's flow alive under it: TCP keepalive probes after half the horizon of
+// idleness, again each half horizon while the flow stays idle (see keepAliveFor). It sends the server no
+// statement, so an idle service stays idle to the database (a serverless database such as
+// Neon suspends only when no query arrives; keepalive SQL would keep it awake and billed),
+// while the NATs and load balancers that drop idle flows see the probes. A learned horizon
+// that held for relaxEvery is relaxed. The loop itself only reads the horizon once a second.
 func (p *Pool) keepAlive(stop <-chan struct{}) {
-	t := time.NewTimer(time.Second)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	applied := time.Duration(0)
 	for {
-		h := p.horizon.get()
-		next := time.Second
-		if h > 0 {
-			next = max(h/2, 10*time.Millisecond)
-		}
-		t.Reset(next)
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		if h == 0 {
-			continue
+		h := p.horizon.get()
+		if h != applied {
+			every := p.keepAliveFor(h)
+			p.conns.m.Range(func(_, v any) bool {
+				v.(*connState).peek.keepAliveEvery(every)
+				return true
+			})
+			applied = h
 		}
-		p.pingIdle()
-		if time.Now().UnixNano()-p.horizon.changed.Load() >= int64(relaxEvery) {
+		if h > 0 && time.Now().UnixNano()-p.horizon.changed.Load() >= int64(relaxEvery) {
 			p.relaxHorizon()
 		}
 	}
 }
 
-// pingIdle pings every idle connection.
-func (p *Pool) pingIdle() {
-	ctx := p.life
-	for _, c := range p.pgx.AcquireAllIdle(ctx) {
-		st := p.conns.get(c.Conn())
-		p.notIdle(st)
-		var idle time.Duration
-		if st != nil {
-			idle = time.Since(time.Unix(0, st.lastUsed.Load()))
-		}
-		// A keepalive ping is not a request: one that finds no answer costs its connection,
-		// and teaches nothing (the horizon is learned from requests, with confirmation).
-		if err := pingWithin(ctx, c.Conn(), p.cfg.PingTimeout); err != nil {
-			p.stats.keepaliveFailed.Add(1)
-			if p.obs != nil {
-				p.obs.PingFailed(ctx, PingEvent{Idle: idle, Err: err, Keepalive: true})
-			}
-		} else {
-			p.stats.keepalivePings.Add(1)
-		}
-		p.release(c)
+// keepAliveFor is the TCP keepalive idle time under horizon h: half of it, or the config's
+// KeepAlive when that is shorter or no horizon is known (h == 0); <= 0 when keepalives are
+// disabled (KeepAlive < 0).
+func (p *Pool) keepAliveFor(h time.Duration) time.Duration {
+	if h == 0 || p.cfg.KeepAlive < 0 {
+		return p.cfg.KeepAlive
 	}
+	return min(p.cfg.KeepAlive, h/2)
 }
 
 // raise sets a to v unless it already holds v or more, atomically: staleBefore only moves

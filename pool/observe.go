@@ -61,7 +61,8 @@ type RetryEvent struct {
 	Delay   time.Duration // how long the call waits before the next attempt
 }
 
-// PingObserver is an [Observer] told of each failed ping of an idle connection.
+// PingObserver is an [Observer] told of each failed pre-ping of an idle connection (a hedged
+// one once settled in the background, when it found no answer within PingTimeout).
 type PingObserver interface {
 	Observer
 	PingFailed(ctx context.Context, e PingEvent)
@@ -69,9 +70,8 @@ type PingObserver interface {
 
 // PingEvent is a failed ping, as [PingObserver] receives it.
 type PingEvent struct {
-	Idle      time.Duration // how long the connection had been idle
-	Err       error         // the ping's error
-	Keepalive bool          // a background keepalive ping (sent each half of a learned idle horizon), not a pre-ping
+	Idle time.Duration // how long the connection had been idle
+	Err  error         // the ping's error
 }
 
 // CloseObserver is an [Observer] told of each connection the pool closes.

@@ -5,7 +5,9 @@ package pool
 import (
 	"crypto/tls"
 	"errors"
+	"os"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -22,6 +24,11 @@ type peeker struct {
 	buf  [1]byte
 	err  error
 	peek func(fd uintptr)
+	// dup is a second descriptor of the socket, made when the connection opened: when pgx
+	// gives up on a hedged pre-ping it closes its own descriptor, and through this one the
+	// pool still sees whether an answer arrives (see Pool.hedge). nil when it could not be
+	// made; then pre-pings are not hedged.
+	dup *os.File
 }
 
 func newPeeker(c *pgx.Conn) peeker {
@@ -33,7 +40,34 @@ func newPeeker(c *pgx.Conn) peeker {
 	if sc, ok := nc.(syscall.Conn); ok {
 		p.rc, _ = sc.SyscallConn()
 	}
+	if fc, ok := nc.(interface{ File() (*os.File, error) }); ok {
+		p.dup, _ = fc.File()
+	}
 	return p
+}
+
+// detach hands the duplicate descriptor over to the caller, who closes it; nil if there is
+// none.
+func (p *peeker) detach() *os.File {
+	f := p.dup
+	p.dup = nil
+	return f
+}
+
+// close closes the duplicate descriptor, if it is still the peeker's: the socket closes with
+// the connection's own descriptor.
+func (p *peeker) close() {
+	if f := p.detach(); f != nil {
+		f.Close()
+	}
+}
+
+// keepAliveEvery makes the kernel send a TCP keepalive probe each time the flow has been idle
+// for d (whole seconds, at least one); d <= 0 changes nothing.
+func (p *peeker) keepAliveEvery(d time.Duration) {
+	if p.rc != nil && d > 0 {
+		p.rc.Control(func(fd uintptr) { setKeepAliveIdle(fd, d) })
+	}
 }
 
 // suspicious reports whether an idle connection's socket holds anything: bytes (an idle

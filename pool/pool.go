@@ -48,6 +48,8 @@ type Pool struct {
 	pace        *pace.Pacer  // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
 	horizon     horizon
+	pingRTT     ewma            // successful pre-pings, for the hedge delay
+	connectTime ewma            // connections opened, authentication included, for the hedge delay
 	expect      atomic.Int32    // expectPrimary or expectStandby: whether recovery means failover
 	probeCfg    *pgxpool.Config // for connections the pool opens outside pgxpool, to check a suspicion
 	life        context.Context // canceled by Close: ends the pool's own background work (keepalive and overflow loops, checks)
@@ -91,8 +93,8 @@ type options struct {
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithIdleHorizon fixes the idle horizon instead of learning it: connections idle at least d
-// are replaced before use without a ping, and idle connections are pinged in the background
-// once idle d/2, so that a NAT or load balancer that drops flows idle d (Azure's load
+// are replaced before use without a ping, and idle connections get TCP keepalive probes (no
+// SQL) once idle d/2, so that a NAT or load balancer that drops flows idle d (Azure's load
 // balancer: 4 minutes; AWS NAT gateway: 350 s) never gets to. Without it the pool learns the
 // horizon from pings that find no answer, and relaxes it when connections idle longer prove
 // alive; [Stats.IdleHorizon] shows it.

@@ -18,8 +18,7 @@ type counters struct {
 	aged              atomic.Int64 // closed by pgxpool for age or idleness, or by Reset
 	overflowClosed    atomic.Int64 // connections beyond Size closed for idleness (OverflowIdleTimeout)
 	replacedIdle      atomic.Int64 // replaced before use: past the idle horizon or condemned
-	keepalivePings    atomic.Int64 // background pings that kept idle flows under the horizon
-	keepaliveFailed   atomic.Int64 // background pings that failed
+	hedged            atomic.Int64 // pre-pings given up after the hedge delay for another connection
 	horizonChecks     atomic.Int64 // fresh connections opened to check a suspected black hole
 	horizonsLearned   atomic.Int64 // horizons learned (or lowered) after such a check
 	paced             atomic.Int64 // connections opened while recovering, through the pacer
@@ -66,8 +65,7 @@ type Stats struct {
 	OverflowClosed  int64       `json:"overflow_closed"`  // connections beyond Size closed after OverflowIdleTimeout idle (with 0: on release while Size were idle)
 	Destroyed       int64       `json:"destroyed"`        // closed because they failed
 	ReplacedIdle    int64       `json:"replaced_idle"`    // replaced before use without a ping: past the idle horizon, or idle longer than a connection that failed its ping
-	KeepalivePings  int64       `json:"keepalive_pings"`  // background pings that kept idle connections under the idle horizon
-	KeepaliveFailed int64       `json:"keepalive_failed"` // background pings that failed (FailedPings counts pre-pings only)
+	HedgedPings     int64       `json:"hedged_pings"`     // pre-pings not answered within the hedge delay: the caller went on to another connection, and the slow one was settled in the background (counted in FailedPings if it found no answer)
 
 	Paced             int64 `json:"paced"`              // connections opened while recovering from an outage, through the pacer
 	Failovers         int64 `json:"failovers"`          // failovers confirmed by the server after a 25006 (in recovery, or read-only for every session)
@@ -116,8 +114,7 @@ func (p *Pool) Stats() Stats {
 		OverflowClosed:    p.stats.overflowClosed.Load(),
 		Destroyed:         p.stats.broken.Load(),
 		ReplacedIdle:      p.stats.replacedIdle.Load(),
-		KeepalivePings:    p.stats.keepalivePings.Load(),
-		KeepaliveFailed:   p.stats.keepaliveFailed.Load(),
+		HedgedPings:       p.stats.hedged.Load(),
 		IdleHorizon:       p.horizon.get(),
 		HorizonChecks:     p.stats.horizonChecks.Load(),
 		HorizonsLearned:   p.stats.horizonsLearned.Load(),

@@ -170,8 +170,11 @@ func (c pgsteadyClient) stats() string {
 	if s.Failovers > 0 {
 		out += fmt.Sprintf(", failovers confirmed=%d", s.Failovers)
 	}
-	if s.IdleHorizon > 0 || s.KeepalivePings > 0 {
-		out += fmt.Sprintf(", idle horizon %v, keepalive pings=%d failed=%d", s.IdleHorizon, s.KeepalivePings, s.KeepaliveFailed)
+	if s.HedgedPings > 0 {
+		out += fmt.Sprintf(", hedged pre-pings=%d", s.HedgedPings)
+	}
+	if s.IdleHorizon > 0 {
+		out += fmt.Sprintf(", idle horizon %v", s.IdleHorizon)
 	}
 	return out
 }

@@ -185,7 +185,8 @@ func (s *serverSessions) backends(t *testing.T) map[int]backend {
 // TestIdlePoolSendsNothing: after a warm-up, a pool with no callers sends no statement to the
 // server (a serverless database such as Neon suspends only when no queries arrive) and opens
 // no connection, while its background work runs: the overflow closing after
-// OverflowIdleTimeout, pgxpool's health check, the keepalive loop. The server says so:
+// OverflowIdleTimeout, pgxpool's health check, the keepalive loop with an idle horizon known
+// (flows are kept alive by TCP keepalive, which the database does not see). The server says so:
 // pg_stat_activity's state_change of every session stays as it was, and no session appears.
 func TestIdlePoolSendsNothing(t *testing.T) {
 	dsn := freshDB(t)
@@ -195,7 +196,7 @@ func TestIdlePoolSendsNothing(t *testing.T) {
 		c.Size, c.Overflow, c.WarmUp = size, overflow, true
 		c.OverflowIdleTimeout = time.Second
 		c.HealthCheckPeriod = 500 * time.Millisecond
-	})
+	}, pool.WithIdleHorizon(2*time.Second))
 	ctx := t.Context()
 	for range 3 { // bursts, so that the overflow opens too
 		var wg sync.WaitGroup

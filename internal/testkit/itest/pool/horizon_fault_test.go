@@ -14,8 +14,9 @@ import (
 
 // The schedule of issue 13: a hop swallows flows idle more than 2 s, and 4 workers each send a
 // read every 3 s, just slower than the horizon. Without a learned horizon every request pays a
-// PingTimeout; with it, after the first detection, connections are kept alive under the
-// horizon (or replaced without a ping), and requests cost what they cost without the fault.
+// PingTimeout; with it, after the first detection, connections idle past the horizon are
+// replaced without a ping (the proxy does not see the TCP keepalive probes that would keep a
+// real NAT's flows alive), and requests cost what they cost without the fault.
 func TestFaultRequestsJustSlowerThanTheBlackHoleHorizon(t *testing.T) {
 	dsn := freshDB(t)
 	proxy := newProxy(t)
@@ -59,16 +60,16 @@ func TestFaultRequestsJustSlowerThanTheBlackHoleHorizon(t *testing.T) {
 	st := p.Stats()
 	t.Logf("before the horizon was known: %s", summary(before))
 	t.Logf("after: %s", summary(after))
-	t.Logf("stats: horizon %v, failed pings %d, keepalive pings %d, replaced idle %d, opened %d",
-		st.IdleHorizon, st.FailedPings, st.KeepalivePings, st.ReplacedIdle, st.Opened)
+	t.Logf("stats: horizon %v, failed pings %d, hedged %d, replaced idle %d, opened %d",
+		st.IdleHorizon, st.FailedPings, st.HedgedPings, st.ReplacedIdle, st.Opened)
 	if errs != 0 {
 		t.Fatalf("%d reads failed", errs)
 	}
 	if st.IdleHorizon == 0 {
 		t.Fatal("no idle horizon was learned from pings that found no answer")
 	}
-	if st.KeepalivePings+st.ReplacedIdle == 0 {
-		t.Fatal("the learned horizon changed nothing: no keepalive ping and no replacement")
+	if st.ReplacedIdle == 0 {
+		t.Fatal("the learned horizon changed nothing: no connection replaced before use")
 	}
 	if len(after) < workers*(rounds-2) {
 		t.Fatalf("only %d of %d requests came after the horizon was learned", len(after), workers*rounds)
