@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync/atomic"
@@ -74,6 +75,8 @@ func (p *Pool) timeConnect(cc *pgx.ConnConfig) {
 // socket's second descriptor tells whether the answer comes within PingTimeout of start.
 func (p *Pool) hedge(c *pgx.Conn, st *connState, idle time.Duration, lastUsed int64, start time.Time) {
 	p.stats.hedged.Add(1)
+	p.lastConnErr.set(fmt.Errorf("pre-ping of a connection idle %v found no answer within the hedge delay %v",
+		idle.Round(time.Millisecond), time.Since(start).Round(time.Millisecond)))
 	f := st.peek.detach()
 	p.kill(c, st, ClosePingFailed)
 	p.bg.Go(func() {

@@ -534,20 +534,25 @@ func TestStatementOnADeadFlowFailsWithinDeadFlowAfter(t *testing.T) {
 }
 
 // Hole 7: when the wait for a connection was spent pinging a dead (black-holed) connection, the
-// timeout read like an exhausted pool ("total=1, idle=0, in use=1") with no cause.
+// timeout read like an exhausted pool ("total=1, idle=0, in use=1") with no cause. The host
+// has vanished (new connections time out too), so the hedge that gives the ping up finds no
+// other connection either.
 func TestPoolTimeoutDuringADeadPingCarriesItsCause(t *testing.T) {
 	dsn := freshDB(t)
 	proxy := newProxy(t)
 	p := newPool(t, pgharness.WithAddr(dsn, proxy.Addr()), func(c *config.Config) {
 		c.Size, c.Overflow = 1, 0
-		c.AcquireTimeout = time.Second // shorter than PingTimeout (2 s): the ping is cut by it
+		c.AcquireTimeout = time.Second // shorter than PingTimeout (2 s) and ConnectTimeout
 	})
-	// The one connection goes idle, past PrePingAfter and the NAT's threshold, so it is
-	// pinged, into a black hole.
-	proxy.BlackholeIdle(500 * time.Millisecond)
-	time.Sleep(max(p.Config().PrePingAfter, 500*time.Millisecond) + 500*time.Millisecond)
+	// The one connection goes idle past PrePingAfter, so it is pinged, into a black hole.
+	_, port, err := net.SplitHostPort(proxy.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	portN, _ := strconv.Atoi(port)
+	faultproxy.BlackHole(t, portN, faultproxy.DropAll)
+	time.Sleep(p.Config().PrePingAfter + 500*time.Millisecond)
 
-	var err error
 	const watchdog = 10 * time.Second
 	o := within(t, watchdog, func() {
 		var v string
