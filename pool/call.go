@@ -160,6 +160,9 @@ func (cl *call) acquire() (_ *pgxpool.Conn, err error) {
 	if p.obs != nil {
 		t0 = time.Now()
 	}
+	if p.conns.idle.Load() == 0 {
+		p.awaitReturn(actx)
+	}
 	c, err := p.pgx.Acquire(actx)
 	if p.obs != nil {
 		defer func() { p.obs.Acquired(cl.ctx, AcquireEvent{Wait: time.Since(t0), Err: err}) }()

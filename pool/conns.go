@@ -17,6 +17,7 @@ type connState struct {
 	opened   int64                       // unix nanoseconds when it connected (set before it is shared)
 	idle     atomic.Bool                 // counted in connTable.idle
 	lastUsed atomic.Int64                // unix nanoseconds of its last release by the pool
+	acquired atomic.Int64                // unix nanoseconds when it was last handed out
 	why      atomic.Pointer[CloseReason] // why the pool condemned it, if it did
 	// readOnlySession: its role or database makes its sessions read-only (pg_settings.source
 	// said so after a 25006): its next 25006 is the application's without asking again.
@@ -122,9 +123,12 @@ func (p *Pool) release(c *pgxpool.Conn) {
 		p.closeOverflow(c, st)
 		return
 	}
-	st.lastUsed.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	p.holdTime.observe(time.Duration(now - st.acquired.Load()))
+	st.lastUsed.Store(now)
 	st.idle.Store(true)
 	c.Release()
+	p.returnedOne()
 }
 
 // closeOverflow takes c, an overflow connection, out of the pool and closes it in the

@@ -51,6 +51,9 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 	c := params.Conn
 	st := p.conns.get(c)
 	now := time.Now().UnixNano()
+	if st != nil {
+		st.acquired.Store(now)
+	}
 	idle := params.IdleDuration
 	if p.notIdle(st) {
 		// pgxpool counts idleness from its last release, and closeIdleOverflow gives

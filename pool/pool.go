@@ -48,12 +48,16 @@ type Pool struct {
 	pace        *pace.Pacer  // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
 	horizon     horizon
-	pingRTT     ewma            // successful pre-pings, for the hedge delay
-	connectTime ewma            // connections opened, authentication included, for the hedge delay
-	expect      atomic.Int32    // expectPrimary or expectStandby: whether recovery means failover
-	probeCfg    *pgxpool.Config // for connections the pool opens outside pgxpool, to check a suspicion
-	life        context.Context // canceled by Close: ends the pool's own background work (keepalive and overflow loops, checks)
-	endLife     context.CancelFunc
+	pingRTT     ewma // successful pre-pings, for the hedge delay
+	connectTime ewma // connections opened, authentication included, for the hedge delay and spikes
+	holdTime    ewma // how long callers hold a connection, for spikes (see awaitReturn)
+
+	returnWaiters atomic.Int64    // callers in awaitReturn
+	returned      chan struct{}   // a connection came back (see returnedOne)
+	expect        atomic.Int32    // expectPrimary or expectStandby: whether recovery means failover
+	probeCfg      *pgxpool.Config // for connections the pool opens outside pgxpool, to check a suspicion
+	life          context.Context // canceled by Close: ends the pool's own background work (keepalive and overflow loops, checks)
+	endLife       context.CancelFunc
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -172,6 +176,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	}
 	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: obs, resolve: !o.noResolve}
 	p.life, p.endLife = context.WithCancel(context.Background())
+	p.returned = make(chan struct{}, cfg.MaxConns())
 	if o.paceRate > 0 {
 		p.pace = pace.New(o.paceRate, o.paceBurst)
 	}

@@ -19,6 +19,7 @@ type counters struct {
 	overflowClosed    atomic.Int64 // connections beyond Size closed for idleness (OverflowIdleTimeout)
 	replacedIdle      atomic.Int64 // replaced before use: past the idle horizon or condemned
 	hedged            atomic.Int64 // pre-pings given up after the hedge delay for another connection
+	returnWaits       atomic.Int64 // acquires that waited for a connection to come back before opening one
 	horizonChecks     atomic.Int64 // fresh connections opened to check a suspected black hole
 	horizonsLearned   atomic.Int64 // horizons learned (or lowered) after such a check
 	paced             atomic.Int64 // connections opened while recovering, through the pacer
@@ -65,6 +66,7 @@ type Stats struct {
 	OverflowClosed  int64       `json:"overflow_closed"`  // connections beyond Size closed after OverflowIdleTimeout idle (with 0: on release while Size were idle)
 	Destroyed       int64       `json:"destroyed"`        // closed because they failed
 	ReplacedIdle    int64       `json:"replaced_idle"`    // replaced before use without a ping: past the idle horizon, or idle longer than a connection that failed its ping
+	ReturnWaits     int64       `json:"return_waits"`     // acquires that found no idle connection and waited briefly for one to come back rather than open one (a burst)
 	HedgedPings     int64       `json:"hedged_pings"`     // pre-pings not answered within the hedge delay: the caller went on to another connection, and the slow one was settled in the background (counted in FailedPings if it found no answer)
 
 	Paced             int64 `json:"paced"`              // connections opened while recovering from an outage, through the pacer
@@ -115,6 +117,7 @@ func (p *Pool) Stats() Stats {
 		Destroyed:         p.stats.broken.Load(),
 		ReplacedIdle:      p.stats.replacedIdle.Load(),
 		HedgedPings:       p.stats.hedged.Load(),
+		ReturnWaits:       p.stats.returnWaits.Load(),
 		IdleHorizon:       p.horizon.get(),
 		HorizonChecks:     p.stats.horizonChecks.Load(),
 		HorizonsLearned:   p.stats.horizonsLearned.Load(),

@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
@@ -54,61 +56,81 @@ func (s *serverSessions) count(t *testing.T) int64 {
 }
 
 // TestBurstsDoNotChurnConnections runs the burst schedule of issue 22: 40 callers fire together
-// every 500 ms. The pool opens its overflow for the first burst and keeps it through the
-// next ones: in the whole run at most Size + Overflow connections are opened, counted by the
-// pool and by the server. Once the bursts stop, the overflow closes after
-// OverflowIdleTimeout, down to Size.
+// every 500 ms. The pool opens its overflow only when waiting for a connection to come back
+// would take longer than opening one, and keeps what it opened through the next bursts: in
+// the whole run at most Size + Overflow connections are opened, counted by the pool and by
+// the server. Once the bursts stop, the overflow closes after OverflowIdleTimeout, down to
+// Size. Bare pgxpool and the seed's SQLAlchemy-like settings (database/sql with at most 30
+// open and 10 idle: a connection given back while 10 are idle is closed, as QueuePool does
+// with pool_size 10, max_overflow 20) run the same schedule, for comparison only.
 func TestBurstsDoNotChurnConnections(t *testing.T) {
 	dsn := freshDB(t)
 	sessions := newServerSessions(t, dsn)
-	before := sessions.count(t)
 	const size, overflow, callers, bursts = 4, 8, 40, 10
 	const overflowIdle = 2 * time.Second // longer than the gap between bursts
+	before := sessions.count(t)
 	p := newPool(t, dsn, func(c *config.Config) {
 		c.Size, c.Overflow, c.OverflowIdleTimeout = size, overflow, overflowIdle
 	})
-
-	waits, failed := runBursts(t, callers, bursts, func(ctx context.Context, k int) error {
-		var v string
-		return p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v)
+	opened, server := runBurstsCounted(t, sessions, before, "pgsteady", p.QueryRow, func() int64 { return p.Stats().Opened }, func() {
+		// Once the bursts stop, the overflow goes after OverflowIdleTimeout, and at most Size
+		// stay.
+		st := p.Stats()
+		var after pool.Stats
+		waitFor(t, func() bool { after = p.Stats(); return after.TotalConns <= size })
+		if after.IdleConns != after.TotalConns || after.Opened != st.Opened {
+			t.Errorf("after the bursts: %+v", after)
+		}
+		t.Logf("pgsteady: %d acquires waited for a connection to come back; overflow closed %d during the bursts and %d after",
+			st.ReturnWaits, st.OverflowClosed, after.OverflowClosed-st.OverflowClosed)
+		p.Close()
 	})
-	st := p.Stats()
-	// Once the bursts stop, the overflow goes after OverflowIdleTimeout, and Size stay.
-	var after pool.Stats
-	waitFor(t, func() bool { after = p.Stats(); return after.TotalConns == size })
-	if after.OverflowClosed != overflow || after.IdleConns != size || after.Opened != st.Opened {
-		t.Fatalf("after the bursts: %+v", after)
+	if opened > size+overflow || server > size+overflow {
+		t.Fatalf("opened %d connections (server: %d sessions) for bursts of %d callers, limit Size+Overflow = %d: the overflow was closed between bursts",
+			opened, server, callers, size+overflow)
 	}
-	p.Close()
-	if len(failed) > 0 {
-		t.Fatalf("%d of %d requests failed, first: %v", len(failed), len(waits), failed[0])
-	}
-	// The server counts each session once its backend has reported: wait until it has seen
-	// the pool's connections (not for more: a churning pool would show here too).
-	var server int64
-	waitFor(t, func() bool { server = sessions.count(t) - before; return server >= st.Opened })
-	t.Logf("pgsteady: %d requests in %d bursts of %d: opened %d (server: %d sessions), overflow closed %d during the bursts and %d after; %s",
-		len(waits), bursts, callers, st.Opened, server, st.OverflowClosed, after.OverflowClosed, percentiles(waits))
 
-	// Bare pgxpool in the same run, for comparison only: it caps at max(4, CPUs) and queues.
 	before = sessions.count(t)
-	bare, err := pgxpool.New(t.Context(), dsn)
+	bare, err := pgxpool.New(t.Context(), dsn) // caps at max(4, CPUs) and queues
 	if err != nil {
 		t.Fatal(err)
 	}
-	bareWaits, bareFailed := runBursts(t, callers, bursts, func(ctx context.Context, k int) error {
-		var v string
-		return bare.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v)
-	})
-	bareOpened := bare.Stat().NewConnsCount()
-	bare.Close()
-	waitFor(t, func() bool { server = sessions.count(t) - before; return server >= bareOpened })
-	t.Logf("pgxpool:  %d requests, %d failed: opened %d (server: %d sessions), MaxConns %d; %s",
-		len(bareWaits), len(bareFailed), bareOpened, server, bare.Config().MaxConns, percentiles(bareWaits))
-	if st.Opened > size+overflow || server > size+overflow {
-		t.Fatalf("opened %d connections (server: %d sessions) for bursts of %d callers, limit Size+Overflow = %d: the overflow was closed between bursts",
-			st.Opened, server, callers, size+overflow)
+	runBurstsCounted(t, sessions, before, fmt.Sprintf("pgxpool (MaxConns %d)", bare.Config().MaxConns), bare.QueryRow,
+		func() int64 { return bare.Stat().NewConnsCount() }, bare.Close)
+
+	before = sessions.count(t)
+	seed, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
 	}
+	seed.SetMaxOpenConns(30)
+	seed.SetMaxIdleConns(10)
+	runBurstsCounted(t, sessions, before, "SQLAlchemy-like (database/sql, 30 open, 10 idle)",
+		func(ctx context.Context, q string, args ...any) pgx.Row { return seed.QueryRowContext(ctx, q, args...) },
+		func() int64 { st := seed.Stats(); return int64(st.OpenConnections) + st.MaxIdleClosed + st.MaxIdleTimeClosed + st.MaxLifetimeClosed }, func() { seed.Close() })
+}
+
+// runBurstsCounted runs the burst schedule (40 callers, 10 bursts) through queryRow, then
+// done (which closes the client), and logs and returns the connections the client opened and
+// the sessions the server saw begin since it counted before (just before the client opened).
+func runBurstsCounted(t *testing.T, sessions *serverSessions, before int64, name string, queryRow func(context.Context, string, ...any) pgx.Row,
+	opened func() int64, done func()) (int64, int64) {
+	t.Helper()
+	waits, failed := runBursts(t, 40, 10, func(ctx context.Context, k int) error {
+		var v string
+		return queryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v)
+	})
+	n := opened()
+	done()
+	if len(failed) > 0 {
+		t.Errorf("%s: %d of %d requests failed, first: %v", name, len(failed), len(waits), failed[0])
+	}
+	// The server counts each session once its backend has reported: wait until it has seen
+	// the client's connections (not for more: a churning client would show here too).
+	var server int64
+	waitFor(t, func() bool { server = sessions.count(t) - before; return server >= n })
+	t.Logf("%s: %d requests, %d failed: opened %d (server: %d sessions); %s", name, len(waits), len(failed), n, server, percentiles(waits))
+	return n, server
 }
 
 // runBursts fires callers calls of query together, bursts times, one burst every 500 ms (or

@@ -1,0 +1,68 @@
+package pool
+
+import (
+	"context"
+	"time"
+)
+
+// Spikes. When a burst of callers finds no idle connection, pgxpool opens one for each of them
+// up to MaxConns: every caller of the burst pays a connect (TLS and authentication, tens of
+// milliseconds on a cloud database, and CPU on both ends while many open at once), though the
+// connections in use come back within a millisecond or two. HikariCP's answer ("Welcome to the
+// Jungle": 50 threads end with 5 connections where other pools end with 45) is to have callers
+// wait for a returning connection while connections are added a few at a time. The pool does
+// the same with what it measures: with n connections in use, each held h on average, and w
+// callers waiting, waiting is quicker than opening as long as n connections serve the w
+// callers within one connect time c, so it lets callers open only ceil(w·h/c) - n connections
+// at once, and at most n (the pool at most doubles per connect time: no handshake storm when
+// the hold time is not known yet), and has the others wait for a connection to come back (or,
+// each connect time, look again).
+
+// awaitReturn waits, when no connection is idle and one could be opened, until a connection
+// comes back or the pool needs more connections than are being opened (see above), or ctx
+// ends. It does nothing when a connection is idle or the pool is full (pgxpool then hands out
+// the idle one, or queues the caller for the next one back), or none is in use.
+func (p *Pool) awaitReturn(ctx context.Context) {
+	p.returnWaiters.Add(1)
+	defer p.returnWaiters.Add(-1)
+	var t *time.Timer
+	for {
+		s := p.pgx.Stat()
+		inUse := int64(s.AcquiredConns())
+		connect, hold := p.connectTime.get(), p.holdTime.get()
+		if s.IdleConns() > 0 || int(s.TotalConns()) >= p.cfg.MaxConns() || inUse == 0 || connect == 0 {
+			return
+		}
+		if hold == 0 && t != nil {
+			hold = connect // nothing came back within a connect time: held at least that long
+		}
+		need := (p.returnWaiters.Load()*int64(hold)+int64(connect)-1)/int64(connect) - inUse
+		if int64(s.ConstructingConns()) < min(need, inUse) {
+			return
+		}
+		if t == nil {
+			p.stats.returnWaits.Add(1)
+			t = time.NewTimer(connect)
+			defer t.Stop()
+		} else {
+			t.Reset(connect)
+		}
+		select {
+		case <-p.returned:
+			return
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// returnedOne tells a caller waiting in awaitReturn, if any, that a connection came back.
+func (p *Pool) returnedOne() {
+	if p.returnWaiters.Load() > 0 {
+		select {
+		case p.returned <- struct{}{}:
+		default:
+		}
+	}
+}
