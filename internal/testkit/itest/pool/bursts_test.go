@@ -107,7 +107,10 @@ func TestBurstsDoNotChurnConnections(t *testing.T) {
 	seed.SetMaxIdleConns(10)
 	runBurstsCounted(t, sessions, before, "SQLAlchemy-like (database/sql, 30 open, 10 idle)",
 		func(ctx context.Context, q string, args ...any) pgx.Row { return seed.QueryRowContext(ctx, q, args...) },
-		func() int64 { st := seed.Stats(); return int64(st.OpenConnections) + st.MaxIdleClosed + st.MaxIdleTimeClosed + st.MaxLifetimeClosed }, func() { seed.Close() })
+		func() int64 {
+			st := seed.Stats()
+			return int64(st.OpenConnections) + st.MaxIdleClosed + st.MaxIdleTimeClosed + st.MaxLifetimeClosed
+		}, func() { seed.Close() })
 }
 
 // runBurstsCounted runs the burst schedule (40 callers, 10 bursts) through queryRow, then
