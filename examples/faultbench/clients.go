@@ -84,6 +84,8 @@ type clientOptions struct {
 	readSQL string
 	// noResolve turns pgsteady's resolution of lost COMMITs off (-commit-resolution=false).
 	noResolve bool
+	// seedSettings gives database/sql the seed's SQLAlchemy pool settings (fault.seedSettings).
+	seedSettings bool
 }
 
 // openClient opens a client of kind on dsn, each with its defaults.
@@ -129,7 +131,13 @@ func openClient(ctx context.Context, kind clientKind, dsn string, o clientOption
 			if err != nil {
 				return nil, err
 			}
-			return sqlClient{db, read}, nil
+			maxIdle := 2 // database/sql's default
+			if o.seedSettings {
+				maxIdle = 10
+				db.SetMaxOpenConns(30)
+				db.SetMaxIdleConns(maxIdle)
+			}
+			return sqlClient{db, read, maxIdle}, nil
 		}
 		// What sql.Open("pgx", dsn) does, with the lookup put in.
 		cc, err := pgx.ParseConfig(dsn)
@@ -137,7 +145,7 @@ func openClient(ctx context.Context, kind clientKind, dsn string, o clientOption
 			return nil, err
 		}
 		cc.LookupFunc = o.lookup
-		return sqlClient{stdlib.OpenDB(*cc), read}, nil
+		return sqlClient{stdlib.OpenDB(*cc), read, 2}, nil
 	}
 	return nil, fmt.Errorf("unknown client %v", kind)
 }
@@ -169,6 +177,9 @@ func (c pgsteadyClient) stats() string {
 	out += fmt.Sprintf(", lost COMMITs resolved committed=%d aborted=%d, left ambiguous=%d", s.ResolvedCommitted, s.ResolvedAborted, s.AmbiguousCommits)
 	if s.Failovers > 0 {
 		out += fmt.Sprintf(", failovers confirmed=%d", s.Failovers)
+	}
+	if s.ReturnWaits > 0 {
+		out += fmt.Sprintf(", acquires that waited for a connection to come back=%d", s.ReturnWaits)
 	}
 	if s.HedgedPings > 0 {
 		out += fmt.Sprintf(", hedged pre-pings=%d", s.HedgedPings)
@@ -213,6 +224,7 @@ func (c pgxpoolClient) close() { c.p.Close() }
 type sqlClient struct {
 	db      *sql.DB
 	readSQL string
+	maxIdle int
 }
 
 func (c sqlClient) read(ctx context.Context, k int) (string, error) {
@@ -228,7 +240,7 @@ func (c sqlClient) write(ctx context.Context, key string) error {
 
 func (c sqlClient) stats() string {
 	s := c.db.Stats()
-	return fmt.Sprintf("connections closed on return because 2 were idle (MaxIdleConns)=%d", s.MaxIdleClosed)
+	return fmt.Sprintf("connections closed on return because %d were idle (MaxIdleConns)=%d", c.maxIdle, s.MaxIdleClosed)
 }
 
 func (c sqlClient) close() { c.db.Close() }

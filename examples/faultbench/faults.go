@@ -30,6 +30,8 @@ const (
 	stallEvery         = time.Second            // stall: interval between two stalls
 	stallFor           = 300 * time.Millisecond // stall: how long answers are swallowed before the reset
 	failoverAt         = 0.3                    // failover: when, as a fraction of -duration
+	burstCallers       = 40                     // bursts: readers per client, firing together
+	burstEvery         = 500 * time.Millisecond // bursts: interval between two bursts
 )
 
 // fault is one scenario of the benchmark.
@@ -46,6 +48,12 @@ type fault struct {
 	shape func(w *workload)
 	// longer, when > 0, multiplies -duration for this fault.
 	longer int
+	// seedSettings opens database/sql with the seed's SQLAlchemy settings (pool_size 10,
+	// max_overflow 20: at most 30 open and 10 idle) instead of its defaults.
+	seedSettings bool
+	// sessions counts, per client, the sessions the server saw begin on its database during
+	// the run (pg_stat_database.sessions).
+	sessions bool
 
 	// prepare runs after the clients are open and before the measured workload.
 	prepare func(ctx context.Context, r *faultRun) error
@@ -105,6 +113,12 @@ var faults = []fault{
 		},
 	},
 	{
+		name: "bursts", label: "bursts", seedSettings: true, sessions: true,
+		shape: func(w *workload) { w.readers, w.writers, w.burst = burstCallers, 0, burstEvery },
+		title: fmt.Sprintf("%d readers per client fire together every %v (a web service behind a load balancer); "+
+			"database/sql has the seed's SQLAlchemy settings (pool_size 10 + max_overflow 20: 30 open, 10 idle)", burstCallers, burstEvery),
+	},
+	{
 		name: "stall", label: "answers stalled then flows reset (lost COMMITs)", proxy: true,
 		title:  fmt.Sprintf("every %v the proxies swallow the server's answers for %v, then reset every flow", stallEvery, stallFor),
 		inject: stallThenReset,
@@ -159,6 +173,7 @@ type faultRun struct {
 	duration time.Duration       // how long the workload runs
 	pair     *pgharness.Pair     // with fault.pair
 	clock    *switchClock        // with fault.pair
+	sessions []int64             // with fault.sessions: per client, pg_stat_database.sessions of its database before it opened
 }
 
 // runFault runs f: a database per client, the clients opened on it (through the proxy or
@@ -170,7 +185,7 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 		r.duration *= time.Duration(f.longer)
 	}
 	srv := b.srv
-	opts := clientOptions{noResolve: b.noResolve}
+	opts := clientOptions{noResolve: b.noResolve, seedSettings: f.seedSettings}
 	if f.pair {
 		b.progress("fault %q: starting a primary and a streaming standby", f.name)
 		r.pair, err = pgharness.StartPair(ctx, pgharness.Options{})
@@ -196,6 +211,13 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 			return nil, fmt.Errorf("schema: %w", err)
 		}
 		r.direct = append(r.direct, dsn)
+		if f.sessions {
+			n, err := serverSessions(ctx, srv, dsn)
+			if err != nil {
+				return nil, err
+			}
+			r.sessions = append(r.sessions, n)
+		}
 		target := dsn
 		switch {
 		case f.pair:
@@ -281,6 +303,13 @@ func (b *bench) runFault(ctx context.Context, f fault) (results []result, err er
 	}
 	if err := r.close(); err != nil {
 		return nil, err
+	}
+	for i := range r.sessions {
+		n, err := serverSessions(ctx, srv, r.direct[i])
+		if err != nil {
+			return nil, err
+		}
+		stats[i] += fmt.Sprintf("; sessions the server saw begin (pg_stat_database.sessions): %d", n-r.sessions[i])
 	}
 	for i, kind := range r.kinds {
 		counts, err := storedWrites(ctx, r.direct[i])
@@ -590,4 +619,30 @@ func databaseName(dsn string) string {
 		panic("faultbench: not a URL DSN")
 	}
 	return strings.TrimPrefix(u.Path, "/")
+}
+
+// serverSessions reads pg_stat_database.sessions (PostgreSQL 14+) of dsn's database over an
+// admin connection to another database, once the count has stopped moving (a backend reports
+// its statistics lazily, at the latest when it exits).
+func serverSessions(ctx context.Context, srv *pgharness.Server, dsn string) (int64, error) {
+	conn, err := pgx.Connect(ctx, srv.AdminDSN())
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	last := int64(-1)
+	for {
+		var n int64
+		if _, err := conn.Exec(ctx, "SELECT pg_stat_clear_snapshot()"); err != nil {
+			return 0, err
+		}
+		err := conn.QueryRow(ctx, "SELECT coalesce(sessions, 0) FROM pg_stat_database WHERE datname = $1", databaseName(dsn)).Scan(&n)
+		if err != nil || n == last {
+			return n, err
+		}
+		last = n
+		if err := sleep(ctx, time.Second); err != nil {
+			return 0, err
+		}
+	}
 }

@@ -29,6 +29,7 @@ CREATE INDEX writes_key ON writes (key)`
 type workload struct {
 	readers, writers int
 	pause            time.Duration // after each request of a worker
+	burst            time.Duration // when > 0, readers fire together this often instead of pausing
 	timeout          time.Duration // deadline of each request
 	clock            *switchClock  // the failover fault's, else nil
 }
@@ -72,6 +73,9 @@ func (w workload) run(ctx context.Context, c client, prefix string, stop <-chan 
 			return true
 		}
 	}
+	if w.burst > 0 {
+		wait = burstClock(w.burst, stop)
+	}
 	for range w.readers {
 		wg.Go(func() {
 			for {
@@ -103,6 +107,36 @@ func (w workload) run(ctx context.Context, c client, prefix string, stop <-chan 
 	}
 	wg.Wait()
 	return t
+}
+
+// burstClock returns a wait that ends at the next tick of a clock ticking every interval until
+// stop is closed (false then), the same tick for every caller: workers that wait on it fire
+// together, and one whose request outlasted the interval joins the next burst.
+func burstClock(interval time.Duration, stop <-chan struct{}) func() bool {
+	var next atomic.Pointer[chan struct{}]
+	ch := make(chan struct{})
+	next.Store(&ch)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			ch := make(chan struct{})
+			close(*next.Swap(&ch))
+		}
+	}()
+	return func() bool {
+		select {
+		case <-stop:
+			return false
+		case <-*next.Load():
+			return true
+		}
+	}
 }
 
 // writeState is what the caller of one write was told.
