@@ -13,10 +13,11 @@ import (
 // wait for a returning connection while connections are added a few at a time. The pool does
 // the same with what it measures: with n connections in use, each held h on average, and w
 // callers waiting, waiting is quicker than opening as long as n connections serve the w
-// callers within one connect time c, so it lets callers open only ceil(w·h/c) - n connections
-// at once, and at most n (the pool at most doubles per connect time: no handshake storm when
-// the hold time is not known yet), and has the others wait for a connection to come back (or,
-// each connect time, look again).
+// callers within one connect time c (w·h/n < c), so it lets callers open only
+// floor(w·h/c) + 1 - n connections at once, and at most n (the pool at most doubles per
+// connect time: no handshake storm when the hold time is not known yet), and has the others
+// wait for a connection to come back; each connect time they look again, counting h as at
+// least how long they have waited.
 
 // awaitReturn waits, when no connection is idle and one could be opened, until a connection
 // comes back or the pool needs more connections than are being opened (see above), or ctx
@@ -26,6 +27,7 @@ func (p *Pool) awaitReturn(ctx context.Context) {
 	p.returnWaiters.Add(1)
 	defer p.returnWaiters.Add(-1)
 	var t *time.Timer
+	begin := time.Now()
 	for {
 		s := p.pgx.Stat()
 		inUse := int64(s.AcquiredConns())
@@ -33,10 +35,10 @@ func (p *Pool) awaitReturn(ctx context.Context) {
 		if s.IdleConns() > 0 || int(s.TotalConns()) >= p.cfg.MaxConns() || inUse == 0 || connect == 0 {
 			return
 		}
-		if hold == 0 && t != nil {
-			hold = connect // nothing came back within a connect time: held at least that long
+		if t != nil {
+			hold = max(hold, time.Since(begin)) // nothing came back meanwhile: held at least that long
 		}
-		need := (p.returnWaiters.Load()*int64(hold)+int64(connect)-1)/int64(connect) - inUse
+		need := p.returnWaiters.Load()*int64(hold)/int64(connect) + 1 - inUse
 		if int64(s.ConstructingConns()) < min(need, inUse) {
 			return
 		}

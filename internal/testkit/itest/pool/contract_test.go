@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -175,6 +176,9 @@ type tally struct {
 	faults     map[string]int
 	violations int
 	closeHeld  map[string]int
+	// Of the pool under test: pre-pings hedged (given up for another connection), and
+	// acquires that waited for a connection to come back rather than open one.
+	hedged, returnWaits int64
 }
 
 func (t *tally) add(o *tally) {
@@ -183,6 +187,8 @@ func (t *tally) add(o *tally) {
 	}
 	t.runs += o.runs
 	t.violations += o.violations
+	t.hedged += o.hedged
+	t.returnWaits += o.returnWaits
 	for k, v := range o.calls {
 		c := t.calls[k]
 		t.calls[k] = [2]int{c[0] + v[0], c[1] + v[1]}
@@ -220,7 +226,8 @@ func (t *tally) String() string {
 		hs = append(hs, fmt.Sprintf("%s %d", h, v))
 	}
 	sort.Strings(hs)
-	fmt.Fprintf(&b, "held across Close: %s", strings.Join(hs, ", "))
+	fmt.Fprintf(&b, "held across Close: %s\n", strings.Join(hs, ", "))
+	fmt.Fprintf(&b, "pre-pings hedged %d, waits for a returning connection %d", t.hedged, t.returnWaits)
 	return b.String()
 }
 
@@ -371,8 +378,11 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 	if r.ro != nil {
 		r.ro.Close() // its background work has ended: its Stats and its log lines are final
 	}
+	st := r.p.Stats()
+	r.tally.hedged, r.tally.returnWaits = st.HedgedPings, st.ReturnWaits
 	r.checkReactions()
 	r.checkGoroutines(baseline)
+	r.checkSockets()
 	for _, w := range workers {
 		if w.db != nil {
 			w.db.Close()
@@ -1172,6 +1182,67 @@ func (r *contractRun) checkGoroutines(baseline map[string]bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// checkSockets: once the pools are closed, the process holds no socket to the gate (the
+// server's address as the pool sees it), the second descriptors of hedged pre-pings (which
+// outlive pgx's own) included.
+func (r *contractRun) checkSockets() {
+	_, port, err := net.SplitHostPort(r.gate.addr)
+	if err != nil {
+		r.violate("harness: gate address %q: %v", r.gate.addr, err)
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := socketsTo(port)
+		if err != nil {
+			r.t.Logf("sockets not counted: %v", err)
+			return
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.violate("%d sockets to the server still open 5 s after Close", n)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// socketsTo counts the process's TCP sockets whose remote port is port (decimal), from
+// /proc/self/fd and /proc/net/tcp{,6} (Linux).
+func socketsTo(port string) (int, error) {
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return 0, err
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if l, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	want := fmt.Sprintf(":%04X", p)
+	n := 0
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) > 9 && strings.HasSuffix(f[2], want) && inodes[f[9]] {
+				n++
+			}
+		}
+	}
+	return n, nil
 }
 
 func truncate(s string, n int) string {
