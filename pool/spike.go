@@ -38,8 +38,7 @@ func (p *Pool) awaitReturn(ctx context.Context) {
 		if t != nil {
 			hold = max(hold, time.Since(begin)) // nothing came back meanwhile: held at least that long
 		}
-		need := p.returnWaiters.Load()*int64(hold)/int64(connect) + 1 - inUse
-		if int64(s.ConstructingConns()) < min(need, inUse) {
+		if int64(s.ConstructingConns()) < toOpen(p.returnWaiters.Load(), inUse, hold, connect) {
 			return
 		}
 		if t == nil {
@@ -57,6 +56,13 @@ func (p *Pool) awaitReturn(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// toOpen is how many connections callers may be opening at once when waiters callers wait,
+// inUse connections are in use, each held hold on average, and a connect takes connect:
+// enough that inUse plus them serve the waiters within a connect time, and at most inUse.
+func toOpen(waiters, inUse int64, hold, connect time.Duration) int64 {
+	return min(waiters*int64(hold)/int64(connect)+1-inUse, inUse)
 }
 
 // returnedOne tells a caller waiting in awaitReturn, if any, that a connection came back.
