@@ -102,7 +102,7 @@ func NewObserver(mp metric.MeterProvider, opts ...Option) (*Observer, error) {
 	o.retries, errs[1] = m.Int64Counter("pgsteady.pool.retries", metric.WithUnit("{retry}"),
 		metric.WithDescription("Calls run again after a failure, by error class."))
 	o.pings, errs[2] = m.Int64Counter("pgsteady.pool.ping.failures", metric.WithUnit("{ping}"),
-		metric.WithDescription("Pings of idle connections that failed: pre-pings and background keepalives."))
+		metric.WithDescription("Pre-pings of idle connections that failed (hedged ones once settled)."))
 	o.closed, errs[3] = m.Int64Counter("pgsteady.pool.connection.closed", metric.WithUnit("{connection}"),
 		metric.WithDescription("Connections the pool closed, by reason."))
 	o.commits, errs[4] = m.Int64Counter("pgsteady.pool.commits", metric.WithUnit("{commit}"),
