@@ -33,12 +33,17 @@ import (
 const hedgeFloor = 50 * time.Millisecond
 
 // ewma is a moving average of durations (weight 1/8 for each new one), safe for concurrent use
-// (a lost update among concurrent ones is harmless).
-type ewma struct{ ns atomic.Int64 }
+// (a lost update among concurrent ones is harmless). With up set, a longer duration replaces
+// the average at once: a pessimistic estimate, for connects, which slow down together when
+// many open at once.
+type ewma struct {
+	ns atomic.Int64
+	up bool
+}
 
 func (e *ewma) observe(d time.Duration) {
 	old := e.ns.Load()
-	if old == 0 {
+	if old == 0 || (e.up && int64(d) > old) {
 		e.ns.Store(int64(d))
 		return
 	}

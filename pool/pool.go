@@ -177,6 +177,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Pool, error)
 	p := &Pool{cfg: *cfg, log: o.logger, grace: o.grace, obs: obs, resolve: !o.noResolve}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	p.returned = make(chan struct{}, cfg.MaxConns())
+	p.connectTime.up = true
 	if o.paceRate > 0 {
 		p.pace = pace.New(o.paceRate, o.paceBurst)
 	}

@@ -14,10 +14,11 @@ import (
 // the same with what it measures: with n connections in use, each held h on average, and w
 // callers waiting, waiting is quicker than opening as long as n connections serve the w
 // callers within one connect time c (w·h/n < c), so it lets callers open only
-// floor(w·h/c) + 1 - n connections at once, and at most n (the pool at most doubles per
-// connect time: no handshake storm when the hold time is not known yet), and has the others
-// wait for a connection to come back; each connect time they look again, counting h as at
-// least how long they have waited.
+// floor(w·h/c) + 1 - n connections at once: one at a time while h < c (a burst of short
+// requests: the handshakes would cost more than the wait), at most n while h >= c (long
+// holds: the pool at most doubles per connect time), and has the others wait for a
+// connection to come back; each connect time they look again, counting h as at least how
+// long they have waited.
 
 // awaitReturn waits, when no connection is idle and one could be opened, until a connection
 // comes back or the pool needs more connections than are being opened (see above), or ctx
@@ -60,9 +61,15 @@ func (p *Pool) awaitReturn(ctx context.Context) {
 
 // toOpen is how many connections callers may be opening at once when waiters callers wait,
 // inUse connections are in use, each held hold on average, and a connect takes connect:
-// enough that inUse plus them serve the waiters within a connect time, and at most inUse.
+// enough that inUse plus them serve the waiters within a connect time; one at a time while
+// connections come back quicker than one opens (HikariCP adds one at a time too), and at most
+// inUse when they are held longer.
 func toOpen(waiters, inUse int64, hold, connect time.Duration) int64 {
-	return min(waiters*int64(hold)/int64(connect)+1-inUse, inUse)
+	limit := int64(1)
+	if hold >= connect {
+		limit = inUse
+	}
+	return min(waiters*int64(hold)/int64(connect)+1-inUse, limit)
 }
 
 // returnedOne tells a caller waiting in awaitReturn, if any, that a connection came back.

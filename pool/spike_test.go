@@ -15,6 +15,7 @@ func TestToOpen(t *testing.T) {
 		want           int64
 	}{
 		{"a burst on one connection held 1 ms, connect 15 ms: 39 waiters need 2 more, 1 at once", 39, 1, ms, 15 * ms, 1},
+		{"a burst on two connections held 5 ms: 13 more needed, still 1 at once", 39, 2, 5 * ms, 15 * ms, 1},
 		{"the same burst on four connections: waiting is quicker", 39, 4, ms, 15 * ms, -1},
 		{"hold not known yet: wait first", 39, 1, 0, 15 * ms, 0},
 		{"held a connect time already: open one for the one waiter", 1, 1, 15 * ms, 15 * ms, 1},
