@@ -53,6 +53,7 @@ type Pool struct {
 	holdTime    ewma // how long callers hold a connection, for spikes (see awaitReturn)
 
 	returnWaiters atomic.Int64    // callers in awaitReturn
+	returns       atomic.Int64    // connections that came back while callers were in awaitReturn
 	returned      chan struct{}   // a connection came back (see returnedOne)
 	expect        atomic.Int32    // expectPrimary or expectStandby: whether recovery means failover
 	probeCfg      *pgxpool.Config // for connections the pool opens outside pgxpool, to check a suspicion

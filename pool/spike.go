@@ -14,11 +14,11 @@ import (
 // the same with what it measures: with n connections in use, each held h on average, and w
 // callers waiting, waiting is quicker than opening as long as n connections serve the w
 // callers within one connect time c (w·h/n < c), so it lets callers open only
-// floor(w·h/c) + 1 - n connections at once: one at a time while h < c (a burst of short
-// requests: the handshakes would cost more than the wait), at most n while h >= c (long
-// holds: the pool at most doubles per connect time), and has the others wait for a
+// floor(w·h/c) + 1 - n connections at once: beyond Size one at a time while h < c (a burst of
+// short requests: the handshakes would cost more than the wait), otherwise at most n (the
+// pool at most doubles per connect time), and has the others wait for a
 // connection to come back; each connect time they look again, counting h as at least how
-// long they have waited.
+// long they have waited if no connection came back meanwhile (to anyone).
 
 // awaitReturn waits, when no connection is idle and one could be opened, until a connection
 // comes back or the pool needs more connections than are being opened (see above), or ctx
@@ -28,7 +28,7 @@ func (p *Pool) awaitReturn(ctx context.Context) {
 	p.returnWaiters.Add(1)
 	defer p.returnWaiters.Add(-1)
 	var t *time.Timer
-	begin := time.Now()
+	begin, returns := time.Now(), p.returns.Load()
 	for {
 		s := p.pgx.Stat()
 		inUse := int64(s.AcquiredConns())
@@ -36,10 +36,10 @@ func (p *Pool) awaitReturn(ctx context.Context) {
 		if s.IdleConns() > 0 || int(s.TotalConns()) >= p.cfg.MaxConns() || inUse == 0 || connect == 0 {
 			return
 		}
-		if t != nil {
+		if t != nil && p.returns.Load() == returns {
 			hold = max(hold, time.Since(begin)) // nothing came back meanwhile: held at least that long
 		}
-		if int64(s.ConstructingConns()) < toOpen(p.returnWaiters.Load(), inUse, hold, connect) {
+		if int64(s.ConstructingConns()) < toOpen(p.returnWaiters.Load(), inUse, hold, connect, int(s.TotalConns()) < p.cfg.Size) {
 			return
 		}
 		if t == nil {
@@ -61,12 +61,12 @@ func (p *Pool) awaitReturn(ctx context.Context) {
 
 // toOpen is how many connections callers may be opening at once when waiters callers wait,
 // inUse connections are in use, each held hold on average, and a connect takes connect:
-// enough that inUse plus them serve the waiters within a connect time; one at a time while
-// connections come back quicker than one opens (HikariCP adds one at a time too), and at most
-// inUse when they are held longer.
-func toOpen(waiters, inUse int64, hold, connect time.Duration) int64 {
+// enough that inUse plus them serve the waiters within a connect time; beyond Size (not
+// belowSize), one at a time while connections come back quicker than one opens (HikariCP adds
+// one at a time too), and otherwise at most inUse.
+func toOpen(waiters, inUse int64, hold, connect time.Duration, belowSize bool) int64 {
 	limit := int64(1)
-	if hold >= connect {
+	if belowSize || hold >= connect {
 		limit = inUse
 	}
 	return min(waiters*int64(hold)/int64(connect)+1-inUse, limit)
@@ -75,6 +75,7 @@ func toOpen(waiters, inUse int64, hold, connect time.Duration) int64 {
 // returnedOne tells a caller waiting in awaitReturn, if any, that a connection came back.
 func (p *Pool) returnedOne() {
 	if p.returnWaiters.Load() > 0 {
+		p.returns.Add(1)
 		select {
 		case p.returned <- struct{}{}:
 		default:
