@@ -146,8 +146,10 @@ type Config struct {
 	Size int
 	// Overflow is the number of extra connections opened under load (SQLAlchemy
 	// max_overflow), so the pool has at most Size+Overflow connections ([Config.MaxConns]).
-	// An overflow connection is closed once it has been idle OverflowIdleTimeout (done by
-	// package pool; a bare pgxpool closes it after IdleTimeout). Must be >= 0.
+	// Package pool opens one only when waiting for a connection in use to come back would
+	// take longer than opening one, as measured (HikariCP's reasoning), and closes it once it
+	// has been idle OverflowIdleTimeout (a bare pgxpool closes it after IdleTimeout). Must be
+	// >= 0.
 	// Default [DefaultOverflow] (20). Connection string: max_overflow; pool_max_conns gives
 	// Size+Overflow.
 	Overflow int
