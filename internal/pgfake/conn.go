@@ -137,10 +137,14 @@ func (c *conn) extended(msg pgproto3.FrontendMessage) bool {
 		}
 		r := c.ask(c.portal.q)
 		c.portal.answer = &r
-		if r.kind != replyRows || r.cols == nil {
+		switch {
+		case r.kind != replyRows: // an error, a drop, a hang: at once
 			return c.answer(r, nil, false)
+		case r.cols == nil:
+			c.be.Send(&pgproto3.NoData{})
+		default:
+			c.be.Send(c.rowDescription(r, c.portal.formats))
 		}
-		c.be.Send(c.rowDescription(r, c.portal.formats))
 	case *pgproto3.Execute:
 		if c.portal == nil {
 			return c.answer(Fail("34000", "pgfake: no portal bound"), nil, false)
