@@ -220,4 +220,3 @@ func TestBeginHandsOutATransactionThatGivesItsConnectionBack(t *testing.T) {
 		}
 	})
 }
-
