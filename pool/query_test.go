@@ -38,30 +38,31 @@ type querier interface {
 	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
 }
 
-// statementCalls run SELECT 'x' each way a caller can, reading its row.
+// statementCalls run a statement that returns one text column each way a caller can, reading
+// its rows.
 var statementCalls = []struct {
 	name string
-	run  func(context.Context, querier) error
+	run  func(ctx context.Context, q querier, sql string) error
 }{
-	{"Exec", func(ctx context.Context, q querier) error {
-		_, err := q.Exec(ctx, "SELECT 'x'")
+	{"Exec", func(ctx context.Context, q querier, sql string) error {
+		_, err := q.Exec(ctx, sql)
 		return err
 	}},
-	{"Query", func(ctx context.Context, q querier) error {
-		rows, err := q.Query(ctx, "SELECT 'x'")
+	{"Query", func(ctx context.Context, q querier, sql string) error {
+		rows, err := q.Query(ctx, sql)
 		if err != nil {
 			return err
 		}
 		_, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		return err
 	}},
-	{"QueryRow", func(ctx context.Context, q querier) error {
+	{"QueryRow", func(ctx context.Context, q querier, sql string) error {
 		var v string
-		return q.QueryRow(ctx, "SELECT 'x'").Scan(&v)
+		return q.QueryRow(ctx, sql).Scan(&v)
 	}},
-	{"SendBatch", func(ctx context.Context, q querier) error {
+	{"SendBatch", func(ctx context.Context, q querier, sql string) error {
 		b := &pgx.Batch{}
-		b.Queue("SELECT 'x'")
+		b.Queue(sql)
 		br := q.SendBatch(ctx, b)
 		var v string
 		err := br.QueryRow().Scan(&v)
@@ -95,7 +96,7 @@ func TestAStatementIsRunAgainOnlyWhenItCannotHaveRunTwice(t *testing.T) {
 					if tt.idempotent {
 						q = p.Idempotent()
 					}
-					err := call.run(t.Context(), q)
+					err := call.run(t.Context(), q, "SELECT 'x'")
 					switch {
 					case tt.wantClass < 0 && err != nil:
 						t.Fatalf("err = %v, want none", err)

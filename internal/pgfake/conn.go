@@ -224,6 +224,9 @@ func (c *conn) answer(r Reply, formats []int16, describe bool) bool {
 			if err != nil {
 				return c.answer(Fail("XX000", fmt.Sprintf("pgfake: encoding %v: %v", v, err)), nil, false)
 			}
+			if b == nil && v != nil {
+				b = []byte{} // an empty value, not NULL
+			}
 			dr.Values[i] = b
 		}
 		c.be.Send(dr)
