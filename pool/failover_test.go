@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/retry"
 )
@@ -127,22 +126,5 @@ func TestAnAcquireWhosePrePingsAllFailedIsRetried(t *testing.T) {
 		if got := retry.Classify(err); got != retry.NotSent {
 			t.Errorf("Classify(%v) = %v, want not-sent: no statement was sent", err, got)
 		}
-	}
-}
-
-func TestStatsCountTheHorizonsLearned(t *testing.T) {
-	pc, err := pgxpool.ParseConfig("postgres://u@127.0.0.1:1/d") // never connected
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Pool{cfg: config.Config{KeepAlive: 30 * time.Second}, log: discard}
-	if p.pgx, err = pgxpool.NewWithConfig(t.Context(), pc); err != nil {
-		t.Fatal(err)
-	}
-	defer p.pgx.Close()
-	p.stats.horizonChecks.Add(1)
-	p.learnHorizon(t.Context(), 5*time.Second, time.Millisecond)
-	if got := p.Stats(); got.HorizonChecks != 1 || got.HorizonsLearned != 1 || got.IdleHorizon != 5*time.Second {
-		t.Fatalf("HorizonChecks %d, HorizonsLearned %d, IdleHorizon %v; want 1, 1, 5s", got.HorizonChecks, got.HorizonsLearned, got.IdleHorizon)
 	}
 }

@@ -1,0 +1,157 @@
+package pool_test
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/pgsteady/pgsteady/internal/pgfake"
+	"github.com/pgsteady/pgsteady/pool"
+)
+
+func isPing(q pgfake.Query) bool { return strings.HasPrefix(q.SQL, "-- ping") }
+
+// pingServer answers SELECT 'x', and a ping on connection n with broken(n) once broken is set
+// (the zero Reply: an answer).
+func pingServer(t *testing.T, broken *atomic.Pointer[func(conn int) pgfake.Reply]) *pgfake.Server {
+	return fakeServer(t, func(q pgfake.Query) pgfake.Reply {
+		if f := broken.Load(); f != nil && isPing(q) {
+			return (*f)(q.Conn)
+		}
+		if q.SQL == "SELECT 'x'" {
+			return oneRow
+		}
+		return pgfake.Reply{}
+	})
+}
+
+func TestAnIdleHorizonIsLearnedOnlyWhenAFreshConnectionAnswers(t *testing.T) {
+	hangFirst := func(conn int) pgfake.Reply {
+		if conn == 1 {
+			return pgfake.Hang()
+		}
+		return pgfake.Reply{}
+	}
+	hangAll := func(int) pgfake.Reply { return pgfake.Hang() }
+	tests := []struct {
+		name        string
+		idle        time.Duration
+		broken      func(conn int) pgfake.Reply
+		wantChecks  int64
+		wantLearned time.Duration
+	}{
+		{"a flow idle 10s found no answer, a fresh one answers: learned", 10 * time.Second, hangFirst, 1, 10 * time.Second},
+		{"a fresh connection is slow too: the server is slow, nothing learned", 10 * time.Second, hangAll, 1, 0},
+		{"idle under the floor (2 PingTimeout): a slow answer, not a black hole", 3 * time.Second, hangFirst, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var broken atomic.Pointer[func(int) pgfake.Reply]
+				s := pingServer(t, &broken)
+				p := fakePool(t, s, nil) // New leaves connection 1 idle
+				time.Sleep(tt.idle)
+				broken.Store(&tt.broken)
+				if _, err := p.Exec(t.Context(), "SELECT 'x'"); err != nil {
+					t.Fatalf("Exec: %v, want it served by another connection", err)
+				}
+				synctest.Wait() // the check runs in the background
+				st := p.Stats()
+				if st.FailedPings != 1 || st.HorizonChecks != tt.wantChecks || st.IdleHorizon != tt.wantLearned {
+					t.Fatalf("FailedPings %d, HorizonChecks %d, IdleHorizon %v; want 1, %d, %v",
+						st.FailedPings, st.HorizonChecks, st.IdleHorizon, tt.wantChecks, tt.wantLearned)
+				}
+				if learned := st.HorizonsLearned == 1; learned != (tt.wantLearned > 0) {
+					t.Fatalf("HorizonsLearned = %d", st.HorizonsLearned)
+				}
+			})
+		})
+	}
+}
+
+func TestALearnedHorizonKeepsIdleConnectionsAliveAndRelaxes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var broken atomic.Pointer[func(int) pgfake.Reply]
+		s := pingServer(t, &broken)
+		p := fakePool(t, s, nil)
+		time.Sleep(10 * time.Second)
+		hang := func(conn int) pgfake.Reply {
+			if conn == 1 {
+				return pgfake.Hang()
+			}
+			return pgfake.Reply{}
+		}
+		broken.Store(&hang)
+		if _, err := p.Exec(t.Context(), "SELECT 'x'"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := p.Stats().IdleHorizon; got != 10*time.Second {
+			t.Fatalf("IdleHorizon = %v, want 10s", got)
+		}
+		// The keepalive loop looks each second until it knows a horizon, then pings the idle
+		// connections each half horizon.
+		time.Sleep(time.Second + 5*time.Second + time.Millisecond)
+		if got := p.Stats().KeepalivePings; got == 0 {
+			t.Fatal("no keepalive ping within 6s under a 10s horizon")
+		}
+		time.Sleep(30 * time.Second) // a horizon that held this long is relaxed by half
+		if got := p.Stats().IdleHorizon; got != 15*time.Second {
+			t.Fatalf("IdleHorizon after 30s more = %v, want 15s", got)
+		}
+	})
+}
+
+func TestAPingThatFailsCondemnsTheConnectionsIdleAsLong(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var broken atomic.Pointer[func(int) pgfake.Reply]
+		s := pingServer(t, &broken)
+		p := fakePool(t, s, nil)
+		var held []interface{ Release() }
+		for range 3 {
+			c, err := p.Acquire(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+		for _, c := range held {
+			c.Release()
+		}
+		time.Sleep(2 * time.Second) // past PrePingAfter: each would be pinged
+		killed := func(int) pgfake.Reply { return pgfake.Fatal("57P01", "terminating connection due to administrator command") }
+		broken.Store(&killed)
+		if _, err := p.Exec(t.Context(), "SELECT 'x'"); err != nil {
+			t.Fatalf("Exec: %v, want it served by a new connection", err)
+		}
+		st := p.Stats()
+		if st.FailedPings != 1 || st.ReplacedIdle != 2 || count(s, "-- ping") != 1 {
+			t.Fatalf("FailedPings %d, ReplacedIdle %d, pings %d; want 1, 2, 1: one ping, the others replaced without one",
+				st.FailedPings, st.ReplacedIdle, count(s, "-- ping"))
+		}
+	})
+}
+
+func TestAFixedHorizonKeepsIdleConnectionsAliveWithoutLearning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var broken atomic.Pointer[func(int) pgfake.Reply]
+		s := pingServer(t, &broken)
+		p := fakePool(t, s, nil, pool.WithIdleHorizon(4*time.Second))
+		time.Sleep(5 * time.Second)
+		if _, err := p.Exec(t.Context(), "SELECT 'x'"); err != nil {
+			t.Fatal(err)
+		}
+		st := p.Stats()
+		if st.KeepalivePings < 2 || s.Accepted() != 1 || st.IdleHorizon != 4*time.Second {
+			t.Fatalf("KeepalivePings %d, connections %d, IdleHorizon %v; want >= 2, 1, 4s", st.KeepalivePings, s.Accepted(), st.IdleHorizon)
+		}
+		fail := func(int) pgfake.Reply { return pgfake.Drop() }
+		broken.Store(&fail)
+		time.Sleep(3 * time.Second)
+		if got := p.Stats().KeepaliveFailed; got != 1 {
+			t.Fatalf("KeepaliveFailed = %d, want 1", got)
+		}
+	})
+}
