@@ -121,7 +121,9 @@ func TestAPingThatFailsCondemnsTheConnectionsIdleAsLong(t *testing.T) {
 			c.Release()
 		}
 		time.Sleep(2 * time.Second) // past PrePingAfter: each would be pinged
-		killed := func(int) pgfake.Reply { return pgfake.Fatal("57P01", "terminating connection due to administrator command") }
+		killed := func(int) pgfake.Reply {
+			return pgfake.Fatal("57P01", "terminating connection due to administrator command")
+		}
 		broken.Store(&killed)
 		if _, err := p.Exec(t.Context(), "SELECT 'x'"); err != nil {
 			t.Fatalf("Exec: %v, want it served by a new connection", err)
