@@ -155,6 +155,12 @@ func Begin(ctx context.Context, c BatchSender, opts pgx.TxOptions) (pgx.Tx, Ref,
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	var xid uint64
+	if err == nil {
+		if xid, err = strconv.ParseUint(text, 10, 64); err != nil {
+			err = errors.Join(errors.New("xact: pg_current_xact_id() answered "+strconv.Quote(text)), err)
+		}
+	}
 	if err != nil {
 		if tx != nil {
 			rctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout)
@@ -162,10 +168,6 @@ func Begin(ctx context.Context, c BatchSender, opts pgx.TxOptions) (pgx.Tx, Ref,
 			cancel()
 		}
 		return nil, Ref{}, err
-	}
-	xid, err := strconv.ParseUint(text, 10, 64)
-	if err != nil {
-		return nil, Ref{}, errors.Join(errors.New("xact: pg_current_xact_id() answered "+strconv.Quote(text)), err)
 	}
 	return tx, Ref{xid: xid, stamp: stamp}, nil
 }
