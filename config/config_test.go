@@ -4,35 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/retry"
 )
-
-// envVars are every variable this package or pgconn reads.
-var envVars = []string{
-	"DATABASE_URL", "DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT", "DB_NAME", "DB_SSLMODE",
-	"PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGAPPNAME",
-	"PGCONNECT_TIMEOUT", "PGSSLMODE", "PGSSLKEY", "PGSSLCERT", "PGSSLCERTMODE", "PGSSLSNI",
-	"PGSSLROOTCERT", "PGSSLPASSWORD", "PGSSLNEGOTIATION", "PGTARGETSESSIONATTRS", "PGSERVICE",
-	"PGSERVICEFILE", "PGTZ", "PGOPTIONS", "PGMINPROTOCOLVERSION", "PGMAXPROTOCOLVERSION",
-	"PGCHANNELBINDING", "PGREQUIREAUTH",
-}
-
-// clearEnv unsets every variable in envVars for the test (restored afterwards) and points
-// PGPASSFILE nowhere, so that the machine's environment cannot change a result.
-func clearEnv(t testing.TB) {
-	t.Helper()
-	for _, k := range envVars {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
-	}
-	t.Setenv("PGPASSFILE", "/nonexistent/pgpass")
-}
 
 // mustParse parses s or fails the test.
 func mustParse(t *testing.T, s string) *Config {
@@ -57,7 +36,7 @@ func asError(t *testing.T, err error) *Error {
 const remote = "postgres://app:S3cr3t-pw@db.example.com:5432/app"
 
 func TestDefaults(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	c := mustParse(t, remote)
 	want := &Config{
 		Size:                DefaultSize,
@@ -136,7 +115,7 @@ func TestModeStrings(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	base := mustParse(t, remote)
 	insecureBase := mustParse(t, "postgres://app:pw@db.example.com/app?sslmode=disable&pgsteady_allow_insecure=true")
 	execBase := mustParse(t, "postgres://app:pw@db.example.com/app?default_query_exec_mode=cache_describe")
@@ -198,7 +177,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateRetryErrorUnwraps(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	c := mustParse(t, remote)
 	c.Retry.Multiplier = 0.5
 	var pe *retry.PolicyError
@@ -216,7 +195,7 @@ func TestValidateZeroConfig(t *testing.T) {
 }
 
 func TestStringNeverShowsPassword(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	const pw = "Sup3r-S3cret"
 	for _, dsn := range []string{
 		"postgres://app:" + pw + "@db.example.com/app?sslpassword=" + pw + "x",
@@ -242,7 +221,7 @@ func TestStringNeverShowsPassword(t *testing.T) {
 }
 
 func TestStringOptions(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	c := mustParse(t, "postgres://app:pw@ep-x-pooler.eu.aws.neon.tech/app?pool_min_conns=10&pgsteady_keep_channel_binding=true")
 	c.LazyStart = true
 	got := c.String()

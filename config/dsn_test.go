@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 )
 
 // sample connection strings in both forms, all accepted by pgconn.
@@ -30,7 +31,7 @@ var sampleDSNs = []string{
 }
 
 func TestDSNRenderIsEquivalent(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	for _, s := range sampleDSNs {
 		t.Run(s, func(t *testing.T) {
 			want, err := pgconn.ParseConfig(s)

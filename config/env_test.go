@@ -6,20 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 )
-
-// setEnv sets vars for the test after clearing the environment. A value of "\x00unset" leaves
-// the variable unset.
-func setEnv(t *testing.T, vars map[string]string) {
-	t.Helper()
-	clearEnv(t)
-	for k, v := range vars {
-		if v == "\x00unset" {
-			continue
-		}
-		t.Setenv(k, v)
-	}
-}
 
 func dbEnv(overrides map[string]string) map[string]string {
 	m := map[string]string{
@@ -116,7 +104,7 @@ func TestFromEnvDBVariables(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			setEnv(t, tc.env)
+			testhelp.SetEnv(t, tc.env)
 			c, err := FromEnv()
 			if err != nil {
 				t.Fatal(err)
@@ -157,7 +145,7 @@ func checkTLSOnly(t *testing.T, cc *pgx.ConnConfig, wantTLS bool) {
 }
 
 func TestFromEnvDatabaseURLWins(t *testing.T) {
-	setEnv(t, dbEnv(map[string]string{
+	testhelp.SetEnv(t, dbEnv(map[string]string{
 		"DATABASE_URL": "postgres://urluser:urlpw@db.example.com/urldb?pool_size=3",
 	}))
 	c, err := FromEnv()
@@ -205,7 +193,7 @@ func TestFromEnvErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			setEnv(t, tc.env)
+			testhelp.SetEnv(t, tc.env)
 			_, err := FromEnv()
 			e := asError(t, err)
 			if e.Field != tc.wantField {
@@ -219,7 +207,7 @@ func TestFromEnvErrors(t *testing.T) {
 }
 
 func TestFromEnvFallsBackToPG(t *testing.T) {
-	setEnv(t, map[string]string{"PGHOST": "db.example.com", "PGUSER": "pguser", "PGDATABASE": "pgdb", "PGPASSWORD": "pgSecret"})
+	testhelp.SetEnv(t, map[string]string{"PGHOST": "db.example.com", "PGUSER": "pguser", "PGDATABASE": "pgdb", "PGPASSWORD": "pgSecret"})
 	c, err := FromEnv()
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +223,7 @@ func TestFromEnvFallsBackToPG(t *testing.T) {
 
 // TestDBURLRoundTrip checks that pgconn reads back exactly what went into the URL.
 func TestDBURLRoundTrip(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	for _, pw := range []string{"plain", "with space", "@:/?#[]%", "ünïcødé", "a+b=c&d", "'quoted'", `back\slash`, " lead", "trail "} {
 		vars := map[string]string{"DB_USER": pw, "DB_PASSWORD": pw, "DB_HOST": "db.example.com", "DB_NAME": pw}
 		u, err := dbURL(lookupMap(vars), "DB_HOST")

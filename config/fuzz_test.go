@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 )
 
 // fileKeys make pgconn read files; the fuzzer must not point them at /dev/stdin and the like.
@@ -18,7 +19,7 @@ var fileKeys = []string{"passfile", "service", "servicefile", "sslrootcert", "ss
 // shows the password, and that the cleaned connection string means to pgx exactly what the
 // original meant, minus pgsteady's keys.
 func FuzzParse(f *testing.F) {
-	clearEnv(f)
+	testhelp.ClearEnv(f)
 	for _, s := range sampleDSNs {
 		f.Add(s)
 	}
@@ -148,7 +149,7 @@ func checkCleaned(t *testing.T, c *Config, orig *pgconn.Config) {
 // FuzzDBURL checks that the URL built from DB_* variables gives pgx back exactly the user,
 // password and database name.
 func FuzzDBURL(f *testing.F) {
-	clearEnv(f)
+	testhelp.ClearEnv(f)
 	f.Add("neondb_owner", "npg_S3cret", "neondb")
 	f.Add("us:er@x", "p@ss:w/o?r#d% &+=", "my db/x?y#z%")
 	f.Add(" u ", " p ", " d ")
@@ -237,7 +238,7 @@ var pastedForms = []func(user, pw, extra string) (dsn string, env map[string]str
 // each run of letters and digits of 6 bytes or more that holds a letter and a digit and is
 // not found elsewhere in the input.
 func FuzzPasted(f *testing.F) {
-	clearEnv(f)
+	testhelp.ClearEnv(f)
 	for i := range pastedForms {
 		f.Add(uint8(i), "app", "Tok3nX horse S3cretPW", "pool_size=2")
 		f.Add(uint8(i), "app", "QZa1x@QZb2x:QZc3x/QZd4x", "sslmod=require")

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 )
 
 // The package documentation's table of connection string keys is keyRules, row for row.
@@ -42,7 +44,7 @@ func TestDocTableIsTheKeyTable(t *testing.T) {
 // Every key Parse reads is refused with its own limit when its value is bad, and the error
 // names the key and shows the value.
 func TestKeyRulesRefuseBadValues(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	for _, k := range keyRules {
 		t.Run(k.key, func(t *testing.T) {
 			_, err := Parse(remote + "?" + k.key + "=bad%20value")
@@ -57,7 +59,7 @@ func TestKeyRulesRefuseBadValues(t *testing.T) {
 // Every key Parse reads is taken out of the connection string, even when its value is the
 // default, and keys appear in keyRules once.
 func TestKeyRulesAreRemoved(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	good := map[string]string{
 		"pool_size": "10", "max_overflow": "20", "pool_timeout": "30", "pool_recycle": "300",
 		"pool_pre_ping": "idle", "pool_max_conns": "30", "pool_min_conns": "0",

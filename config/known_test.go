@@ -3,11 +3,13 @@ package config
 import (
 	"errors"
 	"testing"
+
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 )
 
 // Unknown pool_ and pgsteady_ keys are errors like any other unknown key.
 func TestUnknownKeys(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	for _, param := range []string{"pool_szie=5", "pool_use_lifo=true", "pgsteady_lazy=true", "statement_timout=5s", "ssl=1"} {
 		for form, dsn := range forms(param) {
 			t.Run(param+"/"+form, func(t *testing.T) {

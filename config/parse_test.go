@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 )
 
 // forms returns the same settings as a URL and as a keyword/value string.
@@ -24,7 +25,7 @@ func forms(params ...string) map[string]string {
 }
 
 func TestParseKeys(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	tests := []struct {
 		name   string
 		params []string
@@ -109,7 +110,7 @@ func checkKeysRemoved(t *testing.T, c *Config) {
 }
 
 func TestParseBadValues(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	tests := []struct {
 		param     string
 		wantField string
@@ -172,7 +173,7 @@ func TestParseBadValues(t *testing.T) {
 }
 
 func TestParseContradictions(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	tests := []struct {
 		name      string
 		params    []string
@@ -199,7 +200,7 @@ func TestParseContradictions(t *testing.T) {
 }
 
 func TestParseKeyRemovalRespectsQuoting(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	tests := []struct {
 		name     string
 		dsn      string
@@ -315,7 +316,7 @@ func TestParseSSLMode(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clearEnv(t)
+			testhelp.ClearEnv(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
@@ -380,7 +381,7 @@ func TestParsePooler(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clearEnv(t)
+			testhelp.ClearEnv(t)
 			if c := mustParse(t, tc.dsn); c.Pooler != tc.want {
 				t.Fatalf("Pooler = %v, want %v", c.Pooler, tc.want)
 			}
@@ -389,7 +390,7 @@ func TestParsePooler(t *testing.T) {
 }
 
 func TestParseChannelBinding(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	const neon = "postgresql://neondb_owner:npg_S3cret@ep-x-pooler.eastus2.azure.neon.tech/neondb?sslmode=require&channel_binding=require"
 
 	c := mustParse(t, neon)
@@ -434,7 +435,7 @@ func TestParseChannelBinding(t *testing.T) {
 }
 
 func TestParseConnectTimeoutFromEnv(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	t.Setenv("PGCONNECT_TIMEOUT", "12")
 	if c := mustParse(t, remote); c.ConnectTimeout != 12*time.Second {
 		t.Fatalf("ConnectTimeout = %v, want 12s from PGCONNECT_TIMEOUT", c.ConnectTimeout)
@@ -445,7 +446,7 @@ func TestParseConnectTimeoutFromEnv(t *testing.T) {
 }
 
 func TestParseEmptyUsesPGEnv(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	t.Setenv("PGHOST", "db.example.com")
 	t.Setenv("PGPORT", "6543")
 	t.Setenv("PGUSER", "envuser")
@@ -466,7 +467,7 @@ func TestParseEmptyUsesPGEnv(t *testing.T) {
 }
 
 func TestParseErrorsHideThePassword(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	const pw = "Hunter2-secret"
 	tests := []string{
 		"postgres://app:" + pw + "@db.example.com:notaport/app",
@@ -515,7 +516,7 @@ func TestParseErrorsHideThePassword(t *testing.T) {
 // and the rest of it is read as the host. Parse refuses such a URL, and its error masks the
 // whole password, not only the part before the first '@'.
 func TestParseRawAtInUserinfo(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	const tail = "Hunter2-secret"
 	tests := []struct {
 		name, dsn, password string
@@ -552,7 +553,7 @@ func TestParseRawAtInUserinfo(t *testing.T) {
 // A '@' after the host list, in the query of a URL without a path, is not part of the
 // userinfo: pgx reads such a URL as before.
 func TestParseAtInQueryIsNotUserinfo(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	c := mustParse(t, "postgres://app:pw@db.example.com:5432?application_name=a@b")
 	pc, err := pgconn.ParseConfig(c.st.conn)
 	if err != nil {
@@ -566,7 +567,7 @@ func TestParseAtInQueryIsNotUserinfo(t *testing.T) {
 // A URL written for SQLAlchemy names the Python driver in its scheme. Parse reads it as
 // postgresql:// and says so in a warning.
 func TestParseSQLAlchemyScheme(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	tests := []struct {
 		dsn, driver string
 	}{
@@ -597,7 +598,7 @@ func TestParseSQLAlchemyScheme(t *testing.T) {
 }
 
 func TestParseSQLAlchemySchemeErrorsHideThePassword(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	const pw = "Hunter2-secret"
 	for _, dsn := range []string{
 		"postgresql+psycopg2://app:" + pw + "@db.example.com:bad/app",
@@ -618,7 +619,7 @@ func TestParseSQLAlchemySchemeErrorsHideThePassword(t *testing.T) {
 // Only a driver name (lower-case letters, digits, '_') after "postgresql+" or "postgres+" is
 // dropped: other strings are refused.
 func TestParseSQLAlchemySchemeOnlyDriverNames(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	for _, dsn := range []string{
 		"postgresql+://app:pw@db.example.com/app",
 		"postgresql+Psycopg2://app:pw@db.example.com/app",
@@ -633,7 +634,7 @@ func TestParseSQLAlchemySchemeOnlyDriverNames(t *testing.T) {
 
 // asyncpg takes the sslmode as ssl=...; in a SQLAlchemy URL Parse reads it as sslmode.
 func TestParseSQLAlchemyAsyncpgSSL(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	tests := []struct {
 		dsn         string
 		wantSSLMode string // "" when ssl is not rewritten

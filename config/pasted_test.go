@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 )
 
 // pastedSecrets are the password fragments used in TestPasted: none may appear in any output.
@@ -312,7 +314,7 @@ func TestPasted(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clearEnv(t)
+			testhelp.ClearEnv(t)
 			var c *Config
 			var err error
 			if tc.env != nil {
@@ -376,7 +378,7 @@ func wantConn(host string, port uint16, user, db, password string, tls bool) fun
 // A Config shows its masked connection string and its options under every verb, in JSON
 // and through slog, and never the password.
 func TestConfigFormatsMasked(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	c := mustParse(t, "postgres://app:S3cretPW@db.example.com/app?pool_size=4")
 	outs := outputs(t, c, nil)
 	checkNoSecret(t, outs, "S3cretPW")

@@ -7,10 +7,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 )
 
 func TestPgxPoolConfigCarriesEveryOption(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	c := mustParse(t, remote)
 	c.Size, c.Overflow = 4, 6
 	c.WarmUp = true
@@ -56,7 +57,7 @@ func TestPgxPoolConfigCarriesEveryOption(t *testing.T) {
 }
 
 func TestPgxPoolConfigIsAcceptedByPgxpool(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	pc, err := mustParse(t, remote).PgxPoolConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +85,7 @@ func TestPgxPoolConfigExecMode(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.dsn, func(t *testing.T) {
-			clearEnv(t)
+			testhelp.ClearEnv(t)
 			pc, err := mustParse(t, tc.dsn).PgxPoolConfig()
 			if err != nil {
 				t.Fatal(err)
@@ -97,7 +98,7 @@ func TestPgxPoolConfigExecMode(t *testing.T) {
 }
 
 func TestPgxPoolConfigRevalidates(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	c := mustParse(t, remote)
 	c.Overflow = -1
 	if _, err := c.PgxPoolConfig(); asError(t, err).Field != "Overflow" {
@@ -139,7 +140,7 @@ func TestPingDue(t *testing.T) {
 // The ShouldPing hook of PgxPoolConfig answers as PingDue does, with the settings of the
 // moment it was built.
 func TestShouldPingIsPingDue(t *testing.T) {
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	for _, mode := range []PrePingMode{PrePingIdle, PrePingAlways, PrePingNever} {
 		c := mustParse(t, remote)
 		c.PrePing, c.PrePingAfter = mode, 5*time.Second

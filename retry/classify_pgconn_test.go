@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/retry"
 )
 
@@ -164,7 +165,7 @@ func TestClassifyPgconnConnectErrors(t *testing.T) {
 			if !errors.As(err, &cerr) {
 				t.Fatalf("connect error %T is not a *pgconn.ConnectError: %v", err, err)
 			}
-			checkClass(t, err, tt.want)
+			testhelp.CheckClass(t, err, tt.want)
 		})
 	}
 }
@@ -249,7 +250,7 @@ func TestClassifyPgconnSessionErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("query succeeded")
 			}
-			checkClass(t, err, tt.want)
+			testhelp.CheckClass(t, err, tt.want)
 		})
 	}
 }

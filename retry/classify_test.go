@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/retry"
 )
 
@@ -180,34 +181,8 @@ func TestClassify(t *testing.T) {
 	for _, tt := range classifyTests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			checkClass(t, tt.err, tt.want)
+			testhelp.CheckClass(t, tt.err, tt.want)
 		})
-	}
-}
-
-// checkClass checks the class of err, and that it survives wrapping with
-// fmt.Errorf, errors.Join with an unrelated error, and *retry.Error.
-func checkClass(t *testing.T, err error, want retry.Class) {
-	t.Helper()
-	forms := []struct {
-		name string
-		err  error
-	}{
-		{"bare", err},
-		{"fmt.Errorf %w", fmt.Errorf("query documents: %w", err)},
-		{"twice wrapped", fmt.Errorf("handler: %w", fmt.Errorf("store: %w", err))},
-		{"errors.Join with itself", errors.Join(err, err)},
-		{"*retry.Error", &retry.Error{Attempts: 3, Class: want, Err: err}},
-	}
-	for _, f := range forms {
-		if got := retry.Classify(f.err); got != want {
-			t.Errorf("%s: Classify(%v) = %v, want %v", f.name, f.err, got, want)
-		}
-	}
-	// A part that says nothing about the database makes a join Permanent.
-	joined := errors.Join(errors.New("licence number already taken"), err)
-	if got := retry.Classify(joined); got != retry.Permanent {
-		t.Errorf("joined with a business error: Classify(%v) = %v, want permanent", joined, got)
 	}
 }
 

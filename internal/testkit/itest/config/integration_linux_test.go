@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 )
 
@@ -16,7 +17,7 @@ import (
 // pgx dialled through PgxPoolConfig's DialFunc: the socket carries the keepalive settings.
 func TestIntegrationPooledConnectionHasKeepalive(t *testing.T) {
 	s := pgharness.Require(t, srv)
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	c, err := config.Parse(s.DSN())
 	if err != nil {
 		t.Fatal(err)

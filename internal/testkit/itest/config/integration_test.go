@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 )
 
@@ -73,7 +74,7 @@ func TestIntegrationFromEnvConnectsOverTLS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			setEnv(t, tc.env)
+			testhelp.SetEnv(t, tc.env)
 			c, err := config.FromEnv()
 			if err != nil {
 				t.Fatal(err)
@@ -100,7 +101,7 @@ func TestIntegrationFromEnvConnectsOverTLS(t *testing.T) {
 
 func TestIntegrationWrongPasswordErrorHidesIt(t *testing.T) {
 	s := pgharness.Require(t, srv)
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	const wrong = "not-the-Password-42"
 	dsn := strings.Replace(s.DSN(), ":"+s.Password()+"@", ":"+wrong+"@", 1)
 	c, err := config.Parse(dsn)
@@ -158,7 +159,7 @@ func workload(ctx context.Context, pool *pgxpool.Pool, n, workers int) (int64, e
 
 func TestIntegrationBouncerTransactionMode(t *testing.T) {
 	s := pgharness.Require(t, srv)
-	clearEnv(t)
+	testhelp.ClearEnv(t)
 	const n, workers = 1000, 8
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

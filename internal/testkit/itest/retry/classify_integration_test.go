@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/internal/testkit/faultproxy"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/retry"
@@ -45,7 +46,7 @@ func wantClass(t *testing.T, err error, want retry.Class) {
 		t.Fatalf("got no error, want one of class %v", want)
 	}
 	t.Logf("error (%T): %v", err, err)
-	checkClass(t, err, want)
+	testhelp.CheckClass(t, err, want)
 }
 
 func TestIntegrationKilledBackend(t *testing.T) {

@@ -1,12 +1,12 @@
-package config_test
+package testhelp
 
 import (
 	"os"
 	"testing"
 )
 
-// envVars are every variable this package or pgconn reads.
-var envVars = []string{
+// EnvVars are every environment variable package config or pgconn reads.
+var EnvVars = []string{
 	"DATABASE_URL", "DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT", "DB_NAME", "DB_SSLMODE",
 	"PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGAPPNAME",
 	"PGCONNECT_TIMEOUT", "PGSSLMODE", "PGSSLKEY", "PGSSLCERT", "PGSSLCERTMODE", "PGSSLSNI",
@@ -15,13 +15,26 @@ var envVars = []string{
 	"PGCHANNELBINDING", "PGREQUIREAUTH",
 }
 
-// clearEnv unsets every variable in envVars for the test (restored afterwards) and points
+// ClearEnv unsets every variable in EnvVars for the test (restored afterwards) and points
 // PGPASSFILE nowhere, so that the machine's environment cannot change a result.
-func clearEnv(t testing.TB) {
+func ClearEnv(t testing.TB) {
 	t.Helper()
-	for _, k := range envVars {
+	for _, k := range EnvVars {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
 	t.Setenv("PGPASSFILE", "/nonexistent/pgpass")
+}
+
+// SetEnv sets vars for the test after clearing the environment. A value of "\x00unset" leaves
+// the variable unset.
+func SetEnv(t testing.TB, vars map[string]string) {
+	t.Helper()
+	ClearEnv(t)
+	for k, v := range vars {
+		if v == "\x00unset" {
+			continue
+		}
+		t.Setenv(k, v)
+	}
 }
