@@ -8,24 +8,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgsteady/pgsteady/internal/testhelp/oteltest"
 	"github.com/pgsteady/pgsteady/pool"
 	"github.com/pgsteady/pgsteady/pool/otelpool"
 	"github.com/pgsteady/pgsteady/retry"
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 )
 
 var poolName = attribute.String("db.client.connection.pool.name", "test")
-
-// newTracer returns a tracer whose ended spans rec holds.
-func newTracer(t *testing.T) (trace.Tracer, *tracetest.SpanRecorder) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	return tp.Tracer("test"), rec
-}
 
 func TestObserverCountsEachEventUnderItsAttribute(t *testing.T) {
 	timeout := &pool.TimeoutError{Bound: "AcquireTimeout 1s"}
@@ -93,20 +83,20 @@ func TestObserverCountsEachEventUnderItsAttribute(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newReader(t)
-			o, err := otelpool.NewObserver(r.mp, otelpool.WithPoolName("test"))
+			r := oteltest.NewReader(t)
+			o, err := otelpool.NewObserver(r.Provider, otelpool.WithPoolName("test"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			tt.event(t.Context(), o)
 			tt.event(t.Context(), o)
-			m, ok := r.collect(t)[tt.metric]
+			m, ok := r.Collect(t)[tt.metric]
 			if !ok {
 				t.Fatalf("no %s after two events", tt.metric)
 			}
-			n, _ := intValue(m, poolName, tt.attr)
+			n, _ := oteltest.IntValue(m, poolName, tt.attr)
 			if tt.metric == "db.client.connection.wait_time" {
-				n = int64(histCount(m, poolName, tt.attr))
+				n = int64(oteltest.HistCount(m, poolName, tt.attr))
 			}
 			if n != 2 {
 				t.Errorf("%s{%s, %s} = %d after two events, want 2", tt.metric, poolName.Value.Emit(), tt.attr.Value.Emit(), n)
@@ -116,12 +106,12 @@ func TestObserverCountsEachEventUnderItsAttribute(t *testing.T) {
 }
 
 func TestRetryAddsAnEventToARecordingSpanOnly(t *testing.T) {
-	r := newReader(t)
-	o, err := otelpool.NewObserver(r.mp)
+	r := oteltest.NewReader(t)
+	o, err := otelpool.NewObserver(r.Provider)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tracer, rec := newTracer(t)
+	tracer, rec := oteltest.NewTracer(t)
 	ctx, span := tracer.Start(t.Context(), "request")
 	cause := fmt.Errorf("reading: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"})
 	o.Retrying(ctx, pool.RetryEvent{Attempt: 1, Class: retry.ConnLost, Err: cause, Delay: 250 * time.Millisecond})
@@ -173,7 +163,7 @@ func TestRetryAddsAnEventToARecordingSpanOnly(t *testing.T) {
 			}
 		}
 	}
-	if n, _ := intValue(r.collect(t)["pgsteady.pool.retries"]); n != 4 {
+	if n, _ := oteltest.IntValue(r.Collect(t)["pgsteady.pool.retries"]); n != 4 {
 		t.Errorf("pgsteady.pool.retries = %d, want 4: every retry is counted, traced or not", n)
 	}
 }

@@ -4,13 +4,14 @@ import (
 	"testing"
 
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp/oteltest"
 	"github.com/pgsteady/pgsteady/pool"
 	"github.com/pgsteady/pgsteady/pool/otelpool"
 	"go.opentelemetry.io/otel/attribute"
 )
 
 func TestRegisterNeedsAPool(t *testing.T) {
-	o, err := otelpool.NewObserver(newReader(t).mp)
+	o, err := otelpool.NewObserver(oteltest.NewReader(t).Provider)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,8 +25,8 @@ func TestRegisterNeedsAPool(t *testing.T) {
 
 // The pool name is given once, to NewObserver: the stats Register publishes carry it too.
 func TestRegisterPublishesUnderTheObserversPoolName(t *testing.T) {
-	r := newReader(t)
-	o, err := otelpool.NewObserver(r.mp, otelpool.WithPoolName("orders"))
+	r := oteltest.NewReader(t)
+	o, err := otelpool.NewObserver(r.Provider, otelpool.WithPoolName("orders"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestRegisterPublishesUnderTheObserversPoolName(t *testing.T) {
 	}
 	defer reg.Unregister()
 	orders := attribute.String("db.client.connection.pool.name", "orders")
-	if n, ok := intValue(r.collect(t)["db.client.connection.max"], orders); !ok || n != int64(cfg.Size+cfg.Overflow) {
+	if n, ok := oteltest.IntValue(r.Collect(t)["db.client.connection.max"], orders); !ok || n != int64(cfg.Size+cfg.Overflow) {
 		t.Errorf("db.client.connection.max{pool.name=orders} = %d (found: %v), want Size+Overflow = %d", n, ok, cfg.Size+cfg.Overflow)
 	}
 }

@@ -7,29 +7,19 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp/oteltest"
 	"github.com/pgsteady/pgsteady/pool"
 	"github.com/pgsteady/pgsteady/pool/otelpool"
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 )
 
 var poolName = attribute.String("db.client.connection.pool.name", "test")
 
-// newTracer returns a tracer whose ended spans rec holds.
-func newTracer(t *testing.T) (trace.Tracer, *tracetest.SpanRecorder) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	return tp.Tracer("test"), rec
-}
-
 // A backend killed while a read waits on a lock: the pool retries the read on a new
 // connection, and the retry shows in the counter and on the caller's span.
 func TestBackendKillShowsAsRetryInMetricsAndOnTheSpan(t *testing.T) {
-	r := newReader(t)
-	obs, err := otelpool.NewObserver(r.mp, otelpool.WithPoolName("test"))
+	r := oteltest.NewReader(t)
+	obs, err := otelpool.NewObserver(r.Provider, otelpool.WithPoolName("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +37,7 @@ func TestBackendKillShowsAsRetryInMetricsAndOnTheSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tracer, rec := newTracer(t)
+	tracer, rec := oteltest.NewTracer(t)
 	done := make(chan error, 1)
 	go func() {
 		ctx, span := tracer.Start(t.Context(), "read")
@@ -64,12 +54,12 @@ func TestBackendKillShowsAsRetryInMetricsAndOnTheSpan(t *testing.T) {
 		t.Fatalf("read after the kill: %v, want it retried to success", err)
 	}
 
-	m := r.collect(t)
-	retries, _ := intValue(m["pgsteady.pool.retries"], poolName)
+	m := r.Collect(t)
+	retries, _ := oteltest.IntValue(m["pgsteady.pool.retries"], poolName)
 	if retries < 1 {
 		t.Fatalf("pgsteady.pool.retries = %d after a killed read was retried, want >= 1", retries)
 	}
-	if broken, _ := intValue(m["pgsteady.pool.connection.closed"], attribute.String("pgsteady.connection.close_reason", "broken")); broken < 1 {
+	if broken, _ := oteltest.IntValue(m["pgsteady.pool.connection.closed"], attribute.String("pgsteady.connection.close_reason", "broken")); broken < 1 {
 		t.Errorf("pgsteady.pool.connection.closed{reason=broken} = %d after a kill, want >= 1", broken)
 	}
 	spans := rec.Ended()
@@ -91,7 +81,7 @@ func TestBackendKillShowsAsRetryInMetricsAndOnTheSpan(t *testing.T) {
 		t.Fatalf("span has %d retry events %v, want one per counted retry (%d)", len(classes), classes, retries)
 	}
 	for _, c := range classes {
-		if n, _ := intValue(m["pgsteady.pool.retries"], attribute.String("pgsteady.retry.class", c)); n < 1 {
+		if n, _ := oteltest.IntValue(m["pgsteady.pool.retries"], attribute.String("pgsteady.retry.class", c)); n < 1 {
 			t.Errorf("span event of class %s, but pgsteady.pool.retries{class=%s} = %d", c, c, n)
 		}
 	}

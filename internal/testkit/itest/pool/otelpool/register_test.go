@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp/oteltest"
 	"github.com/pgsteady/pgsteady/pool"
 	"github.com/pgsteady/pgsteady/pool/otelpool"
 	"go.opentelemetry.io/otel/attribute"
@@ -15,8 +16,8 @@ import (
 // The observable instruments report what Stats says at collection time: with connections
 // held, idle, waited for in vain, and after unregistering, nothing.
 func TestConnectionGaugesMatchStats(t *testing.T) {
-	r := newReader(t)
-	obs, err := otelpool.NewObserver(r.mp, otelpool.WithPoolName("test"))
+	r := oteltest.NewReader(t)
+	obs, err := otelpool.NewObserver(r.Provider, otelpool.WithPoolName("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func TestConnectionGaugesMatchStats(t *testing.T) {
 
 	check := func(step string, want func(pool.Stats) map[string]int64) {
 		t.Helper()
-		m := r.collect(t)
+		m := r.Collect(t)
 		st := p.Stats()
 		for name, w := range map[string]struct {
 			metric string
@@ -46,7 +47,7 @@ func TestConnectionGaugesMatchStats(t *testing.T) {
 			"timeouts": {"db.client.connection.timeouts", poolName, st.AcquireTimeouts},
 			"opened":   {"pgsteady.pool.connection.opened", poolName, st.Opened},
 		} {
-			got, ok := intValue(m[w.metric], poolName, w.attr)
+			got, ok := oteltest.IntValue(m[w.metric], poolName, w.attr)
 			if !ok {
 				t.Errorf("%s: no %s{%s}", step, w.metric, w.attr.Value.Emit())
 				continue
@@ -76,7 +77,7 @@ func TestConnectionGaugesMatchStats(t *testing.T) {
 		t.Fatalf("Acquire with all connections held: %v, want ErrPoolTimeout", err)
 	}
 	check("after a timeout", func(pool.Stats) map[string]int64 { return map[string]int64{"timeouts": 1} })
-	if n := histCount(r.collect(t)["db.client.connection.wait_time"], attribute.String("error.type", "timeout")); n < 1 {
+	if n := oteltest.HistCount(r.Collect(t)["db.client.connection.wait_time"], attribute.String("error.type", "timeout")); n < 1 {
 		t.Errorf("wait_time{error.type=timeout} has %d points after a timeout, want >= 1", n)
 	}
 
@@ -86,7 +87,7 @@ func TestConnectionGaugesMatchStats(t *testing.T) {
 	if err := reg.Unregister(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := intValue(r.collect(t)["db.client.connection.count"]); ok {
+	if _, ok := oteltest.IntValue(r.Collect(t)["db.client.connection.count"]); ok {
 		t.Error("db.client.connection.count still reported after Unregister")
 	}
 	for _, c := range held[1:] {
