@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/retry"
 )
 
@@ -85,7 +86,7 @@ func TestClassifyOrigin(t *testing.T) {
 // whole chain is pgconn's. (A real one: see TestClassifyPgconnConnectErrors.)
 func TestClassifyConnectErrorIsTheDatabases(t *testing.T) {
 	t.Parallel()
-	_, err := pgconn.Connect(t.Context(), "postgres://app@"+closedAddr(t)+"/docs?sslmode=disable&connect_timeout=1")
+	_, err := pgconn.Connect(t.Context(), "postgres://app@"+testhelp.RefusedAddr(t)+"/docs?sslmode=disable&connect_timeout=1")
 	if err == nil {
 		t.Fatal("connect succeeded")
 	}
@@ -105,7 +106,7 @@ func TestClassifyHTTPRefused(t *testing.T) {
 	calls := 0
 	err := retry.Do(t.Context(), retry.DefaultPolicy().WithRetryOn(retry.Transaction), func(ctx context.Context) error {
 		calls++
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+closedAddr(t)+"/notify", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+testhelp.RefusedAddr(t)+"/notify", nil)
 		if err != nil {
 			return err
 		}

@@ -55,18 +55,6 @@ func peer(t *testing.T, handle func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // rejectStartup answers the startup message with a FATAL error.
 func rejectStartup(code, msg string) func(net.Conn) {
 	return func(c net.Conn) {
@@ -124,6 +112,7 @@ func connect(ctx context.Context, t *testing.T, addr, sslmode string) (*pgconn.P
 func TestClassifyPgconnConnectErrors(t *testing.T) {
 	t.Parallel()
 	silent := func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
+	refused := func(t *testing.T) string { return testhelp.RefusedAddr(t) }
 	tests := []struct {
 		name    string
 		addr    func(t *testing.T) string
@@ -131,8 +120,8 @@ func TestClassifyPgconnConnectErrors(t *testing.T) {
 		sslmode string
 		want    retry.Class
 	}{
-		{"refused", closedAddr, false, "disable", retry.NotSent},
-		{"canceled by the caller", closedAddr, true, "disable", retry.NotSent},
+		{"refused", refused, false, "disable", retry.NotSent},
+		{"canceled by the caller", refused, true, "disable", retry.NotSent},
 		{"connect timeout, server silent", func(t *testing.T) string { return peer(t, silent) }, false, "disable", retry.NotSent},
 		{"closed during startup", func(t *testing.T) string { return peer(t, func(net.Conn) {}) }, false, "disable", retry.NotSent},
 		{"28P01 wrong password", rejectingPeer("28P01", `password authentication failed for user "app"`), false, "disable", retry.Permanent},

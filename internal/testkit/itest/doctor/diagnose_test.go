@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool/doctor"
 )
@@ -164,13 +165,7 @@ func TestWrongPassword(t *testing.T) {
 func TestRefusedPort(t *testing.T) {
 	t.Parallel()
 	s := pgharness.Require(t, srv)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
-	r := diagnose(t, pgharness.WithAddr(s.DSN(), addr), doctor.Options{})
+	r := diagnose(t, pgharness.WithAddr(s.DSN(), testhelp.RefusedAddr(t)), doctor.Options{})
 	want(t, r, doctor.IDTCP, doctor.Fail)
 	if len(r.Find(doctor.IDSession)) != 0 || r.Server != nil {
 		t.Errorf("went on after a refused connection: %v", r.Findings)

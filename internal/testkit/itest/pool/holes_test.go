@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/internal/testkit/faultproxy"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
@@ -120,19 +121,6 @@ func isPoolGoroutine(g string) bool {
 		}
 	}
 	return false
-}
-
-// refusedAddr returns a loopback address on which nothing listens, so that connecting to it is
-// refused at once.
-func refusedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // count returns how many rows of table writes carry key, read over a pool of its own.
@@ -254,7 +242,7 @@ func TestTxCommitCutByCallerIsAmbiguousWhenStored(t *testing.T) {
 func TestAcquireTimeoutBoundsPingOnARefusedPort(t *testing.T) {
 	s := pgharness.Require(t, srv)
 	const acquireTimeout = 500 * time.Millisecond
-	p := newPool(t, pgharness.WithAddr(s.DSN(), refusedAddr(t)), func(c *config.Config) {
+	p := newPool(t, pgharness.WithAddr(s.DSN(), testhelp.RefusedAddr(t)), func(c *config.Config) {
 		c.LazyStart = true
 		c.AcquireTimeout = acquireTimeout
 	})
