@@ -3,6 +3,7 @@ package pgfake_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -35,77 +36,102 @@ func sqlState(err error) string {
 	return ""
 }
 
-// What pgx sees of each scripted reply, through each protocol.
+// script answers the statements of TestPgxSeesEachReplyAsAServerWouldSendIt.
+func script(q pgfake.Query) pgfake.Reply {
+	switch q.SQL {
+	case "rows":
+		return pgfake.Rows([]string{"n", "s", "b", "null"}, []any{int64(7), "", true, nil})
+	case "fail":
+		return pgfake.Fail("40001", "could not serialize access")
+	case "fatal":
+		return pgfake.Fatal("57P01", "terminating connection due to administrator command")
+	case "drop":
+		return pgfake.Drop()
+	case "hang":
+		return pgfake.Hang()
+	}
+	return pgfake.Reply{}
+}
+
+// step is one statement of TestPgxSeesEachReplyAsAServerWouldSendIt and what pgx must see.
+type step struct {
+	name       string
+	run        func(context.Context, *pgx.Conn, pgx.QueryExecMode) error
+	want       func(error) bool
+	wantStatus byte // the connection's transaction status after; 0: closed
+}
+
+func exec(sql string) func(context.Context, *pgx.Conn, pgx.QueryExecMode) error {
+	return func(ctx context.Context, c *pgx.Conn, mode pgx.QueryExecMode) error {
+		_, err := c.Exec(ctx, sql, mode)
+		return err
+	}
+}
+
+func isState(code string) func(error) bool {
+	return func(err error) bool { return sqlState(err) == code }
+}
+
+// scanRows reads the row of "rows" and checks its values.
+func scanRows(ctx context.Context, c *pgx.Conn, mode pgx.QueryExecMode) error {
+	var n int64
+	var str, null *string
+	var b bool
+	err := c.QueryRow(ctx, "rows", mode).Scan(&n, &str, &b, &null)
+	if err == nil && (n != 7 || str == nil || *str != "" || !b || null != nil) {
+		err = fmt.Errorf("scanned %v, %v, %v, %v", n, str, b, null)
+	}
+	return err
+}
+
+func ping(ctx context.Context, c *pgx.Conn, _ pgx.QueryExecMode) error { return c.Ping(ctx) }
+
+var steps = []step{
+	{"rows, typed by their values; an empty string is not NULL", scanRows, isNil, 'I'},
+	{"an ERROR", exec("fail"), isState("40001"), 'I'},
+	{"BEGIN after it: the session lives", exec("BEGIN"), isNil, 'T'},
+	{"an ERROR in a transaction aborts it", exec("fail"), isState("40001"), 'E'},
+	{"ROLLBACK", exec("ROLLBACK"), isNil, 'I'},
+	{"a ping", ping, isNil, 'I'},
+	{"an unscripted statement", exec("SELECT 1"), isState("XX000"), 'I'},
+	{"FATAL: the server ends the session", exec("fatal"), isState("57P01"), 0},
+	// As over TCP, pgconn says "unexpected EOF" or "conn closed" (over a pipe, the latter):
+	// either way, not safe to retry.
+	{"dropped", exec("drop"), func(err error) bool { return err != nil && !pgconn.SafeToRetry(err) }, 0},
+	{"a black hole: no answer before the caller's deadline", exec("hang"), func(err error) bool { return errors.Is(err, context.DeadlineExceeded) }, 0},
+}
+
+// check runs st on c, opening a new connection first when c is closed, and returns c.
+func (st step) check(t *testing.T, s *pgfake.Server, c *pgx.Conn, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	if c == nil || c.IsClosed() {
+		var err error
+		if c, err = connect(t, s, pgfake.DSN); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if err := st.run(ctx, c, mode); !st.want(err) {
+		t.Fatalf("%s: %v", st.name, err)
+	}
+	closed := c.IsClosed()
+	if got := c.PgConn().TxStatus(); closed != (st.wantStatus == 0) || !closed && got != st.wantStatus {
+		t.Fatalf("%s: transaction status %c, closed %v; want %c", st.name, got, closed, st.wantStatus)
+	}
+	return c
+}
+
+// What pgx sees of each scripted reply, through each protocol, in turn on one connection.
 func TestPgxSeesEachReplyAsAServerWouldSendIt(t *testing.T) {
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := pgfake.New(func(q pgfake.Query) pgfake.Reply {
-					switch q.SQL {
-					case "rows":
-						return pgfake.Rows([]string{"n", "s", "b", "null"}, []any{int64(7), "", true, nil})
-					case "fail":
-						return pgfake.Fail("40001", "could not serialize access")
-					case "fatal":
-						return pgfake.Fatal("57P01", "terminating connection due to administrator command")
-					case "drop":
-						return pgfake.Drop()
-					case "hang":
-						return pgfake.Hang()
-					}
-					return pgfake.Reply{}
-				})
+				s := pgfake.New(script)
 				defer s.Close()
-				c, err := connect(t, s, pgfake.DSN)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var n int64
-				var str *string
-				var b bool
-				var null *string
-				if err := c.QueryRow(t.Context(), "rows", mode).Scan(&n, &str, &b, &null); err != nil || n != 7 || str == nil || *str != "" || !b || null != nil {
-					t.Fatalf("rows: %v, %v, %v, %v, %v", n, str, b, null, err)
-				}
-				if _, err := c.Exec(t.Context(), "fail", mode); sqlState(err) != "40001" {
-					t.Fatalf("fail: %v", err)
-				}
-				if _, err := c.Exec(t.Context(), "BEGIN", mode); err != nil || c.PgConn().TxStatus() != 'T' {
-					t.Fatalf("the session after an ERROR: %v, status %c", err, c.PgConn().TxStatus())
-				}
-				if _, err := c.Exec(t.Context(), "fail", mode); err == nil || c.PgConn().TxStatus() != 'E' {
-					t.Fatalf("an ERROR in a transaction leaves status %c", c.PgConn().TxStatus())
-				}
-				if _, err := c.Exec(t.Context(), "ROLLBACK", mode); err != nil || c.PgConn().TxStatus() != 'I' {
-					t.Fatalf("ROLLBACK: %v, status %c", err, c.PgConn().TxStatus())
-				}
-				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-				defer cancel()
-				if err := c.Ping(ctx); err != nil {
-					t.Fatalf("ping: %v", err)
-				}
-				if _, err := c.Exec(ctx, "hang", mode); !errors.Is(err, context.DeadlineExceeded) || !c.IsClosed() {
-					t.Fatalf("hang: %v, want the caller's deadline", err)
-				}
-				for _, tt := range []struct {
-					sql  string
-					want func(error) bool
-				}{
-					{"fatal", func(err error) bool { return sqlState(err) == "57P01" }},
-					// As over TCP, pgconn says "unexpected EOF" or "conn closed" (over a pipe,
-					// the latter): either way, not safe to retry.
-					{"drop", func(err error) bool { return err != nil && !pgconn.SafeToRetry(err) }},
-				} {
-					c, err := connect(t, s, pgfake.DSN)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if _, err := c.Exec(t.Context(), tt.sql, mode); !tt.want(err) {
-						t.Fatalf("%s: %v", tt.sql, err)
-					}
-					if _, err := c.Exec(t.Context(), "SELECT 1", mode); err == nil {
-						t.Fatalf("%s: the connection still works", tt.sql)
-					}
+				var c *pgx.Conn
+				for _, st := range steps {
+					c = st.check(t, s, c, mode)
 				}
 				if got := len(s.Seen(func(q pgfake.Query) bool { return q.SQL == "fail" })); got != 2 {
 					t.Fatalf("Seen: %d, want 2", got)
@@ -114,6 +140,8 @@ func TestPgxSeesEachReplyAsAServerWouldSendIt(t *testing.T) {
 		})
 	}
 }
+
+func isNil(err error) bool { return err == nil }
 
 func TestTheServerCanRefuseBeDownAndKill(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -138,6 +166,7 @@ func TestTheServerCanRefuseBeDownAndKill(t *testing.T) {
 		if pc := c.PgConn(); pc.ParameterStatus("in_hot_standby") != "" || pc.ParameterStatus("server_version") != "13.9" {
 			t.Fatalf("parameters: %q, %q", pc.ParameterStatus("in_hot_standby"), pc.ParameterStatus("server_version"))
 		}
+		synctest.Wait() // the refused connection's goroutine ends
 		if s.Accepted() != 2 || s.Open() != 1 { // the refused one was accepted, then closed
 			t.Fatalf("Accepted %d, Open %d; want 2, 1", s.Accepted(), s.Open())
 		}
