@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -16,12 +17,12 @@ import (
 // failFirst answers the first n statements containing part with fail, and the later ones
 // with ok.
 func failFirst(n int, part string, fail, ok pgfake.Reply) pgfake.Handler {
-	seen := 0
+	var seen atomic.Int32
 	return func(q pgfake.Query) pgfake.Reply {
 		if !sqlHas(part)(q) {
 			return pgfake.Reply{}
 		}
-		if seen++; seen <= n {
+		if int(seen.Add(1)) <= n {
 			return fail
 		}
 		return ok

@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -25,15 +26,16 @@ func probe(inRecovery bool, source string) pgfake.Reply {
 // refusingServer refuses the n-th write with 25006 where refuse(connection number, n) says so,
 // and answers the probe with answer.
 func refusingServer(t *testing.T, refuse func(conn, n int) bool, answer pgfake.Reply) *pgfake.Server {
-	n := 0
+	var writes atomic.Int32
 	return fakeServer(t, func(q pgfake.Query) pgfake.Reply {
+		n := 0
 		if strings.HasPrefix(q.SQL, "INSERT") {
-			n++
+			n = int(writes.Add(1))
 		}
 		switch {
 		case strings.Contains(q.SQL, "pg_is_in_recovery"):
 			return answer
-		case strings.HasPrefix(q.SQL, "INSERT") && refuse(q.Conn, n):
+		case n > 0 && refuse(q.Conn, n):
 			return readOnly
 		case strings.HasPrefix(q.SQL, "INSERT"):
 			return oneRow

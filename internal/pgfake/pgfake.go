@@ -28,11 +28,12 @@ import (
 type Query struct {
 	Conn int      // the connection it came on: 1 for the first the server accepted, and so on
 	SQL  string   // as sent (the simple protocol carries arguments inside it)
-	Args []string // the extended protocol's parameters, as text
+	Args []string // the extended protocol's parameters as sent (text, as pgx's exec mode sends them)
 }
 
 // Handler answers a statement. It runs on the connection's goroutine, one statement at a
-// time per connection, and concurrently across connections.
+// time per connection, and concurrently across connections. In the extended protocol it runs
+// once per statement, when the statement is described (its columns come from the answer).
 type Handler func(Query) Reply
 
 // Server is a fake PostgreSQL server. Its methods are safe for concurrent use.
@@ -135,7 +136,7 @@ func (s *Server) Open() int {
 	return len(s.conns)
 }
 
-// Seen returns the statements received so far whose SQL match accepts (nil: all), in order of
+// Seen returns the statements received so far that match accepts (nil: all), in order of
 // arrival.
 func (s *Server) Seen(match func(Query) bool) []Query {
 	s.mu.Lock()

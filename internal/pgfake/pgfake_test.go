@@ -166,7 +166,7 @@ func TestTheServerCanRefuseBeDownAndKill(t *testing.T) {
 		if pc := c.PgConn(); pc.ParameterStatus("in_hot_standby") != "" || pc.ParameterStatus("server_version") != "13.9" {
 			t.Fatalf("parameters: %q, %q", pc.ParameterStatus("in_hot_standby"), pc.ParameterStatus("server_version"))
 		}
-		synctest.Wait() // the refused connection's goroutine ends
+		synctest.Wait()                         // the refused connection's goroutine ends
 		if s.Accepted() != 2 || s.Open() != 1 { // the refused one was accepted, then closed
 			t.Fatalf("Accepted %d, Open %d; want 2, 1", s.Accepted(), s.Open())
 		}
