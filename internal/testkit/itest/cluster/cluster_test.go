@@ -16,10 +16,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp/oteltest"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 	"github.com/pgsteady/pgsteady/pool/otelpool"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
 
@@ -90,10 +90,8 @@ func TestCluster(t *testing.T) {
 
 // testMetrics checks that otelpool publishes each member's lag and reads.
 func testMetrics(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
-	r := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
-	t.Cleanup(func() { mp.Shutdown(context.Background()) })
-	obs, err := otelpool.NewObserver(mp)
+	r := oteltest.NewReader(t)
+	obs, err := otelpool.NewObserver(r.Provider)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,19 +100,13 @@ func testMetrics(t *testing.T, _ *pgharness.Pair, c *pool.Cluster) {
 		t.Fatal(err)
 	}
 	defer reg.Unregister()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(t.Context(), &rm); err != nil {
-		t.Fatal(err)
-	}
 	points := map[string]int{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				points[m.Name] += len(d.DataPoints)
-			case metricdata.Gauge[int64]:
-				points[m.Name] += len(d.DataPoints)
-			}
+	for name, m := range r.Collect(t) {
+		switch d := m.Data.(type) {
+		case metricdata.Sum[int64]:
+			points[name] += len(d.DataPoints)
+		case metricdata.Gauge[int64]:
+			points[name] += len(d.DataPoints)
 		}
 	}
 	// Three members: reads for each, connections by two states for each, a lag for each replica.
