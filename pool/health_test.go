@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgsteady/pgsteady/internal/pgfake"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/pool"
 )
 
@@ -109,15 +110,7 @@ func TestAPingThatFailsCondemnsTheConnectionsIdleAsLong(t *testing.T) {
 		var broken atomic.Pointer[func(int) pgfake.Reply]
 		s := pingServer(t, &broken)
 		p := fakePool(t, s, nil)
-		var held []interface{ Release() }
-		for range 3 {
-			c, err := p.Acquire(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			held = append(held, c)
-		}
-		for _, c := range held {
+		for _, c := range testhelp.Hold(t, p, 3) {
 			c.Release()
 		}
 		time.Sleep(2 * time.Second) // past PrePingAfter: each would be pinged

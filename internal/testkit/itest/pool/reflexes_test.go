@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 	"github.com/pgsteady/pgsteady/retry"
@@ -345,15 +346,7 @@ func TestStatsTellTheTruth(t *testing.T) {
 	})
 	t.Run("Reset counts as recycled", func(t *testing.T) {
 		p := newPool(t, freshDB(t), func(c *config.Config) { c.Size, c.Overflow = 3, 0 })
-		var held []*pgxpool.Conn
-		for range 3 {
-			c, err := p.Acquire(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			held = append(held, c)
-		}
-		for _, c := range held {
+		for _, c := range testhelp.Hold(t, p, 3) {
 			c.Release()
 		}
 		waitFor(t, func() bool { return p.Stats().IdleConns == 3 })

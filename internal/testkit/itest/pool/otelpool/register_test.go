@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/internal/testhelp/oteltest"
 	"github.com/pgsteady/pgsteady/pool"
 	"github.com/pgsteady/pgsteady/pool/otelpool"
@@ -63,14 +63,7 @@ func TestConnectionGaugesMatchStats(t *testing.T) {
 
 	check("after New", func(pool.Stats) map[string]int64 { return map[string]int64{"max": 3, "idle.max": 2, "used": 0} })
 
-	var held []*pgxpool.Conn
-	for range 3 {
-		c, err := p.Acquire(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-	}
+	held := testhelp.Hold(t, p, 3)
 	check("three held", func(pool.Stats) map[string]int64 { return map[string]int64{"used": 3, "idle": 0} })
 
 	if _, err := p.Acquire(t.Context()); !errors.Is(err, pool.ErrPoolTimeout) {
