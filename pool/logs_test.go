@@ -1,38 +1,23 @@
 package pool_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/pool"
 )
 
-// logBuffer collects JSON log lines, safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines returns the lines logged with message msg, decoded.
-func (b *logBuffer) lines(t *testing.T, msg string) []map[string]any {
+// logLines returns the JSON lines in logs whose message is msg, decoded.
+func logLines(t *testing.T, logs *testhelp.SyncBuffer, msg string) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
@@ -50,14 +35,14 @@ func TestRetriesAreLoggedAtMostOnceASecondWithACountOfTheRest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := fakeServer(t, nil)
 		s.Refuse(startingUp)
-		var logs logBuffer
+		var logs testhelp.SyncBuffer
 		p := fakePool(t, s, func(c *config.Config) { c.LazyStart, c.AcquireTimeout = true, 3*time.Second },
 			pool.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 		if _, err := p.Exec(t.Context(), "SELECT 'x'"); err == nil {
 			t.Fatal("Exec on a server that stays down succeeded")
 		}
 		retries := p.Stats().Retries.NotSent
-		lines := logs.lines(t, "pgsteady: retrying")
+		lines := logLines(t, &logs, "pgsteady: retrying")
 		suppressed := 0.0
 		for _, l := range lines {
 			if n, ok := l["suppressed"].(float64); ok {

@@ -1,7 +1,6 @@
 package pool_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/testhelp"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
 	"github.com/pgsteady/pgsteady/pool"
 )
@@ -184,7 +184,7 @@ func TestUserAfterConnectErrorFailsTheConnectionNotThePool(t *testing.T) {
 
 func TestNewLogsTheRemovedChannelBinding(t *testing.T) {
 	dsn := freshDB(t)
-	var buf syncBuffer
+	var buf testhelp.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	cfg, err := config.Parse(dsn + "&channel_binding=require")
 	if err != nil {
@@ -202,22 +202,4 @@ func TestNewLogsTheRemovedChannelBinding(t *testing.T) {
 	if strings.Contains(out, srv.Password()) {
 		t.Fatal("the log shows the password")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the pool's concurrent log calls.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
