@@ -274,6 +274,7 @@ func (p *Pool) start(ctx context.Context) error {
 	n := 1
 	if p.cfg.WarmUp {
 		n = p.cfg.Size
+		p.awaitMinConns(ctx)
 	}
 	conns := make([]*pgxpool.Conn, 0, n)
 	defer func() {
@@ -289,6 +290,27 @@ func (p *Pool) start(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	return nil
+}
+
+// awaitMinConns waits while pgxpool opens MinConns (Size, with WarmUp) in the background, as it
+// does from its construction, so that start's acquires take those connections instead of
+// racing them (they did, and opened up to twice Size). It returns once Size are open, once no
+// opening is under way (a refused one included: start's own acquires then report it, with
+// retries), or at ctx's end or AcquireTimeout.
+func (p *Pool) awaitMinConns(ctx context.Context) {
+	const look = 5 * time.Millisecond
+	deadline := time.Now().Add(p.cfg.AcquireTimeout)
+	for i := 0; time.Now().Before(deadline); i++ {
+		s := p.pgx.Stat()
+		if s.TotalConns()-s.ConstructingConns() >= int32(p.cfg.Size) || (i > 0 && s.ConstructingConns() == 0) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(look):
+		}
+	}
 }
 
 // startConn acquires a connection for New: bounded by ctx and the Retry policy, not by the

@@ -65,15 +65,19 @@ func TestNewWaitsForAServerThatIsStartingAndFailsOnOneThatRefuses(t *testing.T) 
 	}
 }
 
-// WarmUp opens at least Size connections before New returns. (Not exactly Size: pgxpool's own
-// MinConns creation runs in the background while New acquires, and here 5 were opened for a
-// Size of 3; the extra ones stay idle beyond Size until IdleTimeout.)
+// WarmUp opens Size connections before New returns, and no more: pgxpool's own MinConns
+// creation runs in the background, and New waits for it rather than racing it (it did, and
+// opened 5 for a Size of 3, the extra ones staying idle beyond Size until IdleTimeout).
 func TestWarmUpOpensSizeConnections(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := fakeServer(t, nil)
 		p := fakePool(t, s, func(c *config.Config) { c.Size, c.WarmUp = 3, true })
-		if got := p.Stats(); got.IdleConns < 3 || s.Open() < 3 {
-			t.Fatalf("after New with WarmUp: %d idle, %d open at the server; want at least 3, 3", got.IdleConns, s.Open())
+		if got := p.Stats(); got.IdleConns != 3 || s.Open() != 3 {
+			t.Fatalf("after New with WarmUp: %d idle, %d open at the server; want 3, 3", got.IdleConns, s.Open())
+		}
+		synctest.Wait() // the pool's background work has nothing more to open
+		if s.Accepted() != 3 {
+			t.Fatalf("WarmUp with Size 3 connected %d times, want 3", s.Accepted())
 		}
 	})
 }

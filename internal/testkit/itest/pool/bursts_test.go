@@ -264,3 +264,30 @@ func TestIdlePoolSendsNothing(t *testing.T) {
 		t.Errorf("%d sessions after the quiet period, want Size = %d", len(after), size)
 	}
 }
+
+// TestWarmUpOpensSizeSessions: with WarmUp, New opens Size connections and the server sees
+// Size sessions, not more (New's acquires raced pgxpool's own MinConns opening, and a Size of
+// 4 opened 6).
+func TestWarmUpOpensSizeSessions(t *testing.T) {
+	t.Parallel()
+	dsn := freshDB(t)
+	sessions := newServerSessions(t, dsn)
+	before := sessions.count(t)
+	cfg, err := config.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Size, cfg.WarmUp = 4, true
+	p, err := pool.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	time.Sleep(time.Second) // the server's statistics of a session arrive up to a second late
+	if got := sessions.count(t) - before; got != 4 {
+		t.Fatalf("New with WarmUp and Size 4: the server saw %d sessions begin, want 4", got)
+	}
+	if s := p.Stats(); s.TotalConns != 4 {
+		t.Fatalf("after New with WarmUp and Size 4: %d connections, want 4", s.TotalConns)
+	}
+}
