@@ -3,11 +3,13 @@ package pool
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/internal/xact"
 )
@@ -67,6 +69,7 @@ func (p *Pool) install(pc *pgxpool.Config) {
 			return err
 		}
 		p.timeConnect(cc)
+		p.boundCancelRequest(cc)
 		if userBeforeConnect != nil {
 			return userBeforeConnect(ctx, cc)
 		}
@@ -98,6 +101,38 @@ func (p *Pool) install(pc *pgxpool.Config) {
 	}
 	pc.PingTimeout = p.cfg.PingTimeout
 	pc.ShouldPing = p.shouldPing
+}
+
+// boundCancelRequest bounds, to PingTimeout, the cancel request pgx sends on a new connection
+// to the server when it closes cc's connection after a failure (pgconn's asyncClose): pgx gives
+// it 15 s, and pgxpool keeps the broken connection's slot (in use, counted open) until it ends,
+// so a server that does not answer (paused, black-holed) held each slot that long; the socket
+// of the connection itself is closed at once (see closing). Dials made once cc's session is
+// established are the cancel requests; a server that does not answer one within PingTimeout
+// is not running the query anyway, or ends it when it reads the closed socket.
+func (p *Pool) boundCancelRequest(cc *pgx.ConnConfig) {
+	var established atomic.Bool
+	dial, validate := cc.DialFunc, cc.ValidateConnect
+	cc.ValidateConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
+		established.Store(true)
+		if validate != nil {
+			return validate(ctx, pc)
+		}
+		return nil
+	}
+	cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if !established.Load() {
+			return dial(ctx, network, addr)
+		}
+		end := time.Now().Add(p.cfg.PingTimeout)
+		dctx, cancel := context.WithDeadline(ctx, end)
+		defer cancel()
+		c, err := dial(dctx, network, addr)
+		if err == nil {
+			c.SetDeadline(end) // the TLS handshake, the request and the server's answer
+		}
+		return c, err
+	}
 }
 
 // release returns c to the pool. With OverflowIdleTimeout 0 it closes c instead when Size
