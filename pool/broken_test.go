@@ -2,13 +2,16 @@ package pool_test
 
 import (
 	"context"
+	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/pgfake"
@@ -69,6 +72,46 @@ func TestABrokenConnectionLeavesThePoolWithinPingTimeoutWhenTheServerDoesNotAnsw
 		if st := p.Stats(); st.TotalConns != 0 || st.AcquiredConns != 0 {
 			t.Fatalf("2 s after a broken connection was released: total %d, in use %d; want 0, 0",
 				st.TotalConns, st.AcquiredConns)
+		}
+	})
+}
+
+// Bounding cancel requests does not bound a session: when a host fails validation (a standby
+// refused by target_session_attrs=read-write), the dial pgx then makes to the next host opens
+// the session, not a cancel request, and the connection it gives keeps working past PingTimeout.
+func TestAHostRefusedByValidationDoesNotBoundTheNextHostsSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := fakeServer(t, func(pgfake.Query) pgfake.Reply { return oneRow })
+		cfg, err := config.Parse(strings.Replace(pgfake.DSN, "127.0.0.1:5432", "127.0.0.2:5432,127.0.0.1:5432", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Size, cfg.Overflow, cfg.PingTimeout, cfg.LazyStart = 1, 0, 500*time.Millisecond, true
+		var validations atomic.Int32
+		p, err := pool.New(t.Context(), cfg, pool.WithPgxConfig(func(pc *pgxpool.Config) {
+			pc.ConnConfig.DialFunc = s.Dial
+			pc.ConnConfig.ValidateConnect = func(context.Context, *pgconn.PgConn) error {
+				if validations.Add(1) == 1 {
+					return errors.New("the first host is a standby")
+				}
+				return nil
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		c, err := p.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+		time.Sleep(2 * cfg.PingTimeout)
+		if _, err := c.Exec(t.Context(), "SELECT 'x'"); err != nil {
+			t.Fatalf("a session opened on the second host, used after 2 × PingTimeout: %v", err)
+		}
+		if n := validations.Load(); n != 2 {
+			t.Fatalf("%d validations, want 2 (the first host refused, the second taken)", n)
 		}
 	})
 }

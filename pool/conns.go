@@ -108,16 +108,19 @@ func (p *Pool) install(pc *pgxpool.Config) {
 // it 15 s, and pgxpool keeps the broken connection's slot (in use, counted open) until it ends,
 // so a server that does not answer (paused, black-holed) held each slot that long; the socket
 // of the connection itself is closed at once (see closing). Dials made once cc's session is
-// established are the cancel requests; a server that does not answer one within PingTimeout
+// established (validated: a host refused by target_session_attrs leaves pgx trying the next)
+// are the cancel requests; a server that does not answer one within PingTimeout
 // is not running the query anyway, or ends it when it reads the closed socket.
 func (p *Pool) boundCancelRequest(cc *pgx.ConnConfig) {
 	var established atomic.Bool
 	dial, validate := cc.DialFunc, cc.ValidateConnect
 	cc.ValidateConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
-		established.Store(true)
 		if validate != nil {
-			return validate(ctx, pc)
+			if err := validate(ctx, pc); err != nil {
+				return err // pgx tries the next host: its dial is a session's, not a cancel request
+			}
 		}
+		established.Store(true)
 		return nil
 	}
 	cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
