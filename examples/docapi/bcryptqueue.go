@@ -21,11 +21,16 @@ type fairQueue struct {
 	queues     map[string][]*waiter // per address, oldest first
 	order      []string             // the addresses with waiters, in turn
 	priority   []*waiter
+
+	grants      int64 // slots granted so far
+	knownWaited int64 // known logins that waited in the priority queue
+	knownPassed int64 // the most slots granted to others while a known login waited
 }
 
 type waiter struct {
 	ready   chan struct{} // closed when granted
 	granted bool          // under mu
+	mark    int64         // q.grants when a known login began to wait
 }
 
 // queueResult is the outcome of fairQueue.acquire.
@@ -47,6 +52,7 @@ func (q *fairQueue) acquire(ctx context.Context, addr string, known bool, wait t
 	q.mu.Lock()
 	if q.free > 0 && q.waiting == 0 {
 		q.free--
+		q.grants++
 		q.mu.Unlock()
 		return queueGranted
 	}
@@ -61,6 +67,8 @@ func (q *fairQueue) acquire(ctx context.Context, addr string, known bool, wait t
 	w := &waiter{ready: make(chan struct{})}
 	q.waiting++
 	if known {
+		w.mark = q.grants
+		q.knownWaited++
 		q.priority = append(q.priority, w)
 	} else {
 		if len(q.queues[addr]) == 0 {
@@ -104,6 +112,7 @@ func (q *fairQueue) release() {
 	switch {
 	case len(q.priority) > 0:
 		w, q.priority = q.priority[0], q.priority[1:]
+		q.knownPassed = max(q.knownPassed, q.grants-w.mark)
 	case len(q.order) > 0:
 		addr := q.order[0]
 		w = q.queues[addr][0]
@@ -119,6 +128,15 @@ func (q *fairQueue) release() {
 		return
 	}
 	q.waiting--
+	q.grants++
 	w.granted = true
 	close(w.ready)
+}
+
+// known says how many known logins waited in the priority queue, and the most slots granted to
+// others while one of them waited.
+func (q *fairQueue) known() (waited, passed int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.knownWaited, q.knownPassed
 }
