@@ -223,12 +223,12 @@ func TestIdlePoolSendsNothing(t *testing.T) {
 		c.HealthCheckPeriod = 500 * time.Millisecond
 	}, pool.WithIdleHorizon(2*time.Second))
 	ctx := t.Context()
-	for range 3 { // bursts, so that the overflow opens too
+	for range 3 { // bursts of reads held 200 ms (longer than a connect), so that the overflow opens too
 		var wg sync.WaitGroup
 		for w := range size + overflow {
 			wg.Go(func() {
 				var v string
-				if err := p.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", 1+w).Scan(&v); err != nil {
+				if err := p.QueryRow(ctx, "SELECT v FROM kv, pg_sleep(0.2) WHERE k = $1", 1+w).Scan(&v); err != nil {
 					t.Error(err)
 				}
 			})
