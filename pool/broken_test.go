@@ -46,16 +46,9 @@ func TestABrokenConnectionLeavesThePoolWithinPingTimeoutWhenTheServerDoesNotAnsw
 			mu.Unlock()
 			return client, nil
 		}
-		cfg, err := config.Parse(pgfake.DSN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Size, cfg.Overflow, cfg.PingTimeout, cfg.LazyStart = 1, 0, 500*time.Millisecond, true
-		p, err := pool.New(t.Context(), cfg, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.DialFunc = dial }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
+		p := fakePool(t, s, func(c *config.Config) {
+			c.Size, c.Overflow, c.PingTimeout, c.LazyStart = 1, 0, 500*time.Millisecond, true
+		}, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.DialFunc = dial }))
 
 		c, err := p.Acquire(t.Context())
 		if err != nil {

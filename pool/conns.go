@@ -68,8 +68,7 @@ func (p *Pool) install(pc *pgxpool.Config) {
 		if err := p.beforeConnect(ctx); err != nil {
 			return err
 		}
-		p.timeConnect(cc)
-		p.boundCancelRequest(cc)
+		p.watchConnect(cc)
 		if userBeforeConnect != nil {
 			return userBeforeConnect(ctx, cc)
 		}
@@ -103,18 +102,24 @@ func (p *Pool) install(pc *pgxpool.Config) {
 	pc.ShouldPing = p.shouldPing
 }
 
-// boundCancelRequest bounds, to PingTimeout, the cancel request pgx sends on a new connection
-// to the server when it closes cc's connection after a failure (pgconn's asyncClose): pgx gives
-// it 15 s, and pgxpool keeps the broken connection's slot (in use, counted open) until it ends,
-// so a server that does not answer (paused, black-holed) held each slot that long; the socket
-// of the connection itself is closed at once (see closing). Dials made once cc's session is
-// established (validated: a host refused by target_session_attrs leaves pgx trying the next)
-// are the cancel requests; a server that does not answer one within PingTimeout
-// is not running the query anyway, or ends it when it reads the closed socket.
-func (p *Pool) boundCancelRequest(cc *pgx.ConnConfig) {
+// watchConnect wraps, for the connection cc is about to open, the hooks through which the pool
+// follows it (the ones already set, if any, still run):
+//   - ValidateConnect, which pgconn calls once a session is established, reports how long the
+//     connection took to open, up to and including authentication, to the pool's connect-time
+//     average (for the hedge delay and spikes);
+//   - DialFunc bounds, to PingTimeout, the cancel request pgx sends on a new connection to the
+//     server when it closes cc's connection after a failure (pgconn's asyncClose): pgx gives it
+//     15 s, and pgxpool keeps the broken connection's slot (in use, counted open) until it
+//     ends, so a server that does not answer (paused, black-holed) held each slot that long;
+//     the socket of the connection itself is closed at once (see closing). Dials made once
+//     cc's session is established (validated: a host refused by target_session_attrs leaves
+//     pgx trying the next) are the cancel requests; a server that does not answer one within
+//     PingTimeout is not running the query anyway, or ends it when it reads the closed socket.
+func (p *Pool) watchConnect(cc *pgx.ConnConfig) {
+	start, dial, validate := time.Now(), cc.DialFunc, cc.ValidateConnect
 	var established atomic.Bool
-	dial, validate := cc.DialFunc, cc.ValidateConnect
 	cc.ValidateConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
+		p.connectTime.observe(time.Since(start))
 		if validate != nil {
 			if err := validate(ctx, pc); err != nil {
 				return err // pgx tries the next host: its dial is a session's, not a cancel request

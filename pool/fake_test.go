@@ -25,7 +25,8 @@ func fakeServer(t *testing.T, h pgfake.Handler) *pgfake.Server {
 }
 
 // fakePool builds a pool on s, after letting edit change the parsed config; it closes when the
-// test ends.
+// test ends. A WithPgxConfig among opts runs after the one that dials s, so it may replace the
+// DialFunc.
 func fakePool(t *testing.T, s *pgfake.Server, edit func(*config.Config), opts ...pool.Option) *pool.Pool {
 	t.Helper()
 	p, err := newFakePool(t, s, edit, opts...)
@@ -45,7 +46,7 @@ func newFakePool(t *testing.T, s *pgfake.Server, edit func(*config.Config), opts
 	if edit != nil {
 		edit(cfg)
 	}
-	opts = append(opts, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.DialFunc = s.Dial }))
+	opts = append([]pool.Option{pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.DialFunc = s.Dial })}, opts...)
 	p, err := pool.New(t.Context(), cfg, opts...)
 	if err == nil {
 		t.Cleanup(p.Close)

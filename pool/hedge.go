@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Hedged pre-pings. A pre-ping into a black-holed flow finds no answer, and its caller used to
@@ -57,21 +56,6 @@ func (e *ewma) get() time.Duration { return time.Duration(e.ns.Load()) }
 // longer, at least hedgeFloor and at most PingTimeout (then nothing is hedged).
 func (p *Pool) hedgeDelay() time.Duration {
 	return min(max(hedgeFloor, 8*p.pingRTT.get(), 2*p.connectTime.get()), p.cfg.PingTimeout)
-}
-
-// timeConnect makes the connection cc is about to open report how long it took to open, up to
-// and including authentication, to the pool's connect-time average (through cc's
-// ValidateConnect, which pgconn calls once the session is established; the hook already set,
-// if any, still runs).
-func (p *Pool) timeConnect(cc *pgx.ConnConfig) {
-	start, validate := time.Now(), cc.ValidateConnect
-	cc.ValidateConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
-		p.connectTime.observe(time.Since(start))
-		if validate != nil {
-			return validate(ctx, pc)
-		}
-		return nil
-	}
 }
 
 // hedge gives up c, whose pre-ping (started at start, after idle of idleness, on a connection
