@@ -158,8 +158,9 @@ func parse(tb testing.TB, dsn string) *config.Config {
 	return cfg
 }
 
-// admin runs sql as the superuser on s (also from a Cleanup: it does not use t's context).
-func admin(t *testing.T, s *pgharness.Server, sql string) {
+// admin runs sql as the superuser on s, scanning its row into dest when dest is given (also
+// from a Cleanup: it does not use t's context).
+func admin(t *testing.T, s *pgharness.Server, sql string, dest ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -168,7 +169,12 @@ func admin(t *testing.T, s *pgharness.Server, sql string) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql); err != nil {
+	if len(dest) > 0 {
+		err = conn.QueryRow(ctx, sql).Scan(dest...)
+	} else {
+		_, err = conn.Exec(ctx, sql)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }

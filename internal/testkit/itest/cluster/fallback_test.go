@@ -1,10 +1,8 @@
 package cluster_test
 
 import (
-	"context"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgsteady/pgsteady/internal/testkit/pgharness"
@@ -95,16 +93,7 @@ func testReplicasDieMidStatement(t *testing.T, pair *pgharness.Pair, c *pool.Clu
 // sleeping counts the backends of s running sleepySQL.
 func sleeping(t *testing.T, s *pgharness.Server) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, s.AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
 	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	admin(t, s, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'", &n)
 	return n
 }
