@@ -287,13 +287,14 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 	if rng.IntN(3) == 0 {
 		cfg.Retry.MaxElapsed = time.Duration(1+rng.IntN(3)) * time.Second
 	}
+	cfg.WarmUp = rng.IntN(2) == 0 // New opens Size connections, as pgxpool's MinConns opening does
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	r.cfg = *cfg
-	t.Logf("seed %d: target %s, Size %d, Overflow %d, PrePing %v, AcquireTimeout %v, PingTimeout %v, ConnectTimeout %v, Retry.MaxElapsed %v, DeadFlowAfter %v",
+	t.Logf("seed %d: target %s, Size %d, Overflow %d, PrePing %v, AcquireTimeout %v, PingTimeout %v, ConnectTimeout %v, Retry.MaxElapsed %v, DeadFlowAfter %v, WarmUp %v",
 		seed, map[bool]string{false: "postgres", true: "pgbouncer (transaction mode)"}[r.bouncer],
-		cfg.Size, cfg.Overflow, cfg.PrePing, cfg.AcquireTimeout, cfg.PingTimeout, cfg.ConnectTimeout, cfg.Retry.MaxElapsed, cfg.DeadFlowAfter())
+		cfg.Size, cfg.Overflow, cfg.PrePing, cfg.AcquireTimeout, cfg.PingTimeout, cfg.ConnectTimeout, cfg.Retry.MaxElapsed, cfg.DeadFlowAfter(), cfg.WarmUp)
 
 	baseline := goroutineIDs()
 	r.logs = &reactionLog{}
