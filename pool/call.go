@@ -163,6 +163,7 @@ func (cl *call) acquire() (_ *pgxpool.Conn, err error) {
 	if p.conns.idle.Load() == 0 {
 		p.awaitReturn(actx)
 	}
+	failed := p.connectFailedAt.Load() // a connect this Acquire makes begins after it
 	c, err := p.pgx.Acquire(actx)
 	if p.obs != nil {
 		defer func() { p.obs.Acquired(cl.ctx, AcquireEvent{Wait: time.Since(t0), Err: err}) }()
@@ -185,7 +186,7 @@ func (cl *call) acquire() (_ *pgxpool.Conn, err error) {
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		p.lastConnErr.set(err)
-		p.outage(cl.ctx, err)
+		p.connectFailed(cl.ctx, failed, err)
 	}
 	return nil, err
 }

@@ -106,7 +106,7 @@ func (p *Pool) install(pc *pgxpool.Config) {
 // follows it (the ones already set, if any, still run):
 //   - ValidateConnect, which pgconn calls once a session is established, reports how long the
 //     connection took to open, up to and including authentication, to the pool's connect-time
-//     average (for the hedge delay and spikes);
+//     average (for the hedge delay and spikes), and that a connect worked (see connectFailed);
 //   - DialFunc bounds, to PingTimeout, the cancel request pgx sends on a new connection to the
 //     server when it closes cc's connection after a failure (pgconn's asyncClose): pgx gives it
 //     15 s, and pgxpool keeps the broken connection's slot (in use, counted open) until it
@@ -120,6 +120,7 @@ func (p *Pool) watchConnect(cc *pgx.ConnConfig) {
 	var established atomic.Bool
 	cc.ValidateConnect = func(ctx context.Context, pc *pgconn.PgConn) error {
 		p.connectTime.observe(time.Since(start))
+		p.connectFailedAt.Store(0) // the server answered: an earlier failed connect was not an outage
 		if validate != nil {
 			if err := validate(ctx, pc); err != nil {
 				return err // pgx tries the next host: its dial is a session's, not a cancel request

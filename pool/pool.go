@@ -47,10 +47,13 @@ type Pool struct {
 	logs        logLimiter
 	pace        *pace.Pacer  // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
-	horizon     horizon
-	pingRTT     ewma // successful pre-pings, for the hedge delay
-	connectTime ewma // connections opened, authentication included, for the hedge delay and spikes
-	holdTime    ewma // how long callers hold a connection, for spikes (see awaitReturn)
+	// connectFailedAt (unix nanoseconds): when a connect failed with none working since; 0: a
+	// connect worked last. See connectFailed.
+	connectFailedAt atomic.Int64
+	horizon         horizon
+	pingRTT         ewma // successful pre-pings, for the hedge delay
+	connectTime     ewma // connections opened, authentication included, for the hedge delay and spikes
+	holdTime        ewma // how long callers hold a connection, for spikes (see awaitReturn)
 
 	returnWaiters atomic.Int64    // callers in awaitReturn
 	returns       atomic.Int64    // connections that came back while callers were in awaitReturn
@@ -105,13 +108,16 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // alive; [Stats.IdleHorizon] shows it.
 func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horizon = d } }
 
-// WithConnectPacing sets how fast the pool opens connections while it recovers from an outage
-// (for 10 s after opening a connection failed, or after a confirmed failover: a server that
-// was down or has moved, which every replica of a service meets at the same moment; a killed
-// backend or a dropped flow alone, with the server up, is not paced): burst at once, then rate
-// a second, each wait with a random jitter of up to one interval, so that many replicas of a service coming back together do not open thousands of
+// WithConnectPacing sets how fast the pool opens connections while it recovers from an
+// outage: burst at once, then rate a second, each wait with a random jitter of up to one
+// interval, so that many replicas of a service coming back together do not open thousands of
 // connections in the same instant (a TLS handshake storm). Default 10 a second after a burst
-// of 4; rate <= 0 turns pacing off. Outside recovery, connections open as fast as callers need.
+// of 4; rate <= 0 turns pacing off. Recovery lasts 10 s from a confirmed outage: a connect
+// that began after another had failed failing too, with none working in between (a server
+// that is down, starting up or refusing clients, which every replica of a service meets at
+// once), or a confirmed failover. A killed backend, a dropped flow, or connects the network
+// reset while the server answers others are not outages. Outside recovery, connections open
+// as fast as callers need.
 func WithConnectPacing(rate float64, burst int) Option {
 	return func(o *options) { o.paceRate, o.paceBurst = rate, burst }
 }
@@ -410,9 +416,24 @@ func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry
 // recoverFor is how long after an outage signal new connections are paced.
 const recoverFor = 10 * time.Second
 
-// outage records a sign, confirmed by why, that the server was down or has moved (a failed
-// connect, a confirmed failover): new connections are paced for recoverFor, and the log says
-// why.
+// connectFailed is told of a connect that failed with err, and of when a connect had last
+// failed with none working since, as it stood before this one began (0: none). A connect that
+// fails alone is no sign of an outage: the network may have reset that flow (a middlebox, a
+// stall ended by resets) while the server answers every other, and pacing would then only slow
+// the pool's recovery. An outage is confirmed when a connect that began after another had
+// failed fails too, with no connect working in between: a server that is down, starting up or
+// refusing clients fails them all.
+func (p *Pool) connectFailed(ctx context.Context, failedBefore int64, err error) {
+	if failedBefore != 0 && p.connectFailedAt.Load() == failedBefore {
+		p.outage(ctx, fmt.Errorf("a connect failed after another had failed, none working in between: %w", err))
+		return
+	}
+	p.connectFailedAt.CompareAndSwap(0, time.Now().UnixNano())
+}
+
+// outage records a sign, confirmed by why, that the server was down or has moved (connects
+// failing one after the other, a confirmed failover): new connections are paced for
+// recoverFor, and the log says why.
 func (p *Pool) outage(ctx context.Context, why error) {
 	if p.pace != nil {
 		p.recovering.Store(time.Now().Add(recoverFor).UnixNano())

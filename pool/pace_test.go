@@ -1,0 +1,128 @@
+package pool_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgsteady/pgsteady/config"
+	"github.com/pgsteady/pgsteady/internal/pgfake"
+	"github.com/pgsteady/pgsteady/pool"
+)
+
+// stallingDial dials s, except that while stalled a connect gets no answer until reset resets
+// every such flow (the network stalls, then a middlebox resets the flows it held): the server
+// itself stays up and answers every connect made outside the stall.
+type stallingDial struct {
+	s       *pgfake.Server
+	mu      sync.Mutex
+	stalled bool
+	held    []net.Conn // the server ends of the stalled flows
+}
+
+func (d *stallingDial) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.stalled {
+		return d.s.Dial(ctx, network, addr)
+	}
+	client, server := net.Pipe()
+	d.held = append(d.held, server)
+	return client, nil
+}
+
+func (d *stallingDial) stall() {
+	d.mu.Lock()
+	d.stalled = true
+	d.mu.Unlock()
+}
+
+// reset ends the stall, resetting every flow it held.
+func (d *stallingDial) reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.held {
+		c.Close()
+	}
+	d.held, d.stalled = nil, false
+}
+
+// Connect pacing is for a server that is down or overloaded, which every replica of a service
+// meets at once; it slows every new connection for 10 s. A connect that fails while others to
+// the same server work (the network reset that flow) is no such sign: pacing then only slows
+// the pool's recovery from the fault. Seen in faultbench's "answers stalled then flows reset"
+// row: the resets of each stall turned pacing on for the next 10 s (74 of 80 connections
+// paced, a read failed after its 10 s deadline, p99 9.2 s where pgxpool had 2.0 s). So an
+// outage is confirmed only when a connect that began after another had failed fails too, with
+// no connect succeeding in between.
+func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
+	tests := []struct {
+		name       string
+		fault      func(s *pgfake.Server, d *stallingDial)
+		readers    int  // reading at once while the fault lasts
+		wantPacing bool // connections opened after the fault are paced
+	}{
+		{
+			name:    "a connect stalled then reset by the network, the next one works: not an outage",
+			fault:   func(_ *pgfake.Server, d *stallingDial) { d.stall() },
+			readers: 1,
+		},
+		{
+			name:    "connects stalled then reset together, their retries work: not an outage",
+			fault:   func(_ *pgfake.Server, d *stallingDial) { d.stall() },
+			readers: 4,
+		},
+		{
+			name:       "connects refused one after the other: the server is down",
+			fault:      func(s *pgfake.Server, _ *stallingDial) { s.Down(true) },
+			readers:    1,
+			wantPacing: true,
+		},
+		{
+			name:       "connects refused at startup one after the other: the server is starting up",
+			fault:      func(s *pgfake.Server, _ *stallingDial) { s.Refuse(startingUp) },
+			readers:    1,
+			wantPacing: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := fakeServer(t, func(pgfake.Query) pgfake.Reply { return oneRow })
+				d := &stallingDial{s: s}
+				p := fakePool(t, s, func(c *config.Config) {
+					c.Size, c.Overflow, c.LazyStart = 4, 0, true
+				}, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.DialFunc = d.dial }))
+
+				tt.fault(s, d)
+				var wg sync.WaitGroup
+				for range tt.readers {
+					wg.Go(func() {
+						ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+						defer cancel()
+						var n string
+						p.Idempotent().QueryRow(ctx, "SELECT 1").Scan(&n) // fails while the server is down
+					})
+				}
+				synctest.Wait() // every reader is connecting, or waiting to retry
+				d.reset()
+				wg.Wait()
+				s.Down(false)
+				s.Refuse(nil)
+
+				p.Reset() // every later read opens a new connection
+				var n string
+				if err := p.Idempotent().QueryRow(t.Context(), "SELECT 1").Scan(&n); err != nil {
+					t.Fatalf("read after the fault: %v", err)
+				}
+				if st := p.Stats(); (st.Paced > 0) != tt.wantPacing {
+					t.Fatalf("%d connections paced after the fault, want pacing %v (stats %+v)", st.Paced, tt.wantPacing, st)
+				}
+			})
+		})
+	}
+}
