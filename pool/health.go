@@ -79,7 +79,7 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 	}
 	start := time.Now()
 	wait := p.cfg.PingTimeout
-	if st != nil && st.peek.dup != nil {
+	if st != nil && st.peek.canHedge() {
 		wait = p.hedgeDelay()
 	}
 	err := pingWithin(ctx, c, wait)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -14,35 +15,47 @@ import (
 	"github.com/pgsteady/pgsteady/pool"
 )
 
-// stallingDial dials s, except that while stalled a connect gets no answer until reset resets
-// every such flow (the network stalls, then a middlebox resets the flows it held): the server
-// itself stays up and answers every connect made outside the stall.
-type stallingDial struct {
-	s       *pgfake.Server
-	mu      sync.Mutex
-	stalled bool
-	held    []net.Conn // the server ends of the stalled flows
+// faultyDial dials s, except that the network may fail some connects while the server stays
+// up and answers every other: while stalled a connect gets no answer until reset resets every
+// such flow (the network stalls, then a middlebox resets the flows it held); the next resets
+// connects are reset before the server's first word; the next refusals are refused.
+type faultyDial struct {
+	s        *pgfake.Server
+	mu       sync.Mutex
+	stalled  bool
+	held     []net.Conn // the server ends of the stalled flows
+	resets   int
+	refusals int
 }
 
-func (d *stallingDial) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+func (d *faultyDial) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.stalled {
-		return d.s.Dial(ctx, network, addr)
+	switch {
+	case d.refusals > 0:
+		d.refusals--
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	case d.resets > 0:
+		d.resets--
+		client, server := net.Pipe()
+		server.Close()
+		return client, nil
+	case d.stalled:
+		client, server := net.Pipe()
+		d.held = append(d.held, server)
+		return client, nil
 	}
-	client, server := net.Pipe()
-	d.held = append(d.held, server)
-	return client, nil
+	return d.s.Dial(ctx, network, addr)
 }
 
-func (d *stallingDial) stall() {
+func (d *faultyDial) set(f func(d *faultyDial)) {
 	d.mu.Lock()
-	d.stalled = true
+	f(d)
 	d.mu.Unlock()
 }
 
 // reset ends the stall, resetting every flow it held.
-func (d *stallingDial) reset() {
+func (d *faultyDial) reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, c := range d.held {
@@ -52,39 +65,52 @@ func (d *stallingDial) reset() {
 }
 
 // Connect pacing is for a server that is down or overloaded, which every replica of a service
-// meets at once; it slows every new connection for 10 s. A connect that fails while others to
-// the same server work (the network reset that flow) is no such sign: pacing then only slows
-// the pool's recovery from the fault. Seen in faultbench's "answers stalled then flows reset"
-// row: the resets of each stall turned pacing on for the next 10 s (74 of 80 connections
-// paced, a read failed after its 10 s deadline, p99 9.2 s where pgxpool had 2.0 s). So an
-// outage is confirmed only when a connect that began after another had failed fails too, with
-// no connect succeeding in between.
+// meets at once; it slows every new connection for 10 s. A connect that the network reset
+// while the server answers others is no such sign: pacing then only slows the pool's recovery
+// from the fault. Seen in faultbench's "answers stalled then flows reset" row: the resets of
+// each stall turned pacing on for the next 10 s (74 of 80 connections paced, a read failed
+// after its 10 s deadline, p99 9.2 s where pgxpool had 2.0 s), and still (90 paced) when only
+// a connect begun after another had failed counted, on a machine slow enough that connects
+// begun after one stall's resets were caught by the next. So an outage is confirmed by the
+// server's word or silence, twice in a row: connects refused (nothing listening), refused at
+// startup (starting up, too many clients) or unanswered within the connect timeout, the second
+// begun after the first had failed, none working in between.
 func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 	tests := []struct {
 		name       string
-		fault      func(s *pgfake.Server, d *stallingDial)
+		fault      func(s *pgfake.Server, d *faultyDial)
 		readers    int  // reading at once while the fault lasts
 		wantPacing bool // connections opened after the fault are paced
 	}{
 		{
 			name:    "a connect stalled then reset by the network, the next one works: not an outage",
-			fault:   func(_ *pgfake.Server, d *stallingDial) { d.stall() },
+			fault:   func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.stalled = true }) },
 			readers: 1,
 		},
 		{
 			name:    "connects stalled then reset together, their retries work: not an outage",
-			fault:   func(_ *pgfake.Server, d *stallingDial) { d.stall() },
+			fault:   func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.stalled = true }) },
 			readers: 4,
 		},
 		{
+			name:    "connects reset one after the other while the server answers others: not an outage",
+			fault:   func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.resets = 6 }) },
+			readers: 2,
+		},
+		{
+			name:    "one connect refused, the next one works: not an outage",
+			fault:   func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.refusals = 1 }) },
+			readers: 1,
+		},
+		{
 			name:       "connects refused one after the other: the server is down",
-			fault:      func(s *pgfake.Server, _ *stallingDial) { s.Down(true) },
+			fault:      func(s *pgfake.Server, _ *faultyDial) { s.Down(true) },
 			readers:    1,
 			wantPacing: true,
 		},
 		{
 			name:       "connects refused at startup one after the other: the server is starting up",
-			fault:      func(s *pgfake.Server, _ *stallingDial) { s.Refuse(startingUp) },
+			fault:      func(s *pgfake.Server, _ *faultyDial) { s.Refuse(startingUp) },
 			readers:    1,
 			wantPacing: true,
 		},
@@ -93,7 +119,7 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := fakeServer(t, func(pgfake.Query) pgfake.Reply { return oneRow })
-				d := &stallingDial{s: s}
+				d := &faultyDial{s: s}
 				p := fakePool(t, s, func(c *config.Config) {
 					c.Size, c.Overflow, c.LazyStart = 4, 0, true
 				}, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.DialFunc = d.dial }))

@@ -15,6 +15,7 @@ type peeker struct{}
 func newPeeker(*pgx.Conn) peeker { return peeker{} }
 
 func (*peeker) suspicious() bool { return false }
+func (*peeker) canHedge() bool   { return false }
 
 func (*peeker) detach() *os.File             { return nil }
 func (*peeker) close()                       {}

@@ -46,6 +46,10 @@ func newPeeker(c *pgx.Conn) peeker {
 	return p
 }
 
+// canHedge reports whether a pre-ping of the connection may be hedged: its socket has a
+// second descriptor.
+func (p *peeker) canHedge() bool { return p.dup != nil }
+
 // detach hands the duplicate descriptor over to the caller, who closes it; nil if there is
 // none.
 func (p *peeker) detach() *os.File {

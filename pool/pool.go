@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/pace"
@@ -47,8 +49,8 @@ type Pool struct {
 	logs        logLimiter
 	pace        *pace.Pacer  // paces new connections while recovering; nil: never
 	recovering  atomic.Int64 // unix nanoseconds until which new connections are paced
-	// connectFailedAt (unix nanoseconds): when a connect failed with none working since; 0: a
-	// connect worked last. See connectFailed.
+	// connectFailedAt (unix nanoseconds): when a connect was refused or unanswered with none
+	// working since; 0: a connect worked last. See connectFailed.
 	connectFailedAt atomic.Int64
 	horizon         horizon
 	pingRTT         ewma // successful pre-pings, for the hedge delay
@@ -112,12 +114,13 @@ func WithIdleHorizon(d time.Duration) Option { return func(o *options) { o.horiz
 // outage: burst at once, then rate a second, each wait with a random jitter of up to one
 // interval, so that many replicas of a service coming back together do not open thousands of
 // connections in the same instant (a TLS handshake storm). Default 10 a second after a burst
-// of 4; rate <= 0 turns pacing off. Recovery lasts 10 s from a confirmed outage: a connect
-// that began after another had failed failing too, with none working in between (a server
-// that is down, starting up or refusing clients, which every replica of a service meets at
-// once), or a confirmed failover. A killed backend, a dropped flow, or connects the network
-// reset while the server answers others are not outages. Outside recovery, connections open
-// as fast as callers need.
+// of 4; rate <= 0 turns pacing off. Recovery lasts 10 s from a confirmed outage: two connects
+// in a row refused (nothing listening), refused at startup (starting up, too many clients) or
+// unanswered within the connect timeout, the second begun after the first had failed, none
+// working in between (a server down or overloaded, which every replica of a service meets at
+// once), or a confirmed failover. A killed backend, a dropped flow, one refusal, or connects
+// the network reset while the server answers others are not outages. Outside recovery,
+// connections open as fast as callers need.
 func WithConnectPacing(rate float64, burst int) Option {
 	return func(o *options) { o.paceRate, o.paceBurst = rate, burst }
 }
@@ -417,22 +420,36 @@ func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry
 const recoverFor = 10 * time.Second
 
 // connectFailed is told of a connect that failed with err, and of when a connect had last
-// failed with none working since, as it stood before this one began (0: none). A connect that
-// fails alone is no sign of an outage: the network may have reset that flow (a middlebox, a
-// stall ended by resets) while the server answers every other, and pacing would then only slow
-// the pool's recovery. An outage is confirmed when a connect that began after another had
-// failed fails too, with no connect working in between: a server that is down, starting up or
-// refusing clients fails them all.
+// failed with none working since, as it stood before this one began (0: none). Pacing is for
+// a server that is down or overloaded, which every connect meets: its word or its silence,
+// twice in a row, confirms the outage (connects refused, refused at startup or unanswered
+// within the connect timeout, the second begun after the first had failed, none working in
+// between). One refusal may be a moment's (a full server, a restart already over); a flow
+// reset or ended mid-handshake is the network's, which may cut that flow alone (a middlebox,
+// a stall ended by resets) while the server answers every other, and pacing would then only
+// slow the pool's recovery.
 func (p *Pool) connectFailed(ctx context.Context, failedBefore int64, err error) {
+	if !serverRefusedOrSilent(err) {
+		return
+	}
 	if failedBefore != 0 && p.connectFailedAt.Load() == failedBefore {
-		p.outage(ctx, fmt.Errorf("a connect failed after another had failed, none working in between: %w", err))
+		p.outage(ctx, fmt.Errorf("a second connect in a row refused or unanswered: %w", err))
 		return
 	}
 	p.connectFailedAt.CompareAndSwap(0, time.Now().UnixNano())
 }
 
+// serverRefusedOrSilent reports whether a connect failed by the server's word (an error it sent
+// at startup: starting up, shutting down, too many clients, a password no longer accepted),
+// because nothing listens (refused), or with no answer within the connect timeout; not a flow
+// reset or ended mid-handshake.
+func serverRefusedOrSilent(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) || errors.Is(err, syscall.ECONNREFUSED) || pgconn.Timeout(err)
+}
+
 // outage records a sign, confirmed by why, that the server was down or has moved (connects
-// failing one after the other, a confirmed failover): new connections are paced for
+// refused or unanswered one after the other, a confirmed failover): new connections are paced for
 // recoverFor, and the log says why.
 func (p *Pool) outage(ctx context.Context, why error) {
 	if p.pace != nil {
