@@ -72,9 +72,10 @@ func (d *faultyDial) reset() {
 // after its 10 s deadline, p99 9.2 s where pgxpool had 2.0 s), and still (90 paced) when only
 // a connect begun after another had failed counted, on a machine slow enough that connects
 // begun after one stall's resets were caught by the next. So an outage is confirmed by the
-// server's word or silence, twice in a row: connects refused (nothing listening), refused at
-// startup (starting up, too many clients) or unanswered within the connect timeout, the second
-// begun after the first had failed, none working in between.
+// server's word or silence twice in a row (connects refused, refused at startup, or
+// unanswered within the connect timeout, the second begun after the first had failed, none
+// working in between), or, for a connect the network cut, by a new connection that gets no
+// answer either.
 func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -93,11 +94,6 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 			readers: 4,
 		},
 		{
-			name:    "connects reset one after the other while the server answers others: not an outage",
-			fault:   func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.resets = 6 }) },
-			readers: 2,
-		},
-		{
 			name:    "one connect refused, the next one works: not an outage",
 			fault:   func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.refusals = 1 }) },
 			readers: 1,
@@ -105,6 +101,12 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 		{
 			name:       "connects refused one after the other: the server is down",
 			fault:      func(s *pgfake.Server, _ *faultyDial) { s.Down(true) },
+			readers:    1,
+			wantPacing: true,
+		},
+		{
+			name:       "every connect reset, a new connection unanswered too: a server down behind a TCP proxy",
+			fault:      func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.resets = 1000 }) },
 			readers:    1,
 			wantPacing: true,
 		},
@@ -137,6 +139,7 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 				synctest.Wait() // every reader is connecting, or waiting to retry
 				d.reset()
 				wg.Wait()
+				d.set(func(d *faultyDial) { d.resets = 0 })
 				s.Down(false)
 				s.Refuse(nil)
 

@@ -8,11 +8,9 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgsteady/pgsteady/config"
 	"github.com/pgsteady/pgsteady/internal/pace"
@@ -52,6 +50,7 @@ type Pool struct {
 	// connectFailedAt (unix nanoseconds): when a connect was refused or unanswered with none
 	// working since; 0: a connect worked last. See connectFailed.
 	connectFailedAt atomic.Int64
+	probing         atomic.Bool // a connect was cut: checking whether the server answers (see connectFailed)
 	horizon         horizon
 	pingRTT         ewma // successful pre-pings, for the hedge delay
 	connectTime     ewma // connections opened, authentication included, for the hedge delay and spikes
@@ -414,57 +413,6 @@ func (p *Pool) retrying(ctx context.Context, attempt int, err error, class retry
 	if p.cfg.Retry.OnRetry != nil {
 		p.cfg.Retry.OnRetry(attempt, err, class, delay)
 	}
-}
-
-// recoverFor is how long after an outage signal new connections are paced.
-const recoverFor = 10 * time.Second
-
-// connectFailed is told of a connect that failed with err, and of when a connect had last
-// failed with none working since, as it stood before this one began (0: none). Pacing is for
-// a server that is down or overloaded, which every connect meets: its word or its silence,
-// twice in a row, confirms the outage (connects refused, refused at startup or unanswered
-// within the connect timeout, the second begun after the first had failed, none working in
-// between). One refusal may be a moment's (a full server, a restart already over); a flow
-// reset or ended mid-handshake is the network's, which may cut that flow alone (a middlebox,
-// a stall ended by resets) while the server answers every other, and pacing would then only
-// slow the pool's recovery.
-func (p *Pool) connectFailed(ctx context.Context, failedBefore int64, err error) {
-	if !serverRefusedOrSilent(err) {
-		return
-	}
-	if failedBefore != 0 && p.connectFailedAt.Load() == failedBefore {
-		p.outage(ctx, fmt.Errorf("a second connect in a row refused or unanswered: %w", err))
-		return
-	}
-	p.connectFailedAt.CompareAndSwap(0, time.Now().UnixNano())
-}
-
-// serverRefusedOrSilent reports whether a connect failed by the server's word (an error it sent
-// at startup: starting up, shutting down, too many clients, a password no longer accepted),
-// because nothing listens (refused), or with no answer within the connect timeout; not a flow
-// reset or ended mid-handshake.
-func serverRefusedOrSilent(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) || errors.Is(err, syscall.ECONNREFUSED) || pgconn.Timeout(err)
-}
-
-// outage records a sign, confirmed by why, that the server was down or has moved (connects
-// refused or unanswered one after the other, a confirmed failover): new connections are paced for
-// recoverFor, and the log says why.
-func (p *Pool) outage(ctx context.Context, why error) {
-	if p.pace != nil {
-		p.recovering.Store(time.Now().Add(recoverFor).UnixNano())
-		p.logs.info(ctx, p.log, "pgsteady: pacing new connections while the server recovers", "for", recoverFor, "confirmed_by", why)
-	}
-}
-
-// beforeConnect paces a new connection while the pool recovers from an outage.
-func (p *Pool) beforeConnect(ctx context.Context) error {
-	if p.pace == nil || time.Now().UnixNano() >= p.recovering.Load() {
-		return nil
-	}
-	p.stats.paced.Add(1)
-	return p.pace.Wait(ctx)
 }
 
 // Stat returns pgxpool's own statistics of the underlying pool (acquire counts and durations,
