@@ -197,6 +197,26 @@ func (r *contractRun) checkApplicationErrors() {
 	}
 }
 
+// outageFault names a fault of the schedule during which new connects could be refused or go
+// unanswered for a connect timeout (the outages connect pacing is for), or "" if every fault
+// left them answered: killed backends, idle-session timeouts, flows reset, dropped or
+// black-holed while new ones pass, stalls shorter than ConnectTimeout ended by resets.
+func (r *contractRun) outageFault() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.faults {
+		switch f.kind {
+		case "restart server", "pause server", "refuse connections", "server gone", "host vanished", "slow responses":
+			return f.kind
+		case "stall then reset":
+			if f.end.Sub(f.start) >= r.cfg.ConnectTimeout {
+				return f.kind
+			}
+		}
+	}
+	return ""
+}
+
 // stored counts the rows of writes with key.
 func (r *contractRun) stored(key string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -210,7 +230,8 @@ func (r *contractRun) stored(key string) int {
 
 // checkReactions holds the pool's reactions to their confirmations: the schedule has no
 // failover, so no pool may have believed one; every idle horizon learned was confirmed by a
-// fresh connection, as its log line says; connections were paced only after a logged outage.
+// fresh connection, as its log line says; connections were paced only after a logged outage,
+// and only in a schedule with one.
 func (r *contractRun) checkReactions() {
 	for _, p := range []*pool.Pool{r.p, r.ro} {
 		if p == nil {
@@ -229,6 +250,13 @@ func (r *contractRun) checkReactions() {
 	}
 	if st := r.p.Stats(); st.Paced > 0 && r.logs.count("pgsteady: pacing new connections", "confirmed_by") == 0 {
 		r.violate("Stats say %d connections were paced, and no log line says what confirmed the outage", st.Paced)
+	}
+	if outage := r.outageFault(); outage == "" {
+		for _, p := range []*pool.Pool{r.p, r.ro} {
+			if p != nil && p.Stats().Paced > 0 {
+				r.violate("Stats say %d connections were paced, and the schedule had no outage: every fault left new connects answered", p.Stats().Paced)
+			}
+		}
 	}
 	if n := r.logs.count("pgsteady: failover confirmed", ""); n != 0 {
 		r.violate("the logs confirm %d failovers, and the schedule has none", n)

@@ -764,6 +764,14 @@ var faultKinds = []string{
 	"server gone", "dead flows", "host vanished",
 }
 
+// serverUpKinds are the faults that leave the server up and new connects answered (stalls
+// are drawn shorter than the shortest ConnectTimeout here): one run in four draws from them
+// only, and may pace no connection (checkReactions).
+var serverUpKinds = []string{
+	"kill backends", "idle-session timeout", "proxy reset", "stall then reset",
+	"black-hole idle flows", "dead flows",
+}
+
 // pgbouncerLoginRetry is PgBouncer's server_login_retry default, which the harness keeps.
 const pgbouncerLoginRetry = 15 * time.Second
 
@@ -779,12 +787,20 @@ func (r *contractRun) schedule(stop <-chan struct{}, rng *rand.Rand) {
 			return true
 		}
 	}
+	kinds, serverUp := faultKinds, rng.IntN(4) == 0
+	if serverUp {
+		kinds = serverUpKinds
+		r.t.Logf("seed %d: the server stays up (faults %v)", r.seed, kinds)
+	}
 	for {
 		if !wait(time.Duration(200+rng.IntN(600)) * time.Millisecond) {
 			return
 		}
-		kind := faultKinds[rng.IntN(len(faultKinds))]
+		kind := kinds[rng.IntN(len(kinds))]
 		d := time.Duration(300+rng.IntN(1700)) * time.Millisecond
+		if serverUp {
+			d = min(d, 900*time.Millisecond) // under the shortest ConnectTimeout (1 s)
+		}
 		f := &fault{kind: kind, start: time.Now(), hold: kind == "pause server" || kind == "stall then reset" || kind == "slow responses" || kind == "dead flows" || kind == "host vanished" || kind == "black-hole idle flows"}
 		if r.bouncer && kind == "restart server" {
 			// PgBouncer keeps its clients' connections and holds their statements while the
