@@ -52,7 +52,9 @@
 //     (never below twice PingTimeout; [WithIdleHorizon] sets it by hand) replaces connections a
 //     NAT has probably dropped, and has TCP keepalive keep the others alive (no SQL). A
 //     pre-ping that has not answered within the hedge delay is given up for another
-//     connection and settled in the background: no caller waits a whole PingTimeout.
+//     connection and settled in the background: no caller waits a whole PingTimeout, unless
+//     connects or pings are measured so slow that the hedge delay reaches it ([Stats]
+//     PingTimeoutWaits counts any other wait).
 //   - Conflicts (40001, 40P01) are retried only where the server rolled the whole call back:
 //     not for a CALL or DO that may COMMIT part of its work, nor for several statements in one
 //     string.

@@ -78,18 +78,25 @@ func (p *Pool) shouldPing(ctx context.Context, params pgxpool.ShouldPingParams) 
 		return true
 	}
 	start := time.Now()
-	wait := p.cfg.PingTimeout
+	delay, wait := p.hedgeDelay(), p.cfg.PingTimeout
 	if st != nil && st.peek.canHedge() {
-		wait = p.hedgeDelay()
+		wait = delay
 	}
 	err := pingWithin(ctx, c, wait)
 	if err == nil {
 		p.pingRTT.observe(time.Since(start))
 		return false
 	}
-	if timedOut := errors.As(err, new(errPingTimeout)); timedOut && wait < p.cfg.PingTimeout {
-		p.hedge(c, st, idle, lastUsed, start)
-		return true
+	if errors.As(err, new(errPingTimeout)) {
+		if wait < p.cfg.PingTimeout {
+			p.hedge(c, st, idle, lastUsed, start)
+			return true
+		}
+		if delay < p.cfg.PingTimeout {
+			// Its caller waited the whole PingTimeout where the hedge delay was shorter: the
+			// pool could not watch this connection's socket, so it could not hedge.
+			p.stats.pingTimeoutWaits.Add(1)
+		}
 	}
 	p.pingFailed(ctx, idle, lastUsed, err)
 	p.kill(c, st, ClosePingFailed)

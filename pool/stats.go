@@ -19,6 +19,7 @@ type counters struct {
 	overflowClosed    atomic.Int64 // connections beyond Size closed for idleness (OverflowIdleTimeout)
 	replacedIdle      atomic.Int64 // replaced before use: past the idle horizon or condemned
 	hedged            atomic.Int64 // pre-pings given up after the hedge delay for another connection
+	pingTimeoutWaits  atomic.Int64 // pre-pings whose caller waited the whole PingTimeout though the hedge delay was shorter
 	returnWaits       atomic.Int64 // acquires that waited for a connection to come back before opening one
 	horizonChecks     atomic.Int64 // fresh connections opened to check a suspected black hole
 	horizonsLearned   atomic.Int64 // horizons learned (or lowered) after such a check
@@ -69,6 +70,16 @@ type Stats struct {
 	ReturnWaits     int64       `json:"return_waits"`     // acquires that found no idle connection and waited briefly for one to come back rather than open one (a burst)
 	HedgedPings     int64       `json:"hedged_pings"`     // pre-pings not answered within the hedge delay: the caller went on to another connection, and the slow one was settled in the background (counted in FailedPings if it found no answer)
 
+	// PingTimeoutWaits counts the pre-pings whose caller waited the whole PingTimeout for no
+	// answer although the hedge delay was shorter: pre-pings the pool could not hedge, because
+	// it watches the answer on a second descriptor of the connection's socket, which it has
+	// only on a Unix system, from a DialFunc whose connections have a File method
+	// (*net.TCPConn, *net.UnixConn). 0 where hedging works. A caller does wait PingTimeout
+	// where the hedge delay reaches it (connects measured to take half PingTimeout or more,
+	// or pings an eighth: opening another connection would take as long); those waits are
+	// not counted.
+	PingTimeoutWaits int64 `json:"ping_timeout_waits"`
+
 	Paced             int64 `json:"paced"`              // connections opened while recovering from an outage, through the pacer
 	Failovers         int64 `json:"failovers"`          // failovers confirmed by the server after a 25006 (in recovery, or read-only for every session)
 	ReadOnlyErrors    int64 `json:"read_only_errors"`   // 25006 errors that were the application's own (a read-only transaction, role or database, or a standby the pool was meant for): returned, no reaction
@@ -117,6 +128,7 @@ func (p *Pool) Stats() Stats {
 		Destroyed:         p.stats.broken.Load(),
 		ReplacedIdle:      p.stats.replacedIdle.Load(),
 		HedgedPings:       p.stats.hedged.Load(),
+		PingTimeoutWaits:  p.stats.pingTimeoutWaits.Load(),
 		ReturnWaits:       p.stats.returnWaits.Load(),
 		IdleHorizon:       p.horizon.get(),
 		HorizonChecks:     p.stats.horizonChecks.Load(),

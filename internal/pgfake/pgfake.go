@@ -1,6 +1,7 @@
 // Package pgfake is a fake PostgreSQL server for unit tests of the pool's logic without
 // Docker. It speaks the wire protocol (pgx's pgproto3) over in-memory connections (net.Pipe,
-// so tests can run inside testing/synctest with fake time) and answers each statement as the
+// so tests can run inside testing/synctest with fake time), or over a Unix socket pair for a
+// test that needs a real descriptor ([Server.DialSocket]), and answers each statement as the
 // test scripts it: rows, an error with a SQLSTATE, a FATAL error, a connection dropped with
 // the statement in flight, or a black hole that reads and never answers.
 //
@@ -153,12 +154,20 @@ func (s *Server) Seen(match func(Query) bool) []Query {
 // Dial connects to the server in memory; use it as pgconn's DialFunc (network and addr are
 // ignored). It fails with connection refused while the server is down or closed.
 func (s *Server) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	client, server := net.Pipe()
+	return s.accept(client, server)
+}
+
+// accept serves server, the server's end of a new connection, and returns client, its other
+// end; while the server is down or closed it closes both and refuses.
+func (s *Server) accept(client, server net.Conn) (net.Conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down || s.closed {
+		client.Close()
+		server.Close()
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	}
-	client, server := net.Pipe()
 	s.n++
 	c := &conn{s: s, id: s.n, nc: server}
 	s.conns[c.id] = c
