@@ -30,6 +30,7 @@
 //	db.client.connection.pending_requests  UpDownCounter  {request}     Register
 //	db.client.connection.timeouts          Counter        {timeout}     Register
 //	pgsteady.pool.connection.opened        Counter        {connection}  Register
+//	pgsteady.pool.ping.timeout_waits       Counter        {ping}        Register
 //	db.client.connection.wait_time         Histogram      s             events    error.type (failures only)
 //	pgsteady.pool.retries                  Counter        {retry}       events    pgsteady.retry.class
 //	pgsteady.pool.ping.failures            Counter        {ping}        events
@@ -43,6 +44,8 @@
 // The state is "idle" or "used"; the count leaves out connections still being opened, so
 // idle + used can be below [pool.Stats].TotalConns for a moment. idle.max is the
 // pool's Size (a connection given back while Size are idle is closed); max is Size + Overflow.
+// ping.timeout_waits is [pool.Stats].PingTimeoutWaits: 0 wherever the pool can hedge its
+// pre-pings.
 // wait_time records every acquire attempt, in seconds: a failed one has error.type "timeout"
 // (it ended in [pool.ErrPoolTimeout]), "canceled" (the caller's ctx), "closed"
 // ([pool.ErrClosed]) or "_OTHER" (a connection error). The reasons and outcomes are the

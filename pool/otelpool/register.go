@@ -13,7 +13,8 @@ import (
 
 // Register publishes p's [pool.Pool.Stats] through instruments from o's MeterProvider, under
 // o's pool name: the connections by state, the limits, the callers waiting, the acquire
-// timeouts and the connections opened (see the package documentation). The values are read
+// timeouts, the connections opened and the callers that waited a whole PingTimeout for a
+// pre-ping (see the package documentation). The values are read
 // when the SDK collects; Unregister the returned registration before dropping the pool, or
 // with it. Register works whether or not o was given to p's [pool.WithObserver]: use both for
 // all the metrics.
@@ -23,9 +24,9 @@ func (o *Observer) Register(p *pool.Pool) (metric.Registration, error) {
 	}
 	m := o.mp.Meter(ScopeName)
 	var (
-		errs                              [6]error
+		errs                              [7]error
 		count, maxConns, idleMax, pending metric.Int64ObservableUpDownCounter
-		timeouts, opened                  metric.Int64ObservableCounter
+		timeouts, opened, pingWaits       metric.Int64ObservableCounter
 	)
 	count, errs[0] = connectionCount(m)
 	maxConns, errs[1] = m.Int64ObservableUpDownCounter("db.client.connection.max", metric.WithUnit("{connection}"),
@@ -38,6 +39,8 @@ func (o *Observer) Register(p *pool.Pool) (metric.Registration, error) {
 		metric.WithDescription("The number of connection timeouts that have occurred trying to obtain a connection from the pool."))
 	opened, errs[5] = m.Int64ObservableCounter("pgsteady.pool.connection.opened", metric.WithUnit("{connection}"),
 		metric.WithDescription("Connections opened."))
+	pingWaits, errs[6] = m.Int64ObservableCounter("pgsteady.pool.ping.timeout_waits", metric.WithUnit("{ping}"),
+		metric.WithDescription("Pre-pings whose caller waited the whole PingTimeout though the hedge delay was shorter: the pool could not hedge them."))
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, fmt.Errorf("otelpool: creating instruments: %w", err)
 	}
@@ -54,8 +57,9 @@ func (o *Observer) Register(p *pool.Pool) (metric.Registration, error) {
 		ob.ObserveInt64(pending, int64(st.Waiting), all)
 		ob.ObserveInt64(timeouts, st.AcquireTimeouts, all)
 		ob.ObserveInt64(opened, st.Opened, all)
+		ob.ObserveInt64(pingWaits, st.PingTimeoutWaits, all)
 		return nil
-	}, count, maxConns, idleMax, pending, timeouts, opened)
+	}, count, maxConns, idleMax, pending, timeouts, opened, pingWaits)
 	if err != nil {
 		return nil, fmt.Errorf("otelpool: registering the stats callback: %w", err)
 	}

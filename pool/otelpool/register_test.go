@@ -49,4 +49,7 @@ func TestRegisterPublishesUnderTheObserversPoolName(t *testing.T) {
 	if n, ok := oteltest.IntValue(r.Collect(t)["db.client.connection.max"], orders); !ok || n != int64(cfg.Size+cfg.Overflow) {
 		t.Errorf("db.client.connection.max{pool.name=orders} = %d (found: %v), want Size+Overflow = %d", n, ok, cfg.Size+cfg.Overflow)
 	}
+	if n, ok := oteltest.IntValue(r.Collect(t)["pgsteady.pool.ping.timeout_waits"], orders); !ok || n != 0 {
+		t.Errorf("pgsteady.pool.ping.timeout_waits{pool.name=orders} = %d (found: %v), want 0 (no pre-ping yet)", n, ok)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -260,6 +261,42 @@ func (r *contractRun) checkReactions() {
 	}
 	if n := r.logs.count("pgsteady: failover confirmed", ""); n != 0 {
 		r.violate("the logs confirm %d failovers, and the schedule has none", n)
+	}
+}
+
+// checkPings holds the hedged pre-ping to its promise, by counts: no caller waited a whole
+// PingTimeout for a pre-ping where the hedge delay was shorter (Stats.PingTimeoutWaits; a
+// caller may wait it where slow connects or pings made the hedge delay reach it). And every
+// failed pre-ping was either answered or hedged: each failed one was reported once, and each
+// connection closed for its pre-ping is one whose caller saw the ping fail, or one given up
+// after the hedge delay, so that FailedPings <= those closed <= FailedPings + HedgedPings (the
+// difference: hedged pings answered late). st is the pool's Stats after Close.
+func (r *contractRun) checkPings(st pool.Stats) {
+	if st.PingTimeoutWaits != 0 {
+		r.violate("Stats: %d callers waited a whole PingTimeout %v for a pre-ping that the hedge delay, shorter, should have given up (hedged %d, failed %d)",
+			st.PingTimeoutWaits, r.cfg.PingTimeout, st.HedgedPings, st.FailedPings)
+	}
+	if n := r.pings.failed.Load(); n != st.FailedPings {
+		r.violate("Stats say %d pre-pings failed, the observer was told of %d", st.FailedPings, n)
+	}
+	if n := r.pings.closed.Load(); n < st.FailedPings || n > st.FailedPings+st.HedgedPings {
+		r.violate("%d connections closed for a failed pre-ping; want from FailedPings %d to FailedPings + HedgedPings %d",
+			n, st.FailedPings, st.FailedPings+st.HedgedPings)
+	}
+}
+
+// pingLedger is an Observer that counts the failed pre-pings and the connections closed for
+// one.
+type pingLedger struct {
+	pool.BaseObserver
+	failed, closed atomic.Int64
+}
+
+func (l *pingLedger) PingFailed(context.Context, pool.PingEvent) { l.failed.Add(1) }
+
+func (l *pingLedger) ConnClosed(_ context.Context, e pool.CloseEvent) {
+	if e.Reason == pool.ClosePingFailed {
+		l.closed.Add(1)
 	}
 }
 

@@ -142,6 +142,7 @@ type contractRun struct {
 	gate    *gate
 	ro      *pool.Pool // the same database as a role whose sessions are read-only; nil through PgBouncer
 	logs    *reactionLog
+	pings   pingLedger // the pool's ping events
 
 	mu         sync.Mutex
 	calls      []*call
@@ -176,9 +177,11 @@ type tally struct {
 	faults     map[string]int
 	violations int
 	closeHeld  map[string]int
-	// Of the pool under test: pre-pings hedged (given up for another connection), and
-	// acquires that waited for a connection to come back rather than open one.
-	hedged, returnWaits int64
+	// Of the pool under test: pre-pings that failed, pre-pings hedged (given up for another
+	// connection), callers that waited a whole PingTimeout for a pre-ping where the hedge
+	// delay was shorter, and acquires that waited for a connection to come back rather than
+	// open one.
+	failedPings, hedged, pingTimeoutWaits, returnWaits int64
 }
 
 func (t *tally) add(o *tally) {
@@ -187,7 +190,9 @@ func (t *tally) add(o *tally) {
 	}
 	t.runs += o.runs
 	t.violations += o.violations
+	t.failedPings += o.failedPings
 	t.hedged += o.hedged
+	t.pingTimeoutWaits += o.pingTimeoutWaits
 	t.returnWaits += o.returnWaits
 	for k, v := range o.calls {
 		c := t.calls[k]
@@ -227,7 +232,8 @@ func (t *tally) String() string {
 	}
 	sort.Strings(hs)
 	fmt.Fprintf(&b, "held across Close: %s\n", strings.Join(hs, ", "))
-	fmt.Fprintf(&b, "pre-pings hedged %d, waits for a returning connection %d", t.hedged, t.returnWaits)
+	fmt.Fprintf(&b, "pre-pings failed %d, hedged %d, waited a whole PingTimeout the hedge delay would have spared %d; waits for a returning connection %d",
+		t.failedPings, t.hedged, t.pingTimeoutWaits, t.returnWaits)
 	return b.String()
 }
 
@@ -299,7 +305,7 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 	baseline := goroutineIDs()
 	r.logs = &reactionLog{}
 	nctx, cancel := context.WithTimeout(ctx, time.Minute)
-	r.p, err = pool.New(nctx, cfg, pool.WithLogger(slog.New(r.logs)))
+	r.p, err = pool.New(nctx, cfg, pool.WithLogger(slog.New(r.logs)), pool.WithObserver(&r.pings))
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -380,8 +386,9 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 		r.ro.Close() // its background work has ended: its Stats and its log lines are final
 	}
 	st := r.p.Stats()
-	r.tally.hedged, r.tally.returnWaits = st.HedgedPings, st.ReturnWaits
+	r.tally.failedPings, r.tally.hedged, r.tally.pingTimeoutWaits, r.tally.returnWaits = st.FailedPings, st.HedgedPings, st.PingTimeoutWaits, st.ReturnWaits
 	r.checkReactions()
+	r.checkPings(st)
 	r.checkGoroutines(baseline)
 	r.checkSockets()
 	for _, w := range workers {
