@@ -235,6 +235,9 @@ func (p *Pool) closing(c *pgx.Conn) {
 	if p.obs != nil {
 		p.obs.ConnClosed(context.Background(), CloseEvent{Reason: reason})
 	}
+	if p.returnWaiters.Load() > 0 {
+		p.wakeReturnWaiter()
+	}
 }
 
 // hardClose closes c's socket without a goodbye.

@@ -21,8 +21,8 @@ import (
 // long they have waited if no connection came back meanwhile (to anyone).
 
 // awaitReturn waits, when no connection is idle and one could be opened, until a connection
-// comes back or the pool needs more connections than are being opened (see above), or ctx
-// ends. It does nothing when a connection is idle or the pool is full (pgxpool then hands out
+// comes back or is destroyed (one in use that broke never comes back), or the pool needs more
+// connections than are being opened (see above), or ctx ends. It does nothing when a connection is idle or the pool is full (pgxpool then hands out
 // the idle one, or queues the caller for the next one back), or none is in use.
 func (p *Pool) awaitReturn(ctx context.Context) {
 	p.returnWaiters.Add(1)
@@ -76,9 +76,16 @@ func toOpen(waiters, inUse int64, hold, connect time.Duration, belowSize bool) i
 func (p *Pool) returnedOne() {
 	if p.returnWaiters.Load() > 0 {
 		p.returns.Add(1)
-		select {
-		case p.returned <- struct{}{}:
-		default:
-		}
+		p.wakeReturnWaiter()
+	}
+}
+
+// wakeReturnWaiter ends the wait of a caller in awaitReturn, if any: a connection came back,
+// or one was destroyed (one in use that broke never comes back; the caller opens one in its
+// place).
+func (p *Pool) wakeReturnWaiter() {
+	select {
+	case p.returned <- struct{}{}:
+	default:
 	}
 }

@@ -248,7 +248,7 @@ func runContract(t *testing.T, seed uint64) *contractRun {
 				t.Error(v)
 			}
 			t.Errorf("faults of the run (from its start):\n%s", r.timeline())
-			t.Errorf("%d violations; replay with:\n\tgo test -count=1 -run 'TestContract/seed=%d$' ./pool/ -contract.seed=%d -contract.run=%v -contract.workers=%d -contract.slack=%v -v",
+			t.Errorf("%d violations; replay with:\n\tgo -C internal/testkit test -count=1 -run 'TestContract/seed=%d$' ./itest/pool/ -contract.seed=%d -contract.run=%v -contract.workers=%d -contract.slack=%v -v",
 				len(r.violations), seed, seed, *contractRunLen, *contractWorkers, *contractSlack)
 		}
 	}()
