@@ -303,6 +303,14 @@ func TestFaultDatabaseDownIsNotAnExhaustedPool(t *testing.T) {
 		t.Fatalf("want a *retry.Error after several attempts, got %v", err)
 	}
 	t.Logf("caller saw: %v", err)
+	// Connects to a stopped server are refused, or, through Docker's port proxy, accepted and
+	// reset: either way a confirmed outage, and the next call's connects are paced.
+	if _, err := p.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("a statement succeeded on a stopped server")
+	}
+	if st := p.Stats(); st.Paced == 0 {
+		t.Fatalf("no connect paced after %d attempts on a stopped server: the outage was not confirmed", re.Attempts)
+	}
 	if err := s.StartServer(ctx); err != nil {
 		t.Fatal(err)
 	}
