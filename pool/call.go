@@ -160,11 +160,12 @@ func (cl *call) acquire() (_ *pgxpool.Conn, err error) {
 	if p.obs != nil {
 		t0 = time.Now()
 	}
-	if p.conns.idle.Load() == 0 {
-		p.awaitReturn(actx)
-	}
+	done := p.awaitConn(actx)
 	failed := p.connectFailedAt.Load() // a connect this Acquire makes begins after it
 	c, err := p.pgx.Acquire(actx)
+	if done != nil {
+		done.Add(1)
+	}
 	if p.obs != nil {
 		defer func() { p.obs.Acquired(cl.ctx, AcquireEvent{Wait: time.Since(t0), Err: err}) }()
 	}

@@ -36,6 +36,9 @@ type connState struct {
 type connTable struct {
 	m    sync.Map // *pgx.Conn -> *connState
 	idle atomic.Int64
+	// releasing counts the connections being given back: counted idle already, not yet in
+	// pgxpool's hands (see available).
+	releasing atomic.Int64
 
 	// staleBefore (unix nanoseconds): a connection last used at or before this instant is
 	// presumed dead without a ping, because a ping failed when this instant was set (the way
@@ -49,6 +52,14 @@ type connTable struct {
 	// when it was set (see failover.go). Connections busy at that moment are caught when they
 	// come back, however recently they were used.
 	openedBefore atomic.Int64
+}
+
+// available is how many idle connections pgxpool holds, as far as the pool counts: the idle
+// ones less those still being given back (idle is read first, so that a release counted in
+// it is either seen under way or complete).
+func (t *connTable) available() int64 {
+	idle := t.idle.Load()
+	return idle - t.releasing.Load()
 }
 
 func (t *connTable) get(c *pgx.Conn) *connState {
@@ -149,7 +160,11 @@ func (p *Pool) watchConnect(cc *pgx.ConnConfig) {
 // (the idle count is reserved atomically, so concurrent releases cannot overshoot);
 // otherwise connections beyond Size are closed once idle OverflowIdleTimeout (see
 // closeIdleOverflow).
-func (p *Pool) release(c *pgxpool.Conn) {
+func (p *Pool) release(c *pgxpool.Conn) { p.giveBack(c, true) }
+
+// giveBack is release; held says whether a caller held c (how long counts in the hold time),
+// or grow opened it for one.
+func (p *Pool) giveBack(c *pgxpool.Conn, held bool) {
 	pc := c.Conn()
 	st := p.conns.get(pc)
 	if st == nil || pc.IsClosed() || pc.PgConn().IsBusy() || pc.PgConn().TxStatus() != 'I' {
@@ -161,17 +176,22 @@ func (p *Pool) release(c *pgxpool.Conn) {
 		c.Release()
 		return
 	}
+	p.conns.releasing.Add(1)
 	if p.cfg.OverflowIdleTimeout > 0 {
 		p.conns.idle.Add(1)
 	} else if !reserveIdle(&p.conns.idle, p.cfg.Size) {
+		p.conns.releasing.Add(-1)
 		p.closeOverflow(c, st)
 		return
 	}
 	now := time.Now().UnixNano()
-	p.holdTime.observe(time.Duration(now - st.acquired.Load()))
+	if held {
+		p.holdTime.observe(time.Duration(now - st.acquired.Load()))
+	}
 	st.lastUsed.Store(now)
 	st.idle.Store(true)
 	c.Release()
+	p.conns.releasing.Add(-1)
 	p.returnedOne()
 }
 
@@ -236,6 +256,7 @@ func (p *Pool) closing(c *pgx.Conn) {
 		p.obs.ConnClosed(context.Background(), CloseEvent{Reason: reason})
 	}
 	if p.returnWaiters.Load() > 0 {
+		p.lost.Add(1)
 		p.wakeReturnWaiter()
 	}
 }

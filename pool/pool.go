@@ -54,10 +54,16 @@ type Pool struct {
 	horizon         horizon
 	pingRTT         ewma // successful pre-pings, for the hedge delay
 	connectTime     ewma // connections opened, authentication included, for the hedge delay and spikes
-	holdTime        ewma // how long callers hold a connection, for spikes (see awaitReturn)
+	holdTime        ewma // how long callers hold a connection, for spikes (see awaitConn)
 
-	returnWaiters atomic.Int64    // callers in awaitReturn
-	returns       atomic.Int64    // connections that came back while callers were in awaitReturn
+	claims        atomic.Int64    // callers sent to take an idle connection (see claimIdle)...
+	claimsDone    atomic.Int64    // ... and those of them whose acquire has returned
+	opening       atomic.Int64    // callers sent to open a connection beyond Size (see awaitConn)...
+	openingDone   atomic.Int64    // ... and those of them whose acquire has returned
+	returnWaiters atomic.Int64    // callers waiting in awaitConn
+	growing       atomic.Int64    // connections grow is opening for them
+	lost          atomic.Int64    // connections destroyed, or that grow failed to open, while callers waited
+	returns       atomic.Int64    // connections that came back while callers waited in awaitConn
 	returned      chan struct{}   // a connection came back (see returnedOne)
 	expect        atomic.Int32    // expectPrimary or expectStandby: whether recovery means failover
 	probeCfg      *pgxpool.Config // for connections the pool opens outside pgxpool, to check a suspicion
@@ -287,7 +293,7 @@ func (p *Pool) start(ctx context.Context) error {
 	conns := make([]*pgxpool.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
-			p.release(c)
+			p.giveBack(c, false) // held while the others opened: no caller's hold
 		}
 	}()
 	for range n {

@@ -9,23 +9,21 @@ func TestToOpen(t *testing.T) {
 	t.Parallel()
 	const ms = time.Millisecond
 	for _, tt := range []struct {
-		name           string
-		waiters, inUse int64
-		hold, connect  time.Duration
-		belowSize      bool
-		want           int64
+		name          string
+		waiters, open int64
+		hold, connect time.Duration
+		want          int64
 	}{
-		{"a burst on one connection held 1 ms, connect 15 ms: 39 waiters need 2 more, 1 at once", 39, 1, ms, 15 * ms, false, 1},
-		{"a burst on two connections held 5 ms: 13 more needed, still 1 at once", 39, 2, 5 * ms, 15 * ms, false, 1},
-		{"the same below Size: 2 at once (doubling)", 39, 2, 5 * ms, 15 * ms, true, 2},
-		{"the same burst on four connections: waiting is quicker", 39, 4, ms, 15 * ms, false, -1},
-		{"hold not known yet: wait first", 39, 1, 0, 15 * ms, true, 0},
-		{"held a connect time already: open one for the one waiter", 1, 1, 15 * ms, 15 * ms, false, 1},
-		{"long holds: open, at most doubling", 20, 2, time.Second, 15 * ms, false, 2},
+		{"a burst on one connection held 1 ms, connect 15 ms: 39 waiters need 2 more, 1 at once", 39, 1, ms, 15 * ms, 1},
+		{"a burst on two connections held 5 ms: 13 more needed, still 1 at once", 39, 2, 5 * ms, 15 * ms, 1},
+		{"the same burst on four connections: waiting is quicker", 39, 4, ms, 15 * ms, -1},
+		{"hold not known yet: wait first", 39, 1, 0, 15 * ms, 0},
+		{"held a connect time already: open one for the one waiter", 1, 1, 15 * ms, 15 * ms, 1},
+		{"long holds: open, at most doubling", 20, 2, time.Second, 15 * ms, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := toOpen(tt.waiters, tt.inUse, tt.hold, tt.connect, tt.belowSize); got != tt.want {
-				t.Fatalf("toOpen(%d, %d, %v, %v, %v) = %d, want %d", tt.waiters, tt.inUse, tt.hold, tt.connect, tt.belowSize, got, tt.want)
+			if got := toOpen(tt.waiters, tt.open, tt.hold, tt.connect); got != tt.want {
+				t.Fatalf("toOpen(%d, %d, %v, %v) = %d, want %d", tt.waiters, tt.open, tt.hold, tt.connect, got, tt.want)
 			}
 		})
 	}
