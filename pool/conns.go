@@ -163,7 +163,7 @@ func (p *Pool) watchConnect(cc *pgx.ConnConfig) {
 func (p *Pool) release(c *pgxpool.Conn) { p.giveBack(c, true) }
 
 // giveBack is release; held says whether a caller held c (how long counts in the hold time),
-// or grow opened it for one.
+// or the pool itself (grow, New's warm-up).
 func (p *Pool) giveBack(c *pgxpool.Conn, held bool) {
 	pc := c.Conn()
 	st := p.conns.get(pc)

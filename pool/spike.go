@@ -30,7 +30,7 @@ import (
 // Callers go to pgxpool only with a claim on an idle connection, or counted among the openers
 // (claimIdle, openOne): callers of a burst that all saw a connection idle, or all saw that one
 // more could open, went to pgxpool together, and each that found no idle connection there
-// opened one (a pool of Size 10 opened its 20 overflow connections at once).
+// opened one (in a traced run, 28 started opening at once).
 
 // claimIdle counts the caller among the claims, callers on their way to an idle connection,
 // if that leaves none of them without one; once its acquire has returned, the caller counts
@@ -61,11 +61,12 @@ func (p *Pool) claimIdle(pgxIdle bool) bool {
 // awaitConn is the spike rule, for a caller about to acquire: it returns at once, with a claim
 // on an idle connection, when one is idle and not claimed by another caller; else it waits
 // until a connection comes back (and claims it), or the pool needs more connections than are
-// being opened (see above: then the caller opens one), or ctx ends; a connection destroyed
-// (one in use that broke never comes back) makes it look again at once. It does not wait when the
-// pool is full (pgxpool queues the caller for the next connection back), or has no connection
-// open. It returns where the caller counts itself once its acquire has returned
-// (p.claimsDone or p.openingDone), if awaitConn counted it among the claims or the openers.
+// being opened (see above: then the caller opens one), or a connection is lost (one in use
+// that broke never comes back, or grow failed to open one: the caller opens one), or ctx ends.
+// It does not wait when the pool is full (pgxpool queues the caller for the next connection
+// back), or has no connection open. It returns where the caller counts itself once its
+// acquire has returned (p.claimsDone or p.openingDone), if it counted the caller among the
+// claims or the openers.
 func (p *Pool) awaitConn(ctx context.Context) *atomic.Int64 {
 	if p.claimIdle(false) {
 		return &p.claimsDone
@@ -79,7 +80,7 @@ func (p *Pool) awaitConn(ctx context.Context) *atomic.Int64 {
 			return &p.claimsDone
 		}
 		if p.lost.Load() != lost {
-			return nil // a connection will not come back, or did not open (see grow): open one
+			return nil // lost: open one
 		}
 		s := p.pgx.Stat()
 		total, open := int(s.TotalConns()), int64(s.TotalConns()-s.ConstructingConns())
