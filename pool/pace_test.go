@@ -81,6 +81,7 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 		name       string
 		fault      func(s *pgfake.Server, d *faultyDial)
 		readers    int  // reading at once while the fault lasts
+		silent     bool // stalled flows are never reset: connects wait out the connect timeout
 		wantPacing bool // connections opened after the fault are paced
 	}{
 		{
@@ -97,6 +98,13 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 			name:    "one connect refused, the next one works: not an outage",
 			fault:   func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.refusals = 1 }) },
 			readers: 1,
+		},
+		{
+			name:       "connects unanswered within the connect timeout one after the other: the server is hung",
+			fault:      func(_ *pgfake.Server, d *faultyDial) { d.set(func(d *faultyDial) { d.stalled = true }) },
+			readers:    1,
+			silent:     true,
+			wantPacing: true,
 		},
 		{
 			name:       "connects refused one after the other: the server is down",
@@ -123,7 +131,7 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 				s := fakeServer(t, func(pgfake.Query) pgfake.Reply { return oneRow })
 				d := &faultyDial{s: s}
 				p := fakePool(t, s, func(c *config.Config) {
-					c.Size, c.Overflow, c.LazyStart = 4, 0, true
+					c.Size, c.Overflow, c.LazyStart, c.ConnectTimeout = 4, 0, true, 500*time.Millisecond
 				}, pool.WithPgxConfig(func(pc *pgxpool.Config) { pc.ConnConfig.DialFunc = d.dial }))
 
 				tt.fault(s, d)
@@ -136,9 +144,12 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 						p.Idempotent().QueryRow(ctx, "SELECT 1").Scan(&n) // fails while the server is down
 					})
 				}
-				synctest.Wait() // every reader is connecting, or waiting to retry
-				d.reset()
+				if !tt.silent {
+					synctest.Wait() // every reader is connecting, or waiting to retry
+					d.reset()
+				}
 				wg.Wait()
+				d.reset()
 				d.set(func(d *faultyDial) { d.resets = 0 })
 				s.Down(false)
 				s.Refuse(nil)
