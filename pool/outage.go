@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -74,26 +76,59 @@ func (p *Pool) probeServer(err error) {
 // byte, S or N, before any authentication, from a process of its own.
 var sslRequest = []byte{0, 0, 0, 8, 4, 210, 22, 47}
 
-// answers dials the pool's server as a connection would (its DialFunc, every host of its
-// connection string) and asks each for TLS, within PingTimeout in all: nil as soon as one
-// answers, otherwise why the last did not.
+// answers dials the pool's server as a connection would (every address of every host of its
+// connection string, see addresses, through its DialFunc) and asks each for TLS, within
+// PingTimeout in all: nil as soon as one answers, otherwise why the last did not.
 func (p *Pool) answers(ctx context.Context) error {
 	cc := p.probeCfg.ConnConfig
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PingTimeout)
 	defer cancel()
-	hosts := append([]*pgconn.FallbackConfig{{Host: cc.Host, Port: cc.Port}}, cc.Fallbacks...)
-	var err error
-	for _, h := range hosts {
-		if err = askTLS(ctx, cc.DialFunc, h.Host, h.Port); err == nil {
+	addrs, err := addresses(ctx, &cc.Config)
+	if len(addrs) == 0 && err == nil {
+		err = errors.New("the connection string resolves to no address")
+	}
+	for _, a := range addrs {
+		if err = askTLS(ctx, cc.DialFunc, a.network, a.address); err == nil {
 			return nil
 		}
 	}
 	return err
 }
 
-// askTLS sends an SSLRequest to host:port over a new connection and reads the answer.
-func askTLS(ctx context.Context, dial pgconn.DialFunc, host string, port uint16) error {
-	network, addr := pgconn.NetworkAddress(host, port)
+// address is a network and an address to dial.
+type address struct{ network, address string }
+
+// addresses lists where pgconn dials for cc: each host of the connection string in turn, a
+// Unix socket as it is, any other host resolved through cc's LookupFunc (the application's
+// resolver, if it set one), whose answers may carry a port of their own. err is the last
+// lookup's failure, if any.
+func addresses(ctx context.Context, cc *pgconn.Config) (addrs []address, err error) {
+	hosts := append([]*pgconn.FallbackConfig{{Host: cc.Host, Port: cc.Port}}, cc.Fallbacks...)
+	for _, h := range hosts {
+		if network, addr := pgconn.NetworkAddress(h.Host, h.Port); network == "unix" || cc.LookupFunc == nil {
+			addrs = append(addrs, address{network, addr})
+			continue
+		}
+		ips, lerr := cc.LookupFunc(ctx, h.Host)
+		if lerr != nil {
+			err = lerr
+		}
+		for _, ip := range ips {
+			host, port := ip, h.Port
+			if sh, sp, serr := net.SplitHostPort(ip); serr == nil {
+				if n, perr := strconv.ParseUint(sp, 10, 16); perr == nil {
+					host, port = sh, uint16(n)
+				}
+			}
+			network, addr := pgconn.NetworkAddress(host, port)
+			addrs = append(addrs, address{network, addr})
+		}
+	}
+	return addrs, err
+}
+
+// askTLS sends an SSLRequest over a new connection to addr and reads the answer.
+func askTLS(ctx context.Context, dial pgconn.DialFunc, network, addr string) error {
 	nc, err := dial(ctx, network, addr)
 	if err != nil {
 		return err

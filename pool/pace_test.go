@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -165,4 +166,61 @@ func TestConnectPacingWaitsForAConfirmedOutage(t *testing.T) {
 			})
 		})
 	}
+}
+
+// The server is named through the application's own resolver (pgx's LookupFunc: service
+// discovery, a failover's stable name), which the system's does not know. The probe that
+// checks whether a server answers after a connect was cut dials the server as connections do,
+// through that resolver: dialled by its name, it found nothing, and took every cut connect
+// for an outage.
+func TestTheOutageProbeFindsTheServerAsConnectionsDo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := fakeServer(t, func(pgfake.Query) pgfake.Reply { return oneRow })
+		d := &faultyDial{s: s}
+		cfg, err := config.Parse(strings.Replace(pgfake.DSN, "127.0.0.1:5432", "db.service.internal:5432", 1) + "&pgsteady_allow_insecure=true")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Size, cfg.Overflow, cfg.LazyStart = 4, 0, true
+		p, err := pool.New(t.Context(), cfg, pool.WithPgxConfig(func(pc *pgxpool.Config) {
+			pc.ConnConfig.LookupFunc = func(_ context.Context, host string) ([]string, error) {
+				if host != "db.service.internal" {
+					return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+				}
+				return []string{"10.1.2.3"}, nil
+			}
+			pc.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if addr != "10.1.2.3:5432" {
+					return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: addr, IsNotFound: true}}
+				}
+				return d.dial(ctx, network, addr)
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+
+		d.set(func(d *faultyDial) { d.stalled = true })
+		read := make(chan error)
+		go func() {
+			var v string
+			read <- p.Idempotent().QueryRow(t.Context(), "SELECT 1").Scan(&v)
+		}()
+		synctest.Wait() // the read's connect is stalled
+		d.reset()
+		if err := <-read; err != nil {
+			t.Fatalf("read across a cut connect: %v", err)
+		}
+		synctest.Wait() // the probe has settled
+
+		p.Reset()
+		var v string
+		if err := p.Idempotent().QueryRow(t.Context(), "SELECT 1").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if st := p.Stats(); st.Paced != 0 {
+			t.Fatalf("%d connections paced: the probe did not find the server its connections reach", st.Paced)
+		}
+	})
 }
